@@ -1,0 +1,572 @@
+"""The connector base class: the one request loop, paging loop and error table.
+
+A connector module is mostly declarations (paths, paginator, auth, field
+map, what the system can hold); everything that moves bytes lives here and
+is never re-implemented per system:
+
+- ``request`` sends through one ``httpx.AsyncClient`` with bounded
+  concurrency and an optional rate limiter, classifies the answer through
+  ``error_table`` and retries transient failures with stamina (exponential
+  backoff with jitter, bounded in attempts and time; 429 waits
+  ``Retry-After`` when the API sent one). A request that is not idempotent
+  (a create without an identity slot) is retried only when it provably never
+  reached the server, or was refused with 429; otherwise the engine recovers
+  the identity before creating again.
+- ``pages`` walks every listing of the system to its end.
+- ``read`` maps one vendor record to a :class:`~connectors.model.RemoteCustomer`;
+  a record that cannot be mapped comes back with a ``problem`` naming the
+  canonical field, never as an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+import stamina
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connectors.auth import retry_after_seconds
+from connectors.errors import (
+    AuthError,
+    ConnectorError,
+    FatalError,
+    NotFoundError,
+    NotSupportedError,
+    RateLimitedError,
+    RejectedError,
+    RetriableError,
+)
+from connectors.model import CANONICAL_FIELDS, Customer, FieldProblem, RemoteCustomer
+from connectors.pagination import LoopGuard, Paginator
+from connectors.ratelimit import RateLimiter
+
+log = structlog.get_logger("custsync.connector")
+
+
+class ConnectionSettings(BaseModel):
+    """What every connection accepts; each system adds its credentials.
+
+    Secrets are ``SecretStr`` in the subclasses so that no repr, log line or
+    error message can show them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system: str
+    base_url: str
+    max_concurrency: int = Field(default=16, ge=1, le=512)
+    requests_per_second: float | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+    retry_attempts: int = Field(default=8, ge=1, le=50)
+    retry_timeout_s: float = Field(default=300.0, gt=0)
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What a system can hold, declared by its connector.
+
+    Attributes:
+        fields: canonical fields the system keeps (a round trip preserves them).
+        required: canonical fields a create needs.
+        limits: maximum length of canonical text fields.
+        identity_slot: the system stores our external_id and finds a record by it.
+        archive: the system has an archived / inactive state.
+        natural_keys: canonical fields usable to find a record again
+            (``match_on``) when there is no identity slot.
+    """
+
+    fields: frozenset[str]
+    required: frozenset[str] = frozenset({"name"})
+    limits: Mapping[str, int] = field(default_factory=dict)
+    identity_slot: bool = False
+    archive: bool = True
+    natural_keys: tuple[str, ...] = ("tax_id", "email")
+    formats: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """canonical field → (regular expression it must match fully, what it means)."""
+
+
+@dataclass(frozen=True)
+class ErrorRule:
+    """What an HTTP status means for the caller."""
+
+    error: type[ConnectorError]
+    message: str
+
+
+#: Status → action, after the Airbyte CDK's default error mapping. A connector
+#: with odd semantics overrides entries, never the control flow.
+DEFAULT_ERROR_TABLE: Mapping[int, ErrorRule] = {
+    400: ErrorRule(RejectedError, "rejected the record"),
+    401: ErrorRule(AuthError, "refused the credentials"),
+    403: ErrorRule(AuthError, "denied access"),
+    404: ErrorRule(NotFoundError, "has no such record"),
+    405: ErrorRule(NotSupportedError, "does not allow this operation"),
+    408: ErrorRule(RetriableError, "timed out"),
+    409: ErrorRule(RejectedError, "reported a conflict"),
+    422: ErrorRule(RejectedError, "could not process the record"),
+    429: ErrorRule(RateLimitedError, "is rate limiting us"),
+}
+_SERVER_ERROR = ErrorRule(RetriableError, "had a server error")
+_OTHER_CLIENT_ERROR = ErrorRule(RejectedError, "refused the request")
+
+#: Transport errors raised before the request could have reached the server:
+#: safe to retry even for a create.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One listing to walk: Bigcapital needs two (active and inactive)."""
+
+    path: str
+    params: Mapping[str, str | int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    """The record a create made, or found (``existed``: idempotent replay)."""
+
+    remote: RemoteCustomer
+    existed: bool = False
+
+
+class FieldMappingError(ValueError):
+    """A vendor record (or a canonical one) cannot be mapped; names the field.
+
+    Args:
+        field: the canonical field at fault.
+        reason: what is wrong, without the value when it may be personal data.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class Connector(ABC):
+    """Base of every system's connector.
+
+    Args:
+        name: the connection's name in the config file.
+        settings: the connection's validated settings.
+        transport: an httpx transport (tests pass ``httpx.ASGITransport``).
+        limiter: shared requests-per-second limiter, when configured.
+    """
+
+    system: ClassVar[str]
+    settings_model: ClassVar[type[ConnectionSettings]]
+    spec: ClassVar[TargetSpec]
+    paginator: ClassVar[Paginator]
+    error_table: ClassVar[Mapping[int, ErrorRule]] = DEFAULT_ERROR_TABLE
+    #: vendor field name → canonical field, to name fields in refusals.
+    vendor_fields: ClassVar[Mapping[str, str]] = {}
+    #: ``str.format`` templates; ``{id}`` is the record id.
+    create_path: ClassVar[str]
+    item_path: ClassVar[str]
+    update_method: ClassVar[str] = "PUT"
+
+    def __init__(
+        self,
+        name: str,
+        settings: ConnectionSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self._transport = transport
+        self._limiter = limiter
+        self._slots = asyncio.Semaphore(settings.max_concurrency)
+        self._client: httpx.AsyncClient | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def __aenter__(self) -> Connector:
+        self._client = httpx.AsyncClient(
+            base_url=self.settings.base_url.rstrip("/"),
+            auth=self.auth(),
+            timeout=self.settings.timeout_s,
+            transport=self._transport,
+            headers={"User-Agent": "custsync/0.1", "Accept": "application/json"},
+            limits=httpx.Limits(max_connections=self.settings.max_concurrency),
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- declarations each system provides ------------------------------
+
+    @property
+    @abstractmethod
+    def tenant(self) -> str:
+        """The account this connection reads, as part of each external_id."""
+
+    @abstractmethod
+    def auth(self) -> httpx.Auth:
+        """The auth flow for every request."""
+
+    @abstractmethod
+    def listings(self) -> Sequence[Listing]:
+        """Every listing that together returns all customers, active and not."""
+
+    @abstractmethod
+    def to_canonical(self, raw: Mapping[str, Any]) -> Customer:
+        """Map a vendor record to the canonical customer.
+
+        Raises:
+            FieldMappingError: a field cannot be mapped.
+        """
+
+    @abstractmethod
+    def to_payload(self, customer: Customer, external_id: str, *, create: bool) -> dict[str, Any]:
+        """Map a canonical customer to the vendor's write body.
+
+        Raises:
+            FieldMappingError: a field cannot be expressed in this system.
+        """
+
+    def record_id(self, raw: Mapping[str, Any]) -> str:
+        """The vendor id of a record."""
+        value = raw["id"]
+        if value is None or value == "":
+            raise KeyError("id")
+        return str(value)
+
+    def external_id_of(self, raw: Mapping[str, Any]) -> str | None:
+        """The identity a record holds in the system's own slot, if any."""
+        return None
+
+    def updated_at_of(self, raw: Mapping[str, Any]) -> datetime | None:
+        """The record's last-modified time, if the system sends one."""
+        for key in ("updated_at", "updatedAt", "updated"):
+            value = raw.get(key)
+            if isinstance(value, str):
+                try:
+                    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+                except ValueError:
+                    return None
+        return None
+
+    # -- what the target can hold -----------------------------------------
+
+    def shape(self, customer: Customer, *, truncate: bool = False) -> Customer:
+        """The customer as this system will hold it: what gets fingerprinted.
+
+        Fields the system does not keep become ``None``; with ``truncate``,
+        over-long text is cut to the system's limit. Connectors whose
+        mapping folds fields (Piriod's single address line) override this
+        and call ``super().shape``.
+        """
+        kept = self.spec.fields | {"kind", "name", "active"}
+        changes: dict[str, Any] = {f: None for f in CANONICAL_FIELDS if f not in kept}
+        if truncate:
+            for name, limit in self.spec.limits.items():
+                value = changes.get(name, getattr(customer, name))
+                if isinstance(value, str) and len(value) > limit:
+                    changes[name] = value[:limit].rstrip()
+        return customer.model_copy(update=changes) if changes else customer
+
+    def problems(self, shaped: Customer) -> list[FieldProblem]:
+        """Why this system cannot take the (shaped) customer, field by field.
+
+        Checks the declared ``required``, ``limits`` and ``formats``, then
+        :meth:`extra_problems` for rules that depend on several fields.
+        """
+        found: list[FieldProblem] = []
+        for name in sorted(self.spec.required):
+            if getattr(shaped, name) in (None, ""):
+                found.append(FieldProblem(name, f"required by {self.system}, missing in the source record"))
+        for name, limit in sorted(self.spec.limits.items()):
+            value = getattr(shaped, name)
+            if isinstance(value, str) and len(value) > limit:
+                found.append(
+                    FieldProblem(name, f"{len(value)} characters, {self.system} keeps at most {limit}")
+                )
+        for name, (pattern, meaning) in sorted(self.spec.formats.items()):
+            value = getattr(shaped, name)
+            if isinstance(value, str) and re.fullmatch(pattern, value) is None:
+                found.append(FieldProblem(name, f"{self.system} needs {meaning}"))
+        return found + self.extra_problems(shaped)
+
+    def extra_problems(self, shaped: Customer) -> list[FieldProblem]:
+        """Rules that span fields (Piriod: tax_id required for regulated countries)."""
+        return []
+
+    # -- identity ---------------------------------------------------------
+
+    def external_id_for(self, remote_id: str) -> str:
+        """The external_id of a record that originates in this connection."""
+        return f"{self.system}:{self.tenant}:{remote_id}"
+
+    # -- reads ------------------------------------------------------------
+
+    def read(self, raw: Any) -> RemoteCustomer:
+        """Map one listed record; failures become a ``problem``, never raise."""
+        if not isinstance(raw, Mapping):
+            return RemoteCustomer(id="?", customer=None, problem=FieldProblem("id", "record is not an object"))
+        try:
+            remote_id = self.record_id(raw)
+        except (KeyError, TypeError, ValueError):
+            return RemoteCustomer(id="?", customer=None, problem=FieldProblem("id", "record has no id"))
+        external_id = _safe(lambda: self.external_id_of(raw))
+        updated_at = _safe(lambda: self.updated_at_of(raw))
+        try:
+            customer = self.to_canonical(raw)
+        except FieldMappingError as exc:
+            problem = FieldProblem(exc.field, exc.reason)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = str(first["loc"][0]) if first["loc"] else "record"
+            problem = FieldProblem(where, f"{first['msg']} (in {self.system})")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            problem = FieldProblem("record", f"unreadable {self.system} record: {type(exc).__name__}")
+        else:
+            return RemoteCustomer(remote_id, customer, None, external_id, updated_at)
+        return RemoteCustomer(remote_id, None, problem, external_id, updated_at)
+
+    async def pages(self) -> AsyncIterator[list[RemoteCustomer]]:
+        """Yield every customer, page by page, across all listings."""
+        for listing in self.listings():
+            guard = LoopGuard()
+            page = self.paginator.first(listing.path, listing.params)
+            while page is not None:
+                guard.check(page)
+                response = await self.request("GET", page.url, params=page.params, op="list")
+                body = _json(response)
+                yield [self.read(raw) for raw in self.paginator.records(body)]
+                page = self.paginator.next(page, body)
+
+    async def get(self, remote_id: str) -> RemoteCustomer:
+        """Fetch one record by id."""
+        response = await self.request("GET", self.item_path.format(id=remote_id), op="get")
+        return self.read(_json(response))
+
+    async def find_by_external_id(self, external_id: str) -> list[RemoteCustomer] | None:
+        """Records holding ``external_id`` in the identity slot.
+
+        Returns:
+            The matches, or ``None`` when the system has no identity slot.
+        """
+        return None
+
+    async def check(self) -> None:
+        """Prove the credentials work with one cheap read."""
+        listing = self.listings()[0]
+        page = self.paginator.first(listing.path, listing.params)
+        await self.request("GET", page.url, params=page.params, op="check")
+
+    # -- writes -----------------------------------------------------------
+
+    async def create(self, customer: Customer, external_id: str) -> CreateResult:
+        """Create a record (active; the engine archives afterwards if needed)."""
+        body = self.to_payload(customer, external_id, create=True)
+        response = await self.request(
+            "POST", self.create_path, json=body, op="create", idempotent=self.spec.identity_slot
+        )
+        return CreateResult(self.read(_json(response)), existed=response.status_code == 200)
+
+    async def update(self, remote_id: str, customer: Customer, external_id: str) -> None:
+        """Write every field the system keeps."""
+        body = self.to_payload(customer, external_id, create=False)
+        await self.request(self.update_method, self.item_path.format(id=remote_id), json=body, op="update")
+
+    async def set_active(self, remote_id: str, active: bool) -> None:
+        """Archive (``active=False``) or re-activate a record.
+
+        Raises:
+            NotSupportedError: the system has no archived state.
+        """
+        raise NotSupportedError(f"{self.system} has no archived state")
+
+    async def delete(self, remote_id: str) -> None:
+        """Delete a record permanently."""
+        await self.request("DELETE", self.item_path.format(id=remote_id), op="delete")
+
+    # -- the one request loop ---------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        op: str,
+        params: Mapping[str, str | int] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+        ok: frozenset[int] = frozenset(),
+    ) -> httpx.Response:
+        """Send one request with retries; return a 2xx (or ``ok``) response.
+
+        Args:
+            method: HTTP method.
+            url: path under the base URL, or an absolute URL (``next`` links).
+            op: what we are doing, for messages (``list``, ``create``...).
+            params: query parameters.
+            json: the body.
+            headers: extra headers (idempotency keys).
+            idempotent: ``False`` for a create the server could apply twice.
+            ok: extra statuses to return instead of raising.
+
+        Raises:
+            RetriableError: still failing after the retry budget.
+            FatalError: credentials refused or the system cannot be used.
+            RecordError: the system refused this record.
+        """
+
+        def backoff(exc: Exception) -> bool | float:
+            if isinstance(exc, RateLimitedError):
+                return min(exc.retry_after, 300.0) if exc.retry_after else True
+            if not isinstance(exc, RetriableError):
+                return False
+            return idempotent or isinstance(exc.__cause__, _NEVER_SENT)
+
+        async for attempt in stamina.retry_context(
+            on=backoff,
+            attempts=self.settings.retry_attempts,
+            timeout=self.settings.retry_timeout_s,
+            wait_initial=0.2,
+            wait_max=20.0,
+        ):
+            with attempt:
+                return await self._send(method, url, op=op, params=params, json=json, headers=headers, ok=ok)
+        raise AssertionError("unreachable")  # pragma: no cover - stamina re-raises
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        op: str,
+        params: Mapping[str, str | int] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        ok: frozenset[int],
+    ) -> httpx.Response:
+        if self._client is None:
+            raise RuntimeError("use the connector as an async context manager")
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        async with self._slots:
+            try:
+                response = await self._client.request(
+                    method, url, params=dict(params) if params else None, json=json, headers=headers
+                )
+            except ConnectorError:
+                raise  # raised by an auth flow (token endpoint refused or limited)
+            except httpx.TransportError as exc:
+                raise RetriableError(f"{self.system} {op}: {type(exc).__name__}") from exc
+        if response.is_success or response.status_code in ok:
+            return response
+        raise self.classify(response, op)
+
+    def classify(self, response: httpx.Response, op: str) -> ConnectorError:
+        """Turn a non-2xx response into the error the caller acts on."""
+        status = response.status_code
+        rule = self.error_table.get(status) or (_SERVER_ERROR if status >= 500 else _OTHER_CLIENT_ERROR)
+        head = f"{self.system} {rule.message} ({op}, HTTP {status})"
+        if rule.error is RateLimitedError:
+            return RateLimitedError(head, retry_after_seconds(response))
+        problems = self.parse_error(response)
+        canonical = [(self.vendor_fields.get(f, f) if f else None, m) for f, m in problems]
+        detail = "; ".join(f"{f}: {m}" if f else m for f, m in canonical)
+        message = f"{head}: {detail}" if detail else head
+        if issubclass(rule.error, RejectedError | NotFoundError):
+            first_field = next((f for f, _ in canonical if f), None)
+            return rule.error(message, field=first_field)
+        if rule.error is FatalError or issubclass(rule.error, FatalError):
+            return rule.error(head)  # a refusal of credentials: nothing else to say
+        return rule.error(message)
+
+    def parse_error(self, response: httpx.Response) -> list[tuple[str | None, str]]:
+        """(vendor field or None, message) pairs from any of the vendors' error shapes."""
+        try:
+            body = response.json()
+        except ValueError:
+            return []
+        return _problems(body)
+
+
+def _problems(body: Any) -> list[tuple[str | None, str]]:
+    if isinstance(body, list):
+        return [(None, str(m)) for m in body][:10]
+    if not isinstance(body, dict):
+        return []
+    if isinstance(body.get("details"), dict):  # Thredfi validation
+        return _field_lists(body["details"])
+    message = body.get("message")
+    if isinstance(message, list):  # NestJS class-validator: "email must be an email"
+        return [(str(m).split(" ", 1)[0] or None, str(m)) for m in message][:10]
+    if isinstance(body.get("errors"), list):  # Bigcapital business rules
+        return [
+            (None, f"{e.get('type', 'ERROR')}: {e.get('message', '')}".strip(": "))
+            for e in body["errors"]
+            if isinstance(e, dict)
+        ][:10]
+    for key in ("detail", "message", "error"):
+        if isinstance(body.get(key), str):
+            return [(None, body[key])]
+    return _field_lists(body)  # Django REST: {"name": ["This field is required."]}
+
+
+def _field_lists(fields: Mapping[str, Any], prefix: str = "") -> list[tuple[str | None, str]]:
+    out: list[tuple[str | None, str]] = []
+    for key, value in fields.items():
+        name = None if key in {"non_field_errors", "__all__"} else f"{prefix}{key}"
+        if isinstance(value, list):
+            out.extend((name, str(v)) for v in value if not isinstance(v, dict | list))
+        elif isinstance(value, dict):
+            out.extend(_field_lists(value, prefix=f"{prefix}{key}."))
+        else:
+            out.append((name, str(value)))
+    return out[:10]
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise RetriableError(f"unreadable JSON body (HTTP {response.status_code})") from exc
+
+
+def _safe(fn: Any) -> Any:
+    try:
+        return fn()
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def host_of(url: str) -> str:
+    """The host (and port) of a base URL, as a tenant of last resort."""
+    return urlsplit(url).netloc or url
+
+
+__all__ = [
+    "DEFAULT_ERROR_TABLE",
+    "ConnectionSettings",
+    "Connector",
+    "CreateResult",
+    "ErrorRule",
+    "FieldMappingError",
+    "Listing",
+    "TargetSpec",
+    "host_of",
+]

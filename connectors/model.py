@@ -1,0 +1,136 @@
+"""The canonical customer every connector maps to and from.
+
+Field names are user-facing (product.md): they appear in pipeline
+``defaults``, dry-run diffs and quarantine reasons, so they never change
+without the README and product contract changing with them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Kind = Literal["company", "individual"]
+
+
+class Customer(BaseModel):
+    """One customer in the canonical shape.
+
+    Every optional field is ``None`` when the source does not hold it; empty
+    strings are normalised to ``None`` by :func:`clean` so that "missing" has
+    exactly one spelling and fingerprints stay stable.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Kind = "company"
+    name: str
+    company_name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    mobile: str | None = None
+    website: str | None = None
+    address_line1: str | None = None
+    address_line2: str | None = None
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+    tax_id: str | None = None
+    tax_system: str | None = None
+    invoice_use: str | None = None
+    currency: str | None = None
+    notes: str | None = None
+    active: bool = True
+
+
+CANONICAL_FIELDS: tuple[str, ...] = tuple(Customer.model_fields)
+"""Every canonical field name, in declaration order."""
+
+TEXT_FIELDS: tuple[str, ...] = tuple(f for f in CANONICAL_FIELDS if f not in {"kind", "active"})
+
+
+def clean(value: object) -> str | None:
+    """Normalise a vendor string: strip it, and turn empty into ``None``.
+
+    Args:
+        value: whatever the vendor sent (``None``, a string, a number).
+
+    Returns:
+        The stripped string, or ``None`` when nothing is left.
+    """
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def fingerprint(customer: Customer, fields: Iterable[str]) -> str:
+    """Hash the given fields of a customer; equal hashes mean nothing to push.
+
+    ``active`` is never part of a fingerprint: (in)activation is its own
+    write in most systems and is diffed separately.
+
+    Args:
+        customer: the customer as mapped for the target.
+        fields: the canonical fields the target keeps.
+
+    Returns:
+        A hex SHA-256 digest, stable across processes and Python versions.
+    """
+    payload = {name: getattr(customer, name) for name in sorted(fields) if name != "active"}
+    encoded = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """Why one record cannot go through, naming the canonical field."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class RemoteCustomer:
+    """One customer as read from a system.
+
+    Attributes:
+        id: the system's own id for the record, as a string.
+        customer: the canonical customer, or ``None`` when mapping failed.
+        problem: why mapping failed (``customer`` is then ``None``).
+        external_id: the identity the system holds for the record in its own
+            slot (Thredfi ``external_id``, Piriod ``reference``/``metadata``),
+            when there is one.
+        updated_at: the system's last-modified time, when it sends one.
+    """
+
+    id: str
+    customer: Customer | None
+    problem: FieldProblem | None = None
+    external_id: str | None = None
+    updated_at: datetime | None = None
+    created_at: datetime | None = field(default=None, compare=False)
+
+
+__all__ = [
+    "CANONICAL_FIELDS",
+    "TEXT_FIELDS",
+    "Customer",
+    "FieldProblem",
+    "Kind",
+    "RemoteCustomer",
+    "clean",
+    "fingerprint",
+]

@@ -1,0 +1,394 @@
+"""What every emulator shares: record storage, request log, faults, admin routes.
+
+An emulator is a small Starlette app over an in-memory store. The same
+object serves three uses: tests mount ``emulator.app`` in process through
+``httpx.ASGITransport``, ``custsync sandbox`` / the demo / benchmarks serve it
+on loopback with uvicorn, and tests drive it directly (``emulator.seed``,
+``emulator.faults.add``) or over HTTP through the ``/_admin`` surface, the way
+a user of the real system would edit records in its web app.
+
+Faults (``FaultRule``) are matched per request, in order:
+
+- ``error_before``: answer ``status`` (500 by default) without applying anything;
+- ``error_after``: apply the write, then answer ``status``: a lost response;
+- ``rate_limit``: answer 429 with ``Retry-After: retry_after`` when set;
+- ``slow``: wait ``delay_s`` seconds, then answer normally;
+- ``drop``: drop the connection (after applying the write when ``after`` is set).
+
+Each rule fires on requests matching ``method`` and the ``path`` regular
+expression, ``times`` times at most (``None``: forever), after skipping the
+first ``skip`` matches, and with ``probability`` drawn from a seeded RNG so a
+fault run is reproducible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+FaultKind = Literal["error_before", "error_after", "rate_limit", "slow", "drop"]
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class ConnectionDropped(httpx.ReadError):
+    """Raised inside the app to drop the connection.
+
+    In process (``ASGITransport``) the client sees it as the transport error
+    it subclasses; over uvicorn the half-sent response makes the server close
+    the socket, so the client sees a real protocol error.
+    """
+
+
+@dataclass
+class FaultRule:
+    """One fault to inject; see the module docstring."""
+
+    kind: FaultKind
+    method: str | None = None
+    path: str = ".*"
+    status: int = 500
+    retry_after: float | None = None
+    delay_s: float = 0.0
+    times: int | None = 1
+    skip: int = 0
+    probability: float = 1.0
+    after: bool = False
+    fired: int = 0
+    seen: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        """Tell whether this rule applies to a request (does not consume it)."""
+        if self.method and self.method.upper() != method.upper():
+            return False
+        return re.search(self.path, path) is not None
+
+    @property
+    def exhausted(self) -> bool:
+        """True once the rule fired ``times`` times."""
+        return self.times is not None and self.fired >= self.times
+
+
+class Faults:
+    """The active fault rules of one emulator."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rules: list[FaultRule] = []
+        self._rng = random.Random(seed)  # reproducible fault runs
+
+    def add(self, kind: FaultKind, **options: Any) -> FaultRule:
+        """Add a rule and return it (its ``fired`` counter is live)."""
+        rule = FaultRule(kind=kind, **options)
+        self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        """Remove every rule."""
+        self.rules.clear()
+
+    def pick(self, method: str, path: str) -> FaultRule | None:
+        """Return the rule that fires for this request, consuming it, or None."""
+        for rule in self.rules:
+            if rule.exhausted or not rule.matches(method, path):
+                continue
+            rule.seen += 1
+            if rule.seen <= rule.skip:
+                continue
+            if rule.probability < 1.0 and self._rng.random() >= rule.probability:
+                continue
+            rule.fired += 1
+            return rule
+        return None
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request the emulator answered (admin requests are not logged)."""
+
+    method: str
+    path: str
+    query: str
+    status: int
+
+    @property
+    def is_write(self) -> bool:
+        """True for a method that changes records."""
+        return self.method in WRITE_METHODS
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, to the second (as the vendors' timestamps are)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def iso(moment: datetime) -> str:
+    """Format a timestamp the way the vendor APIs do (``...Z``)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Emulator:
+    """Base of the four emulators: storage, request log, faults, admin.
+
+    Subclasses set ``system``, store records in ``self.records`` (id → the
+    record in the shape the vendor *returns*), and implement ``routes()``,
+    ``admin_seed(payload)`` (make a record from a vendor-shaped body as a user
+    of that system would) and ``admin_edit(record, changes)``.
+
+    Args:
+        kill_after_writes: SIGKILL the process that *serves* the emulator
+            after this many applied writes (only meaningful on loopback,
+            for kill tests; never in process).
+        fault_seed: seed of the fault RNG.
+    """
+
+    system: str = "emulator"
+    #: paths whose POSTs are not record writes (token endpoints).
+    non_write_paths: tuple[str, ...] = ()
+
+    def __init__(self, *, fault_seed: int = 0) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.requests: list[LoggedRequest] = []
+        self.faults = Faults(fault_seed)
+        self._lock = threading.Lock()
+        self.write_count = 0
+        self.kill_after_writes: int | None = _env_int("CUSTSYNC_SANDBOX_KILL_AFTER_WRITES")
+        self.app = self._build_app()
+
+    # -- subclass surface -------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        """The vendor API's routes."""
+        raise NotImplementedError
+
+    def admin_seed(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a record from a vendor-shaped body, bypassing API validation."""
+        raise NotImplementedError
+
+    def admin_edit(self, record: dict[str, Any], changes: Mapping[str, Any]) -> None:
+        """Apply a user's edit to a stored record (in its read shape)."""
+        record.update(changes)
+
+    # -- helpers for subclasses ------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every record, logged request and fault."""
+        self.records.clear()
+        self.requests.clear()
+        self.faults.clear()
+        self.write_count = 0
+
+    def seed(self, payloads: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Create records through ``admin_seed`` (tests call this directly)."""
+        return [self.admin_seed(p) for p in payloads]
+
+    def writes(self) -> list[LoggedRequest]:
+        """The record writes answered so far (token requests excluded)."""
+        return [
+            r
+            for r in self.requests
+            if r.is_write and not any(r.path.endswith(p) for p in self.non_write_paths)
+        ]
+
+    def count_write(self) -> None:
+        """Call once a write is applied; honours ``kill_after_writes``."""
+        self.write_count += 1
+        if self.kill_after_writes is not None and self.write_count >= self.kill_after_writes:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    # -- app -------------------------------------------------------------
+
+    def _build_app(self) -> Starlette:
+        admin: list[BaseRoute] = [
+            Route("/_admin/customers", self._admin_list, methods=["GET"]),
+            Route("/_admin/customers", self._admin_create, methods=["POST"]),
+            Route("/_admin/customers/{id}", self._admin_get, methods=["GET"]),
+            Route("/_admin/customers/{id}", self._admin_patch, methods=["PATCH"]),
+            Route("/_admin/customers/{id}", self._admin_delete, methods=["DELETE"]),
+            Route("/_admin/faults", self._admin_faults, methods=["GET", "POST", "DELETE"]),
+            Route("/_admin/requests", self._admin_requests, methods=["GET", "DELETE"]),
+            Route("/_admin/reset", self._admin_reset, methods=["POST"]),
+        ]
+        inner = Starlette(routes=[*admin, *self.routes()])
+        outer = Starlette()
+        outer.mount("/", _FaultMiddleware(inner, self))
+        return outer
+
+    async def _admin_list(self, request: Request) -> Response:
+        return JSONResponse(list(self.records.values()))
+
+    async def _admin_get(self, request: Request) -> Response:
+        record = self.records.get(request.path_params["id"])
+        if record is None:
+            return JSONResponse({"detail": "not found"}, status_code=404)
+        return JSONResponse(record)
+
+    async def _admin_create(self, request: Request) -> Response:
+        body = await request.json()
+        payloads = body if isinstance(body, list) else [body]
+        created = self.seed(payloads)
+        return JSONResponse(created if isinstance(body, list) else created[0], status_code=201)
+
+    async def _admin_patch(self, request: Request) -> Response:
+        record = self.records.get(request.path_params["id"])
+        if record is None:
+            return JSONResponse({"detail": "not found"}, status_code=404)
+        self.admin_edit(record, await request.json())
+        return JSONResponse(record)
+
+    async def _admin_delete(self, request: Request) -> Response:
+        if self.records.pop(request.path_params["id"], None) is None:
+            return JSONResponse({"detail": "not found"}, status_code=404)
+        return Response(status_code=204)
+
+    async def _admin_faults(self, request: Request) -> Response:
+        if request.method == "POST":
+            body = await request.json()
+            for spec in body if isinstance(body, list) else [body]:
+                self.faults.add(**spec)
+        elif request.method == "DELETE":
+            self.faults.clear()
+        return JSONResponse([asdict(r) for r in self.faults.rules])
+
+    async def _admin_requests(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.requests.clear()
+        return JSONResponse([{**asdict(r), "is_write": r.is_write} for r in self.requests])
+
+    async def _admin_reset(self, request: Request) -> Response:
+        self.reset()
+        return Response(status_code=204)
+
+
+class _FaultMiddleware:
+    """ASGI middleware: logs requests and injects the configured faults."""
+
+    def __init__(self, app: Starlette, emulator: Emulator) -> None:
+        self.app = app
+        self.emulator = emulator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if "/_admin/" in path:
+            await self.app(scope, receive, send)
+            return
+        query = scope.get("query_string", b"").decode("latin-1")
+        rule = self.emulator.faults.pick(method, path)
+        status_box: list[int] = []
+
+        async def logging_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status_box.append(int(message["status"]))
+            await send(message)
+
+        def log(status: int) -> None:
+            self.emulator.requests.append(LoggedRequest(method, path, query, status))
+
+        if rule is None:
+            await self.app(scope, receive, logging_send)
+            log(status_box[0] if status_box else 0)
+            return
+        if rule.kind == "slow":
+            await asyncio.sleep(rule.delay_s)
+            await self.app(scope, receive, logging_send)
+            log(status_box[0] if status_box else 0)
+            return
+        if rule.kind == "error_before" or rule.kind == "rate_limit" or (
+            rule.kind == "drop" and not rule.after
+        ):
+            await _respond_fault(rule, scope, receive, send)
+            log(rule.status if rule.kind == "error_before" else 429 if rule.kind == "rate_limit" else 0)
+            return
+        # error_after / drop after: apply the write, then lose the response.
+        await self.app(scope, receive, _discard)
+        await _respond_fault(rule, scope, receive, send)
+        log(rule.status if rule.kind == "error_after" else 0)
+
+
+async def _discard(message: Any) -> None:
+    return None
+
+
+async def _respond_fault(rule: FaultRule, scope: Scope, receive: Receive, send: Send) -> None:
+    if rule.kind == "drop":
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"partial', "more_body": True})
+        raise ConnectionDropped("sandbox fault: connection dropped")
+    if rule.kind == "rate_limit":
+        headers = {} if rule.retry_after is None else {"Retry-After": _fmt(rule.retry_after)}
+        response: Response = JSONResponse(
+            {"detail": "Request was throttled."}, status_code=429, headers=headers
+        )
+    else:
+        response = JSONResponse(
+            {"error": "internal_error", "message": "sandbox fault injected"},
+            status_code=rule.status,
+        )
+    await response(scope, receive, send)
+
+
+def _fmt(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
+
+
+def _env_int(name: str) -> int | None:
+    raw = os.environ.get(name)
+    return int(raw) if raw else None
+
+
+def json_error(status: int, body: Mapping[str, Any] | list[Any]) -> JSONResponse:
+    """A JSON error response with the vendor's body shape."""
+    return JSONResponse(body, status_code=status)
+
+
+async def read_json(request: Request) -> Any:
+    """Parse a request body as JSON; ``None`` when it is not JSON."""
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+__all__ = [
+    "WRITE_METHODS",
+    "ConnectionDropped",
+    "Emulator",
+    "FaultKind",
+    "FaultRule",
+    "Faults",
+    "LoggedRequest",
+    "iso",
+    "json_error",
+    "read_json",
+    "utcnow",
+]

@@ -1,0 +1,164 @@
+"""Serve the four emulators together on loopback, and write a config for them.
+
+One Starlette app mounts each emulator under its system's name, so one
+port serves them all::
+
+    http://127.0.0.1:8765/bigcapital/api/customers
+    http://127.0.0.1:8765/thredfi/v1/platform/...
+    http://127.0.0.1:8765/piriod/customers/
+    http://127.0.0.1:8765/timbrix/api/organizations/...
+
+Used by ``custsync sandbox``, ``custsync demo``, end-to-end tests and the
+benchmarks.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from sandbox import bigcapital, piriod, thredfi, timbrix
+from sandbox._core import Emulator
+
+SYSTEMS = ("bigcapital", "thredfi", "piriod", "timbrix")
+FAULT_KINDS = ("error_before", "error_after", "rate_limit", "slow", "drop")
+
+
+@dataclass
+class Sandbox:
+    """The four emulators and the app that serves them."""
+
+    emulators: dict[str, Emulator] = field(default_factory=dict)
+    app: Starlette = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.emulators:
+            self.emulators = {
+                "bigcapital": bigcapital.BigcapitalEmulator(),
+                "thredfi": thredfi.ThredfiEmulator(),
+                "piriod": piriod.PiriodEmulator(),
+                "timbrix": timbrix.TimbrixEmulator(),
+            }
+        self.app = Starlette(routes=[Mount(f"/{name}", app=emu.app) for name, emu in self.emulators.items()])
+
+    def __getitem__(self, system: str) -> Emulator:
+        return self.emulators[system]
+
+
+def parse_fault(spec: str) -> tuple[str, str, dict[str, Any]]:
+    """Parse ``SYSTEM:KIND[:key=value,...]`` (the ``--fault`` option).
+
+    Example: ``thredfi:error_after:method=POST,probability=0.1,times=``
+    (an empty value means "no limit").
+
+    Raises:
+        ValueError: the text names no system or kind, or a bad option.
+    """
+    system, _, rest = spec.partition(":")
+    kind, _, options = rest.partition(":")
+    if system not in SYSTEMS:
+        raise ValueError(f"fault {spec!r}: unknown system {system!r} (one of {', '.join(SYSTEMS)})")
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"fault {spec!r}: unknown kind {kind!r} (one of {', '.join(FAULT_KINDS)})")
+    parsed: dict[str, Any] = {"times": None}
+    for pair in filter(None, options.split(",")):
+        key, _, value = pair.partition("=")
+        if key in {"status", "skip"}:
+            parsed[key] = int(value)
+        elif key == "times":
+            parsed[key] = int(value) if value else None
+        elif key in {"retry_after", "delay_s", "probability"}:
+            parsed[key] = float(value)
+        elif key in {"method", "path"}:
+            parsed[key] = value
+        elif key == "after":
+            parsed[key] = value.lower() in {"1", "true", "yes"}
+        else:
+            raise ValueError(f"fault {spec!r}: unknown option {key!r}")
+    return system, kind, parsed
+
+
+def sandbox_config(base_url: str, *, state_url: str = "sqlite:///custsync.db",
+                   broker_url: str = "redis://127.0.0.1:6379/0") -> str:
+    """A config file for the sandbox: the four connections and all 12 pipelines.
+
+    Pipelines are named ``SOURCE_to_TARGET`` (``bigcapital_to_thredfi``).
+    Credentials are the emulators' public sandbox values.
+    """
+    base = base_url.rstrip("/")
+    lines = [
+        "# custsync config for the local sandbox (custsync sandbox).",
+        "[state]", f'url = "{state_url}"', "",
+        "[broker]", f'url = "{broker_url}"', "",
+        "[connections.bigcapital]", 'system = "bigcapital"', f'base_url = "{base}/bigcapital"',
+        f'api_key = "{bigcapital.SANDBOX_API_KEY}"', "",
+        "[connections.thredfi]", 'system = "thredfi"', f'base_url = "{base}/thredfi"',
+        f'partner_uuid = "{thredfi.SANDBOX_PARTNER_UUID}"', f'api_key = "{thredfi.SANDBOX_API_KEY}"',
+        f'business_id = "{thredfi.SANDBOX_BUSINESS_ID}"', "",
+        "[connections.piriod]", 'system = "piriod"', f'base_url = "{base}/piriod"',
+        f'api_token = "{piriod.SANDBOX_API_TOKEN}"', f'workspace = "{piriod.SANDBOX_WORKSPACE}"',
+        "test_mode = true", "",
+        "[connections.timbrix]", 'system = "timbrix"', f'base_url = "{base}/timbrix/api"',
+        f'api_key = "{timbrix.SANDBOX_API_KEY}"', f'organization_id = "{timbrix.SANDBOX_ORGANIZATION_ID}"', "",
+    ]
+    for source in SYSTEMS:
+        for target in SYSTEMS:
+            if source == target:
+                continue
+            lines += [f"[pipelines.{source}_to_{target}]", f'source = "{source}"', f'target = "{target}"']
+            if target == "bigcapital":
+                lines.append('defaults = { currency = "USD" }')
+            lines.append("")
+    return "\n".join(lines)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """An unused TCP port on ``host``."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class BackgroundServer:
+    """uvicorn serving an app from a thread (demo, tests, benchmarks).
+
+    Args:
+        app: the ASGI app.
+        host: loopback address.
+        port: 0 picks a free port.
+    """
+
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="sandbox", daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"sandbox did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+__all__ = ["SYSTEMS", "BackgroundServer", "Sandbox", "free_port", "parse_fault", "sandbox_config"]

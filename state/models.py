@@ -1,0 +1,100 @@
+"""State-store tables: identities, their links to each connection, runs, quarantine.
+
+One customer is one :class:`Identity` (its ``external_id``); each copy of it
+in a connection is one :class:`Link`. A pipeline reads the source link to
+find the identity, then the target link to know what it last wrote there.
+The same link serves as a target in one pipeline and a source in the
+opposite one, which is what keeps two-way sync from creating copies of
+customers that came from the other side.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Identity(SQLModel, table=True):
+    """One customer across systems."""
+
+    __tablename__ = "identities"
+
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(max_length=255, unique=True, index=True)
+    created_at: datetime = Field(default_factory=_now)
+
+
+class Link(SQLModel, table=True):
+    """One identity's record in one connection.
+
+    ``status`` is ``pending`` from the moment a create is decided (the
+    intent, committed before the remote call) until the remote id is known,
+    then ``linked``. A pending link found by a later run means a create may
+    have happened without its answer reaching us: the identity is recovered
+    before anything is created again.
+    """
+
+    __tablename__ = "links"
+    __table_args__ = (
+        UniqueConstraint("identity_id", "connection", name="uq_links_identity_connection"),
+        UniqueConstraint("connection", "remote_id", name="uq_links_connection_remote"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    identity_id: int = Field(foreign_key="identities.id", index=True)
+    connection: str = Field(max_length=100)
+    remote_id: str | None = Field(default=None, max_length=100)
+    status: str = Field(default="linked", max_length=16)
+    fingerprint: str | None = Field(default=None, max_length=64)
+    active: bool | None = None
+    created_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now)
+
+
+class Run(SQLModel, table=True):
+    """One execution of a pipeline."""
+
+    __tablename__ = "runs"
+
+    id: str = Field(primary_key=True, max_length=36)
+    pipeline: str = Field(max_length=100, index=True)
+    kind: str = Field(default="run", max_length=16)
+    status: str = Field(default="running", max_length=16)
+    dry_run: bool = False
+    pulled: int = 0
+    created: int = 0
+    updated: int = 0
+    archived: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    error: str | None = None
+    started_at: datetime = Field(default_factory=_now, index=True)
+    finished_at: datetime | None = None
+
+
+class QuarantineEntry(SQLModel, table=True):
+    """A source record that failed permanently, with the reason."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (UniqueConstraint("pipeline", "source_id", name="uq_quarantine_pipeline_source"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    pipeline: str = Field(max_length=100, index=True)
+    source_id: str = Field(max_length=100)
+    external_id: str | None = Field(default=None, max_length=255)
+    field: str = Field(max_length=64)
+    reason: str = Field(max_length=2000)
+    source_fingerprint: str | None = Field(default=None, max_length=64)
+    run_id: str = Field(max_length=36)
+    attempts: int = 1
+    first_seen: datetime = Field(default_factory=_now)
+    last_seen: datetime = Field(default_factory=_now)
+
+
+__all__ = ["Identity", "Link", "QuarantineEntry", "Run"]

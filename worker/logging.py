@@ -1,0 +1,79 @@
+"""structlog set-up: one event per fact, run context bound once, secrets masked.
+
+JSON lines when stderr is not a terminal (production, CI, Celery), a
+readable console otherwise. Celery's and the standard library's own log
+records go through the same processors, so one stream has one format.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = re.compile(r"(token|api_key|apikey|secret|password|authorization|credential)", re.I)
+_SECRET_VALUES = re.compile(r"(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]+|\b(bc|sk)_[A-Za-z0-9_]{6,}")
+_configured = False
+
+
+def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Mask secret-looking keys and values anywhere in an event."""
+    for key, value in list(event.items()):
+        if _SECRET_KEYS.search(key) and key != "event":
+            event[key] = "***"
+        elif isinstance(value, str):
+            event[key] = _SECRET_VALUES.sub(lambda m: (m.group(1) or m.group(2)) + "***", value)
+    return event
+
+
+def configure_logging(*, fmt: str = "auto", level: str = "info", stream: Any = None) -> None:
+    """Set up structlog and the standard library logging once per process.
+
+    Args:
+        fmt: ``json``, ``console`` or ``auto`` (JSON unless the stream is a TTY).
+        level: minimum level.
+        stream: where logs go (stderr by default: stdout carries results).
+    """
+    global _configured
+    stream = stream or sys.stderr
+    as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.ExtraAdder(),
+        redact,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
+    numeric = logging.getLevelName(level.upper())
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric if isinstance(numeric, int) else logging.INFO),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric if isinstance(numeric, int) else logging.INFO)
+    # httpx logs every request line at INFO, with URLs; our own events say what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    _configured = True
+
+
+__all__ = ["configure_logging", "redact"]

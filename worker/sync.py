@@ -1,0 +1,648 @@
+"""One sync run: pull → canonicalise → shape → fingerprint → diff → push → record.
+
+No Celery here: the CLI, the Celery tasks and the backfill all call
+:func:`run_pipeline`. The write path is built for the no-duplicate promise:
+
+1. Before a create, the intent is committed as a *pending* link.
+2. Before creating, the identity is recovered in the target: by external_id
+   where the target holds it (Thredfi, Piriod), otherwise by the pipeline's
+   natural keys (tax id, then e-mail) over an index of the target built once
+   per run, and, for a create we may already have made (a pending intent),
+   by an exact match of the whole record. Several matches are an ambiguity:
+   quarantined, never guessed.
+3. Only then is the record created, and the link saved as *linked*.
+
+A crash anywhere leaves at worst a pending link, which the next run resolves
+through step 2. Updates and (in)activations are idempotent, so re-doing them
+is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+import structlog
+
+from connectors import build_connector
+from connectors.base import Connector
+from connectors.errors import (
+    ConnectorError,
+    FatalError,
+    NotFoundError,
+    NotSupportedError,
+    RecordError,
+    RetriableError,
+)
+from connectors.model import Customer, FieldProblem, RemoteCustomer, fingerprint
+from connectors.ratelimit import RateLimiter
+from state.store import LinkWrite, QuarantineWrite, Store
+from worker.config import AppConfig, PipelineConfig
+from worker.diff import Decision, LinkState, apply_defaults, decide
+
+log = structlog.get_logger("custsync.sync")
+
+LimiterFactory = Callable[[str, float], RateLimiter]
+Progress = Callable[[int], None]
+
+
+@dataclass
+class Counts:
+    """Per-run counts; each source record counts exactly once."""
+
+    pulled: int = 0
+    created: int = 0
+    updated: int = 0
+    archived: int = 0
+    unchanged: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    """One change a dry run would make."""
+
+    action: str
+    external_id: str
+    source_id: str
+    target_id: str | None
+    fields: tuple[str, ...] = ()
+
+
+@dataclass
+class RunResult:
+    """What a run did; ``summary()`` is the ``--json`` object."""
+
+    pipeline: str
+    run_id: str
+    status: str
+    counts: Counts
+    duration_s: float
+    error: str | None = None
+    dry_run: bool = False
+    planned: list[PlannedChange] = field(default_factory=list)
+    matched: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        """0 all went through, 1 some quarantined, 3 could not finish."""
+        return {"succeeded": 0, "partial": 1}.get(self.status, 3)
+
+    def summary(self) -> dict[str, Any]:
+        """The one object ``--json`` prints (product.md)."""
+        out: dict[str, Any] = {"pipeline": self.pipeline, "run_id": self.run_id, "status": self.status}
+        out.update(asdict(self.counts))
+        out["duration_s"] = round(self.duration_s, 3)
+        if self.error:
+            out["error"] = self.error
+        if self.dry_run:
+            out["dry_run"] = True
+            out["planned"] = [asdict(p) for p in self.planned]
+        return out
+
+
+@dataclass
+class _Item:
+    """One source record on its way through a page."""
+
+    remote: RemoteCustomer
+    external_id: str
+    identity_id: int | None = None
+    shaped: Customer | None = None
+    fingerprint: str = ""
+    source_fingerprint: str | None = None
+    link: LinkState | None = None
+    decision: Decision | None = None
+    problem: FieldProblem | None = None
+    transient: str | None = None
+    result: LinkWrite | None = None
+
+
+class _CrashSeam:
+    """SIGKILLs this process at the Nth write or commit (kill tests only)."""
+
+    def __init__(self, spec: str | None) -> None:
+        kind, _, count = (spec or "").partition(":")
+        self.kind, self.at = kind, int(count) if count.isdigit() else 0
+        self.writes = self.commits = 0
+
+    def wrote(self) -> None:
+        self.writes += 1
+        if self.kind == "write" and self.writes == self.at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def committed(self) -> None:
+        self.commits += 1
+        if self.kind == "commit" and self.commits == self.at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _TargetIndex:
+    """The whole target, listed once per run, to recover identities without a slot."""
+
+    def __init__(self, records: list[RemoteCustomer], linked: set[str], fields: frozenset[str]) -> None:
+        self._by_key: dict[tuple[str, str], list[RemoteCustomer]] = {}
+        self._by_fp: dict[str, list[RemoteCustomer]] = {}
+        self._claimed = set(linked)
+        for record in records:
+            if record.customer is None:
+                continue
+            for key in ("tax_id", "email"):
+                value = _norm(getattr(record.customer, key))
+                if value:
+                    self._by_key.setdefault((key, value), []).append(record)
+            self._by_fp.setdefault(fingerprint(record.customer, fields), []).append(record)
+
+    def match(self, key: str, value: str | None) -> list[RemoteCustomer]:
+        return [r for r in self._by_key.get((key, _norm(value) or ""), []) if r.id not in self._claimed]
+
+    def match_content(self, fp: str) -> list[RemoteCustomer]:
+        return [r for r in self._by_fp.get(fp, []) if r.id not in self._claimed]
+
+    def claim(self, remote_id: str) -> None:
+        self._claimed.add(remote_id)
+
+
+def _norm(value: str | None) -> str | None:
+    return "".join(value.split()).lower() if value else None
+
+
+class Sync:
+    """One run of one pipeline. Use :func:`run_pipeline`."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        pipeline: PipelineConfig,
+        source: Connector,
+        target: Connector,
+        store: Store,
+        run_id: str,
+        dry_run: bool,
+        force: bool,
+        retry_quarantined: bool,
+        crash_at: str | None,
+        progress: Progress | None,
+    ) -> None:
+        self.name, self.pipeline, self.source, self.target, self.store = name, pipeline, source, target, store
+        self.run_id, self.dry_run, self.force, self.retry_quarantined = run_id, dry_run, force, retry_quarantined
+        self.counts = Counts()
+        self.planned: list[PlannedChange] = []
+        self.seen_source_ids: set[str] = set()
+        self.matched = 0
+        self._crash = _CrashSeam(crash_at)
+        self._progress = progress
+        self._index: _TargetIndex | None = None
+        self._index_lock = asyncio.Lock()
+        self._kept = target.spec.fields | {"kind", "name"}
+        self._deletes_error: str | None = None
+        if pipeline.match_on is not None:
+            self._match_on: tuple[str, ...] = tuple(pipeline.match_on)
+        else:
+            self._match_on = () if target.spec.identity_slot else target.spec.natural_keys
+
+    # -- the run ------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Walk every source page; then handle vanished records if enabled."""
+        page_no = 0
+        async for page in self.source.pages():
+            page_no += 1
+            await self.page(page)
+            log.info("page_synced", page=page_no, records=len(page), pulled=self.counts.pulled)
+            if self._progress is not None:
+                self._progress(self.counts.pulled)
+        if self.pipeline.propagate_deletes:
+            await self.vanished()
+
+    async def page(self, records: list[RemoteCustomer]) -> None:
+        """Diff and push one page; the state is saved once per page."""
+        self.counts.pulled += len(records)
+        items = self._identify(records)
+        quarantined = {q.source_id: q for q in self.store.quarantined(self.name, [i.remote.id for i in items])}
+        todo: list[_Item] = []
+        for item in items:
+            self.seen_source_ids.add(item.remote.id)
+            if not self._prepare(item, quarantined):
+                continue
+            todo.append(item)
+        self._link(todo)
+        pushes = [i for i in todo if i.decision is not None and i.decision.actions]
+        for item in todo:
+            if item.decision is not None and not item.decision.actions:
+                self.counts.unchanged += 1
+        if self.dry_run:
+            for item in pushes:
+                self._plan(item)
+            return
+        self._record_intents(pushes)
+        await asyncio.gather(*(self._push(item) for item in pushes))
+        self._record(todo, quarantined)
+
+    # -- preparing a page ---------------------------------------------------
+
+    def _identify(self, records: list[RemoteCustomer]) -> list[_Item]:
+        """Give every record its external_id (and identity id when known)."""
+        ids = [r.id for r in records if r.id != "?"]
+        source_links = self.store.links_by_remote(self.source.name, ids)
+        known = self.store.identities_by_id([link.identity_id for link in source_links.values()])
+        items: list[_Item] = []
+        for n, remote in enumerate(records):
+            if remote.id == "?":  # unidentifiable: quarantine under a positional id
+                remote = RemoteCustomer(f"?{self.counts.pulled}-{n}", None, remote.problem)
+            link = source_links.get(remote.id)
+            if link is not None:
+                items.append(_Item(remote, known[link.identity_id], identity_id=link.identity_id))
+            else:
+                external_id = remote.external_id or self.source.external_id_for(remote.id)
+                items.append(_Item(remote, external_id))
+        return items
+
+    def _prepare(self, item: _Item, quarantined: Mapping[str, Any]) -> bool:
+        """Shape and validate a record; False when it goes no further."""
+        remote = item.remote
+        if remote.customer is None:
+            item.problem = remote.problem or FieldProblem("record", "could not be read")
+            return False
+        customer = apply_defaults(remote.customer, self.pipeline.defaults)
+        item.source_fingerprint = fingerprint(customer, customer.model_fields) + ("1" if customer.active else "0")
+        entry = quarantined.get(remote.id)
+        if entry is not None and not self.retry_quarantined and entry.source_fingerprint == item.source_fingerprint[:64]:
+            # Unchanged since it failed: it would fail again. `custsync retry` pushes it anyway.
+            self.counts.failed += 1
+            return False
+        shaped = self.target.shape(customer, truncate=self.pipeline.truncate)
+        problems = self.target.problems(shaped)
+        if problems:
+            item.problem = FieldProblem(problems[0].field, "; ".join(str(p) for p in problems))
+            return False
+        item.shaped = shaped
+        item.fingerprint = fingerprint(shaped, self._kept)
+        return True
+
+    def _link(self, items: list[_Item]) -> None:
+        """Find identities and target links in bulk; decide each record."""
+        fresh = [i for i in items if i.identity_id is None]
+        if not self.dry_run:
+            ids = self.store.ensure_identities([i.external_id for i in fresh]) if fresh else {}
+            for item in fresh:
+                item.identity_id = ids[item.external_id]
+            # Link the source record to its identity, unless the identity already has
+            # a record in the source connection (never re-point an existing link).
+            present = self.store.links_by_identity(self.source.name, list(ids.values()))
+            self.store.save_links(
+                self.source.name,
+                [LinkWrite(i.identity_id, i.remote.id, None, None) for i in fresh
+                 if i.identity_id is not None and i.identity_id not in present],
+            )
+        else:
+            found = self.store.identities_by_external_id([i.external_id for i in fresh])
+            for item in fresh:
+                item.identity_id = found.get(item.external_id)
+        links = self.store.links_by_identity(self.target.name, [i.identity_id for i in items if i.identity_id])
+        for item in items:
+            link = links.get(item.identity_id) if item.identity_id is not None else None
+            item.link = LinkState(link.remote_id, link.status, link.fingerprint, link.active) if link else None
+            assert item.shaped is not None
+            item.decision = decide(
+                item.link,
+                fingerprint=item.fingerprint,
+                active=item.shaped.active,
+                archive=self.pipeline.archive,
+                target_archives=self.target.spec.archive,
+                delete_on_archive=self.pipeline.delete_on_archive,
+                force=self.force,
+            )
+
+    def _plan(self, item: _Item) -> None:
+        assert item.decision is not None
+        self.planned.append(
+            PlannedChange(
+                "+".join(item.decision.actions),
+                item.external_id,
+                item.remote.id,
+                item.link.remote_id if item.link else None,
+            )
+        )
+        self._count(item.decision.outcome)
+
+    def _record_intents(self, items: list[_Item]) -> None:
+        intents = [
+            LinkWrite(i.identity_id, None, None, None, status="pending")
+            for i in items
+            if i.identity_id is not None and i.decision is not None and "create" in i.decision.actions
+            and (i.link is None or i.link.status != "pending")
+        ]
+        self.store.save_links(self.target.name, intents)
+        if intents:
+            self._crash.committed()
+
+    # -- pushing --------------------------------------------------------------
+
+    async def _push(self, item: _Item) -> None:
+        assert item.decision is not None and item.shaped is not None and item.identity_id is not None
+        shaped, link = item.shaped, item.link
+        remote_id = link.remote_id if link else None
+        outcome = item.decision.outcome
+        try:
+            for action in item.decision.actions:
+                if action == "create":
+                    remote_id, outcome = await self._create(item)
+                    if remote_id is None:
+                        return  # quarantined as ambiguous
+                elif action == "update":
+                    assert remote_id is not None
+                    try:
+                        await self.target.update(remote_id, shaped, item.external_id)
+                    except NotFoundError:
+                        # Deleted in the target by someone: recreate rather than lose it.
+                        log.warning("target_record_missing", external_id=item.external_id, target_id=remote_id)
+                        created = await self.target.create(shaped, item.external_id)
+                        remote_id, outcome = created.remote.id, "created"
+                    self._wrote(item, "update")
+                elif action in ("archive", "reactivate"):
+                    assert remote_id is not None
+                    await self.target.set_active(remote_id, action == "reactivate")
+                    self._wrote(item, action)
+                elif action == "delete":
+                    assert remote_id is not None
+                    await self.target.delete(remote_id)
+                    self._wrote(item, "delete")
+                    item.result = LinkWrite(item.identity_id, None, item.fingerprint, False, status="deleted")
+                    self._count(outcome)
+                    return
+                elif action == "forget_archive":
+                    log.info("archive_not_supported", external_id=item.external_id, target=self.target.system,
+                             active=shaped.active)
+        except NotSupportedError as exc:
+            item.problem = FieldProblem("active", str(exc))
+            return
+        except RecordError as exc:
+            item.problem = FieldProblem(exc.field or "record", str(exc))
+            return
+        except RetriableError as exc:
+            # Still failing after the retry budget: not this record's fault; the next run retries it.
+            item.transient = str(exc)
+            log.warning("record_deferred", external_id=item.external_id, error=str(exc))
+            return
+        active = shaped.active if self.pipeline.archive else (link.active if link and link.active is not None else True)
+        if item.decision.actions[0] == "create":
+            active = shaped.active if (self.pipeline.archive and self.target.spec.archive) else True
+        item.result = LinkWrite(item.identity_id, remote_id, item.fingerprint, active)
+        self._count(outcome)
+
+    async def _create(self, item: _Item) -> tuple[str | None, str]:
+        """Recover the identity, else create; returns (remote id, outcome)."""
+        assert item.shaped is not None
+        shaped = item.shaped
+        found = await self._recover(item)
+        if found is None:
+            return None, "created"
+        if found.id:
+            # The record exists already: make it current rather than create a copy.
+            remote = found
+            outcome = "unchanged"
+            if remote.customer is None or fingerprint(self.target.shape(remote.customer), self._kept) != item.fingerprint:
+                await self.target.update(remote.id, shaped, item.external_id)
+                self._wrote(item, "update")
+                outcome = "updated"
+            if self.pipeline.archive and self.target.spec.archive and remote.customer is not None \
+                    and remote.customer.active != shaped.active:
+                await self.target.set_active(remote.id, shaped.active)
+                self._wrote(item, "archive" if not shaped.active else "reactivate")
+                outcome = "archived" if not shaped.active else "updated"
+            return remote.id, outcome
+        try:
+            result = await self.target.create(shaped, item.external_id)
+        except RetriableError:
+            # The create may have been applied with its answer lost: look again before retrying.
+            again = await self._recover(item, pending=True)
+            if again is None or not again.id:
+                raise
+            result_id = again.id
+            self._wrote(item, "create")
+            return result_id, "created"
+        self._wrote(item, "create")
+        if self._index is not None:
+            self._index.claim(result.remote.id)
+        remote = result.remote
+        if result.existed and remote.customer is not None and \
+                fingerprint(self.target.shape(remote.customer), self._kept) != item.fingerprint:
+            await self.target.update(remote.id, shaped, item.external_id)
+            self._wrote(item, "update")
+        return remote.id, "created"
+
+    async def _recover(self, item: _Item, *, pending: bool = False) -> RemoteCustomer | None:
+        """Find the target record this identity may already have.
+
+        Returns:
+            The record found; an empty-id placeholder when there is none
+            (create it); ``None`` when the match is ambiguous (quarantined).
+        """
+        none = RemoteCustomer("", None)
+        pending = pending or (item.link is not None and item.link.status == "pending")
+        if self.target.spec.identity_slot:
+            if getattr(self.target, "create_is_idempotent", False) and not pending:
+                return none  # the create itself answers with the existing record
+            matches = await self.target.find_by_external_id(item.external_id) or []
+            if len(matches) > 1:
+                self._ambiguous(item, "external_id", len(matches))
+                return None
+            if matches:
+                log.info("identity_recovered", external_id=item.external_id, target_id=matches[0].id, by="external_id")
+                return matches[0]
+        if not self._match_on and not pending:
+            return none
+        index = await self._target_index()
+        assert item.shaped is not None
+        for key in self._match_on:
+            matches = index.match(key, getattr(item.shaped, key))
+            if len(matches) > 1:
+                self._ambiguous(item, key, len(matches))
+                return None
+            if matches:
+                index.claim(matches[0].id)
+                self.matched += 1
+                log.info("natural_key_matched", external_id=item.external_id, target_id=matches[0].id, key=key)
+                return matches[0]
+        if pending:
+            matches = index.match_content(item.fingerprint)
+            if len(matches) == 1:
+                index.claim(matches[0].id)
+                log.info("identity_recovered", external_id=item.external_id, target_id=matches[0].id, by="content")
+                return matches[0]
+        return none
+
+    def _ambiguous(self, item: _Item, key: str, count: int) -> None:
+        item.problem = FieldProblem(
+            key, f"ambiguous: {count} {self.target.system} records match this {key}; link one by hand or fix the data"
+        )
+
+    async def _target_index(self) -> _TargetIndex:
+        async with self._index_lock:
+            if self._index is None:
+                records = [r async for page in self.target.pages() for r in page]
+                linked = {link.remote_id for link in self.store.links_of(self.target.name) if link.remote_id}
+                self._index = _TargetIndex(records, linked, self._kept)
+                log.info("target_indexed", records=len(records))
+            return self._index
+
+    def _wrote(self, item: _Item, action: str) -> None:
+        log.info("record_written", external_id=item.external_id, action=action)
+        self._crash.wrote()
+
+    # -- recording --------------------------------------------------------------
+
+    def _record(self, items: list[_Item], quarantined: Mapping[str, Any]) -> None:
+        results = [i.result for i in items if i.result is not None]
+        failures = [i for i in items if i.problem is not None]
+        for item in failures:
+            assert item.problem is not None
+            self.counts.failed += 1
+            log.warning("record_quarantined", external_id=item.external_id, source_id=item.remote.id,
+                        field=item.problem.field)
+        for item in items:
+            if item.transient is not None:
+                self.counts.failed += 1
+        # A pending create that failed for good keeps no intent behind it.
+        self.store.save_links(self.target.name, results)
+        self.store.quarantine(
+            self.name,
+            self.run_id,
+            [
+                QuarantineWrite(i.remote.id, i.external_id, i.problem.field, i.problem.reason,
+                                (i.source_fingerprint or "")[:64] or None)
+                for i in failures
+                if i.problem is not None
+            ],
+        )
+        released = [i.remote.id for i in items if i.problem is None and i.transient is None and i.remote.id in quarantined]
+        self.store.release(self.name, released)
+        self._crash.committed()
+
+    def _count(self, outcome: str) -> None:
+        setattr(self.counts, outcome, getattr(self.counts, outcome) + 1)
+
+    # -- vanished source records -------------------------------------------------
+
+    async def vanished(self) -> None:
+        """Archive targets of source records gone from a complete scan, under a guard."""
+        source_links = self.store.links_of(self.source.name)
+        gone = [link for link in source_links if link.remote_id and link.remote_id not in self.seen_source_ids
+                and link.status == "linked"]
+        if not gone:
+            return
+        target_links = self.store.links_by_identity(self.target.name, [link.identity_id for link in gone])
+        candidates = [t for t in target_links.values() if t.remote_id and t.active is not False and t.status == "linked"]
+        total = self.store.count_links(self.target.name)
+        limit = int(self.pipeline.max_delete_share * total)
+        log.info("source_records_vanished", count=len(gone), to_archive=len(candidates))
+        if len(candidates) > limit:
+            self._deletes_error = (
+                f"refused to archive {len(candidates)} of {total} linked {self.target.system} records whose source "
+                f"records vanished (max_delete_share={self.pipeline.max_delete_share}); check the source, "
+                "then raise the share for one run if it is right"
+            )
+            log.error("delete_guard_tripped", candidates=len(candidates), linked=total)
+            return
+        if self.dry_run:
+            for t in candidates:
+                self.planned.append(PlannedChange("archive", "", "", t.remote_id))
+                self.counts.archived += 1
+            return
+        writes: list[LinkWrite] = []
+        for t in candidates:
+            assert t.remote_id is not None
+            try:
+                if self.target.spec.archive:
+                    await self.target.set_active(t.remote_id, False)
+                elif self.pipeline.delete_on_archive:
+                    await self.target.delete(t.remote_id)
+                else:
+                    continue
+            except RecordError as exc:
+                log.warning("vanished_archive_failed", target_id=t.remote_id, error=str(exc))
+                continue
+            log.info("record_written", action="archive_vanished", target_id=t.remote_id)
+            writes.append(LinkWrite(t.identity_id, t.remote_id, t.fingerprint, False))
+            self.counts.archived += 1
+        self.store.save_links(self.target.name, writes)
+
+
+async def run_pipeline(
+    config: AppConfig,
+    name: str,
+    *,
+    store: Store,
+    dry_run: bool = False,
+    full: bool = False,
+    retry_quarantined: bool = False,
+    kind: str = "run",
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    limiter_factory: LimiterFactory | None = None,
+    progress: Progress | None = None,
+    crash_at: str | None = None,
+) -> RunResult:
+    """Run one pipeline once, in this process.
+
+    Args:
+        config: the loaded config.
+        name: the pipeline's name.
+        store: the state store.
+        dry_run: plan only; write nothing to the target or the store.
+        full: rewrite every linked record even when its fingerprint is unchanged.
+        retry_quarantined: push quarantined records even if unchanged (``custsync retry``).
+        kind: ``run``, ``backfill`` or ``retry``, as recorded.
+        transports: connection name → httpx transport (tests, the demo).
+        limiter_factory: builds the requests-per-second limiter of a connection.
+        progress: called with the running ``pulled`` count after each page.
+        crash_at: kill-test seam, ``write:N`` or ``commit:N``.
+
+    Returns:
+        The result; ``exit_code`` maps it to product.md's exit codes.
+    """
+    pipeline = config.pipeline(name)
+    transports = transports or {}
+    source = build_connector(config, pipeline.source, transport=transports.get(pipeline.source),
+                             limiter_factory=limiter_factory)
+    target = build_connector(config, pipeline.target, transport=transports.get(pipeline.target),
+                             limiter_factory=limiter_factory)
+    run_id = "dry-run" if dry_run else store.start_run(name, kind=kind, dry_run=False)
+    started = time.monotonic()
+    structlog.contextvars.bind_contextvars(run_id=run_id, pipeline=name, source=pipeline.source,
+                                           target=pipeline.target, entity="customer")
+    log.info("run_started", kind=kind, dry_run=dry_run, full=full)
+    sync = Sync(name=name, pipeline=pipeline, source=source, target=target, store=store, run_id=run_id,
+                dry_run=dry_run, force=full, retry_quarantined=retry_quarantined, crash_at=crash_at,
+                progress=progress)
+    error: str | None = None
+    try:
+        async with source, target:
+            await sync.run()
+    except (FatalError, RetriableError, ConnectorError) as exc:
+        error = str(exc)
+    counts = sync.counts
+    if error is not None:
+        status = "failed"
+    elif counts.failed or sync._deletes_error:
+        status = "partial"
+        error = sync._deletes_error
+    else:
+        status = "succeeded"
+    duration = time.monotonic() - started
+    if not dry_run:
+        store.finish_run(run_id, status=status, counts=asdict(counts), error=error)
+    log.info("run_finished", status=status, duration_s=round(duration, 3), matched=sync.matched,
+             error=error, **asdict(counts))
+    structlog.contextvars.unbind_contextvars("run_id", "pipeline", "source", "target", "entity")
+    return RunResult(name, run_id, status, counts, duration, error, dry_run, sync.planned, sync.matched)
+
+
+__all__ = ["Counts", "PlannedChange", "RunResult", "run_pipeline"]
