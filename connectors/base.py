@@ -25,7 +25,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -174,6 +174,11 @@ class Connector(ABC):
     create_path: ClassVar[str]
     item_path: ClassVar[str]
     update_method: ClassVar[str] = "PUT"
+    #: the listing can be narrowed to records created on or after ``self.since``.
+    can_filter_since: ClassVar[bool] = False
+    #: a create with our external_id answers with the existing record (Thredfi),
+    #: so no lookup is needed before it.
+    create_is_idempotent: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -189,6 +194,8 @@ class Connector(ABC):
         self._limiter = limiter
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._client: httpx.AsyncClient | None = None
+        #: set by the engine for ``backfill --since`` (only where ``can_filter_since``).
+        self.since: date | None = None
 
     # -- lifecycle ---------------------------------------------------------
 

@@ -25,6 +25,7 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from typing import Any
 
 import httpx
@@ -43,7 +44,7 @@ from connectors.errors import (
 from connectors.model import Customer, FieldProblem, RemoteCustomer, fingerprint
 from connectors.ratelimit import RateLimiter
 from state.store import LinkWrite, QuarantineWrite, Store
-from worker.config import AppConfig, PipelineConfig
+from worker.config import AppConfig, ConfigError, PipelineConfig
 from worker.diff import Decision, LinkState, apply_defaults, decide
 
 log = structlog.get_logger("custsync.sync")
@@ -449,7 +450,7 @@ class Sync:
         none = RemoteCustomer("", None)
         pending = pending or (item.link is not None and item.link.status == "pending")
         if self.target.spec.identity_slot:
-            if getattr(self.target, "create_is_idempotent", False) and not pending:
+            if self.target.create_is_idempotent and not pending:
                 return none  # the create itself answers with the existing record
             matches = await self.target.find_by_external_id(item.external_id) or []
             if len(matches) > 1:
@@ -589,6 +590,7 @@ async def run_pipeline(
     limiter_factory: LimiterFactory | None = None,
     progress: Progress | None = None,
     crash_at: str | None = None,
+    since: date | None = None,
 ) -> RunResult:
     """Run one pipeline once, in this process.
 
@@ -604,6 +606,11 @@ async def run_pipeline(
         limiter_factory: builds the requests-per-second limiter of a connection.
         progress: called with the running ``pulled`` count after each page.
         crash_at: kill-test seam, ``write:N`` or ``commit:N``.
+        since: only source records created on or after this date (backfill);
+            the scan is then partial, so vanished records are not looked for.
+
+    Raises:
+        ConfigError: ``since`` given for a source that cannot filter by date.
 
     Returns:
         The result; ``exit_code`` maps it to product.md's exit codes.
@@ -614,6 +621,11 @@ async def run_pipeline(
                              limiter_factory=limiter_factory)
     target = build_connector(config, pipeline.target, transport=transports.get(pipeline.target),
                              limiter_factory=limiter_factory)
+    if since is not None:
+        if not source.can_filter_since:
+            raise ConfigError(f"{source.system} cannot list customers created since a date; run without --since")
+        source.since = since
+        pipeline = pipeline.model_copy(update={"propagate_deletes": False})
     run_id = "dry-run" if dry_run else store.start_run(name, kind=kind, dry_run=False)
     started = time.monotonic()
     structlog.contextvars.bind_contextvars(run_id=run_id, pipeline=name, source=pipeline.source,
