@@ -1,0 +1,391 @@
+"""Emulator of Timbrix's customer API (Mexican CFDI 4.0, NestJS, docs.timbrix.mx).
+
+Quirks kept on purpose, because connectors must cope with them:
+
+- the app serves ``/api/...``: a connector's base URL is ``<host>/api``;
+- auth is ``X-API-Key`` or an OAuth2 client-credentials bearer token, whose
+  endpoint allows 10 requests a minute and whose tokens expire;
+- the organization id is in the path; another organization answers 403;
+- the list is a bare JSON array of every customer: no paging, no filters;
+- writes take flat ``address*`` fields, reads return a nested ``address``;
+  a nested ``address`` in a write is ignored like any unknown key, so the
+  flat address fields are then missing;
+- updates are PUT with partial semantics; delete is permanent; no status field.
+
+Where the docs are silent (assumptions): unknown write keys are dropped, as
+a ``ValidationPipe({whitelist: true})`` does (nothing shows that Timbrix
+forbids them); ``taxId`` is unique within an organization (409), except
+SAT's generic RFCs; the token endpoint answers 200 and counts requests in
+fixed one-minute windows (@nestjs/throttler); the OAuth app's scopes are
+``SANDBOX_SCOPES`` and a token must hold the read or write scope it uses.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pycountry
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from sandbox._core import Emulator, iso, json_error, read_json, utcnow
+from sandbox.fake import fake_customers
+
+SANDBOX_API_KEY = "sk_test_timbrix_sandbox"
+SANDBOX_CLIENT_ID = "timbrix_sandbox_client"
+SANDBOX_CLIENT_SECRET = "timbrix_sandbox_secret"  # noqa: S105 - public sandbox value
+SANDBOX_ORGANIZATION_ID = "550e8400-e29b-41d4-a716-446655440000"
+SANDBOX_SCOPES = ("customers:read", "customers:write")
+SANDBOX_TOKEN_TTL_S = 3600.0
+TOKEN_RATE_LIMIT = 10
+TOKEN_RATE_WINDOW_S = 60.0
+#: SAT régimen fiscal codes accepted for ``taxSystem``.
+TAX_SYSTEMS = ("601", "603", "605", "606", "607", "608", "610", "611", "612", "614", "615",
+               "616", "620", "621", "622", "623", "624", "625", "626")
+#: SAT CFDI 4.0 use codes accepted for ``defaultInvoiceUse``.
+INVOICE_USES = ("G01", "G02", "G03", *(f"I0{n}" for n in range(1, 9)),
+                *(f"D{n:02d}" for n in range(1, 11)), "S01", "CP01", "CN01")
+#: SAT's generic RFCs (general public, foreign residents): shared by many customers.
+GENERIC_RFCS = frozenset({"XAXX010101000", "XEXX010101000"})
+
+# Write name → key inside the read shape's ``address`` (None: top-level, same name).
+_FIELDS: dict[str, str | None] = {
+    "legalName": None, "taxId": None, "taxSystem": None, "email": None,
+    "defaultInvoiceUse": None, "phone": None, "addressStreet": "street",
+    "addressExterior": "exterior", "addressInterior": "interior",
+    "addressNeighborhood": "neighborhood", "addressCity": "city",
+    "addressMunicipality": "municipality", "addressZip": "zip", "addressState": "state",
+    "addressCountry": "country",
+}
+_OPTIONAL = frozenset({"phone", "addressInterior", "addressCountry"})
+_RFC = re.compile(r"^[A-ZÑ&]{3,4}[0-9]{6}[A-Z0-9]{3}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_ZIP = re.compile(r"^[0-9]{5}$")
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def _error(status: int, message: str | list[str], error: str) -> Response:
+    return json_error(status, {"statusCode": status, "message": message, "error": error})
+
+
+def _unauthorized(message: str = "Unauthorized") -> Response:
+    return _error(401, message, "Unauthorized")
+
+
+class TimbrixEmulator(Emulator):
+    """Timbrix's customer endpoints, OAuth token endpoint and key check.
+
+    Args:
+        api_key: the organization's sandbox API key.
+        client_id: the OAuth app's client id.
+        client_secret: the OAuth app's client secret.
+        organization_id: the one organization the credentials belong to.
+        scopes: the scopes configured on the OAuth app.
+        token_ttl_s: lifetime of an access token.
+        token_rate_limit: token requests allowed per window.
+        token_rate_window_s: length of the token endpoint's window.
+        clock: monotonic seconds; tests pass a fake to expire tokens.
+        fault_seed: seed of the fault RNG.
+    """
+
+    system = "timbrix"
+    non_write_paths = ("/oauth/token", "/api-keys/validate")
+
+    def __init__(self, *, api_key: str = SANDBOX_API_KEY, client_id: str = SANDBOX_CLIENT_ID,
+                 client_secret: str = SANDBOX_CLIENT_SECRET,
+                 organization_id: str = SANDBOX_ORGANIZATION_ID,
+                 scopes: tuple[str, ...] = SANDBOX_SCOPES,
+                 token_ttl_s: float = SANDBOX_TOKEN_TTL_S,
+                 token_rate_limit: int = TOKEN_RATE_LIMIT,
+                 token_rate_window_s: float = TOKEN_RATE_WINDOW_S,
+                 clock: Callable[[], float] = time.monotonic, fault_seed: int = 0) -> None:
+        self.api_key = api_key
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.organization_id = organization_id
+        self.scopes = scopes
+        self.token_ttl_s = token_ttl_s
+        self.token_rate_limit = token_rate_limit
+        self.token_rate_window_s = token_rate_window_s
+        self.clock = clock
+        self.tokens: dict[str, tuple[float, frozenset[str]]] = {}  # token → (expiry, scopes)
+        self._window: tuple[float, int] | None = None  # (start, hits) of the token limiter
+        self._next_id = 0
+        super().__init__(fault_seed=fault_seed)
+
+    def reset(self) -> None:
+        """Forget records, requests, faults, issued tokens and the token limiter."""
+        super().reset()
+        self.tokens.clear()
+        self._window = None
+
+    # -- routes ------------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        """The API routes, with Express's optional trailing slash and NestJS's 404s."""
+        base = "/api/organizations/{org}/customers"
+        pairs = [(base, self._customers), (base + "/{id}", self._customer),
+                 ("/api/oauth/token", self._token), ("/api/api-keys/validate", self._validate)]
+        routes: list[BaseRoute] = [Route(p + s, h, methods=_METHODS)
+                                   for p, h in pairs for s in ("", "/")]
+        return [*routes, Route("/{path:path}", self._no_route, methods=_METHODS)]
+
+    async def _no_route(self, request: Request) -> Response:
+        return _error(404, f"Cannot {request.method} {request.url.path}", "Not Found")
+
+    async def _customers(self, request: Request) -> Response:
+        if request.method not in ("GET", "POST"):
+            return await self._no_route(request)
+        if (denied := self._authorize(request)) is not None:
+            return denied
+        if request.method == "GET":  # every customer, in creation order; params ignored
+            return JSONResponse(list(self.records.values()))
+        body = await read_json(request)
+        if body is None:
+            return _error(400, "Unexpected token in JSON body", "Bad Request")
+        fields, messages = _clean(body if isinstance(body, dict) else {}, partial=False)
+        if messages:
+            return _error(400, messages, "Bad Request")
+        if self._tax_id_taken(fields["taxId"], None):
+            return _error(409, "Customer with this taxId already exists", "Conflict")
+        record = self._create(fields)
+        self.count_write()
+        return JSONResponse(record, status_code=201)
+
+    async def _customer(self, request: Request) -> Response:
+        if request.method not in ("GET", "PUT", "DELETE"):
+            return await self._no_route(request)
+        if (denied := self._authorize(request)) is not None:
+            return denied
+        record = self.records.get(request.path_params["id"])
+        if record is None:
+            return _error(404, "Customer not found", "Not Found")
+        if request.method == "GET":
+            return JSONResponse(record)
+        if request.method == "DELETE":
+            del self.records[record["id"]]
+            self.count_write()
+            return Response(status_code=204)
+        body = await read_json(request)
+        if body is None:
+            return _error(400, "Unexpected token in JSON body", "Bad Request")
+        fields, messages = _clean(body if isinstance(body, dict) else {}, partial=True)
+        if messages:
+            return _error(400, messages, "Bad Request")
+        if "taxId" in fields and self._tax_id_taken(fields["taxId"], record["id"]):
+            return _error(409, "Customer with this taxId already exists", "Conflict")
+        _apply(record, fields)
+        record["updatedAt"] = iso(utcnow())
+        self.count_write()
+        return JSONResponse(record)
+
+    async def _token(self, request: Request) -> Response:
+        if request.method != "POST":
+            return await self._no_route(request)
+        # @nestjs/throttler: a fixed window opened by the first request, every request counts.
+        now = self.clock()
+        if self._window is None or now - self._window[0] >= self.token_rate_window_s:
+            self._window = (now, 0)
+        start, hits = self._window[0], self._window[1] + 1
+        self._window = (start, hits)
+        if hits > self.token_rate_limit:
+            wait = max(1, math.ceil(start + self.token_rate_window_s - now))
+            return JSONResponse({"statusCode": 429,
+                                 "message": "ThrottlerException: Too Many Requests"},
+                                status_code=429, headers={"Retry-After": str(wait)})
+        body = await read_json(request)
+        body = body if isinstance(body, dict) else {}
+        scopes: list[str] = body.get("scopes") or []
+        messages = [f"{k} must be a string" for k in ("clientId", "clientSecret")
+                    if not isinstance(body.get(k), str) or not body[k]]
+        if not isinstance(scopes, list) or not scopes or not all(
+                isinstance(s, str) for s in scopes):
+            messages.append("scopes must be a non-empty array of strings")
+        if "userId" in body and not isinstance(body["userId"], str):
+            messages.append("userId must be a string")
+        if messages:
+            return _error(400, messages, "Bad Request")
+        if (body["clientId"], body["clientSecret"]) != (self.client_id, self.client_secret):
+            return _unauthorized("Invalid client credentials")
+        if unknown := [s for s in scopes if s not in self.scopes]:
+            return _error(400, f"Scopes not configured on this OAuth app: {', '.join(unknown)}",
+                          "Bad Request")
+        token = secrets.token_urlsafe(32)
+        self.tokens[token] = (now + self.token_ttl_s, frozenset(scopes))
+        return JSONResponse({"access_token": token, "token_type": "Bearer",
+                             "expires_in": int(self.token_ttl_s), "scope": " ".join(scopes)})
+
+    async def _validate(self, request: Request) -> Response:
+        if request.method != "POST":
+            return await self._no_route(request)
+        body = await read_json(request)
+        key = (body.get("apiKey") or body.get("key") if isinstance(body, dict) else None) or (
+            request.headers.get("x-api-key"))
+        if key != self.api_key:
+            return _unauthorized("Invalid API key")
+        return JSONResponse({"valid": True, "organizationId": self.organization_id,
+                             "environment": "sandbox"})
+
+    # -- helpers -------------------------------------------------------------
+
+    def _authorize(self, request: Request) -> Response | None:
+        """Guards in NestJS order: authentication (401), membership, then scope (403)."""
+        scopes: frozenset[str] | None = None  # None: an API key may do everything
+        key = request.headers.get("x-api-key")
+        keyword, _, token = request.headers.get("authorization", "").partition(" ")
+        if key is not None:
+            if key != self.api_key:
+                return _unauthorized()
+        elif keyword.lower() == "bearer" and token.strip() in self.tokens:
+            expiry, scopes = self.tokens[token.strip()]
+            if self.clock() >= expiry:
+                return _unauthorized()
+        else:
+            return _unauthorized()
+        if request.path_params["org"] != self.organization_id:
+            return _error(403, "User is not a member of this organization", "Forbidden")
+        needed = "customers:read" if request.method == "GET" else "customers:write"
+        if scopes is not None and needed not in scopes:
+            return _error(403, "Forbidden resource", "Forbidden")
+        return None
+
+    def _tax_id_taken(self, tax_id: str, own_id: str | None) -> bool:
+        return tax_id not in GENERIC_RFCS and any(
+            r["taxId"] == tax_id and r["id"] != own_id for r in self.records.values())
+
+    def _create(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        now = iso(utcnow())
+        self._next_id += 1
+        # ObjectId-like: a fixed "timestamp" prefix, then a counter, so ids sort by creation.
+        record_id = f"6650a1b2{self._next_id:016x}"
+        record: dict[str, Any] = {
+            "id": record_id, "organizationId": self.organization_id, "legalName": None,
+            "taxId": None, "taxSystem": None, "email": None, "phone": None,
+            "defaultInvoiceUse": None,
+            "address": dict.fromkeys(("street", "exterior", "interior", "neighborhood", "city",
+                                      "municipality", "zip", "state", "country")),
+            "createdAt": now, "updatedAt": now,
+        }
+        record["address"]["country"] = "MEX"
+        _apply(record, fields)
+        self.records[record_id] = record
+        return record
+
+    # -- admin and seeding ----------------------------------------------------
+
+    def admin_seed(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Store a record from a write body without API validation.
+
+        The address may be flat (``addressZip``...) or a nested ``address``
+        object in the read shape; ``createdAt``/``updatedAt`` may be set.
+        """
+        flat = {k: v for k, v in payload.items() if k in _FIELDS}
+        nested = payload.get("address") or {}
+        flat.update({w: nested[r] for w, r in _FIELDS.items() if r is not None and r in nested})
+        record = self._create(flat)
+        for stamp in ("createdAt", "updatedAt"):
+            record[stamp] = payload.get(stamp, record[stamp])
+        return record
+
+    def admin_edit(self, record: dict[str, Any], changes: Mapping[str, Any]) -> None:
+        """Apply a web-app edit (read-shaped, ``address`` merged) and bump ``updatedAt``."""
+        for key, value in changes.items():
+            if key == "address" and isinstance(value, Mapping):
+                record["address"].update(value)
+            else:
+                record[key] = value
+        record["updatedAt"] = iso(utcnow())
+
+    def seed_fake(self, count: int, seed: int = 7) -> list[dict[str, Any]]:
+        """Seed Mexican fake customers that carry every field CFDI 4.0 requires.
+
+        The exterior number is the trailing number of address line 1 (``S/N``
+        without one), the colonia is line 2 without a leading ``Col. ``, and the
+        municipality is the city.
+        """
+        payloads: list[Mapping[str, Any]] = []
+        for c in fake_customers(count, seed=seed, countries=("MX",)):
+            street, exterior = _split_street(c.address_line1 or "")
+            payload: dict[str, Any] = {
+                "legalName": c.name, "taxId": c.tax_id, "taxSystem": c.tax_system,
+                "email": c.email, "defaultInvoiceUse": c.invoice_use, "phone": c.phone,
+                "addressStreet": street, "addressExterior": exterior,
+                "addressNeighborhood": (c.address_line2 or "").removeprefix("Col. "),
+                "addressCity": c.city, "addressMunicipality": c.city, "addressZip": c.postal_code,
+                "addressState": c.state, "addressCountry": "MEX",
+            }
+            if all(payload[f] for f in _FIELDS if f not in _OPTIONAL):
+                payloads.append(payload)
+        return self.seed(payloads)
+
+
+def _clean(body: Mapping[str, Any], *, partial: bool) -> tuple[dict[str, Any], list[str]]:
+    """class-validator on the flat DTO; unknown keys (and a nested ``address``) are dropped."""
+    fields: dict[str, Any] = {}
+    messages: list[str] = []
+    for name in _FIELDS:
+        if name not in body and (partial or name in _OPTIONAL):
+            continue
+        value = body.get(name)
+        if value is None and name in _OPTIONAL:  # @IsOptional(): null means "clear"
+            fields[name] = None
+            continue
+        found = _check(name, value)
+        if found:
+            messages.extend(found)
+        else:
+            fields[name] = None if name == "addressInterior" and value == "" else value
+    return fields, messages
+
+
+def _check(name: str, value: Any) -> list[str]:
+    if not isinstance(value, str):
+        # @IsNotEmpty() only fails for a missing value; 142 is "not a string" alone.
+        return [f"{name} must be a string"] + (
+            [f"{name} should not be empty"] if value is None and name not in _OPTIONAL else [])
+    if not value.strip() and name not in _OPTIONAL:
+        return [f"{name} should not be empty"]
+    rules: dict[str, tuple[Callable[[str], bool], str]] = {
+        "taxId": (lambda v: bool(_RFC.match(v)),
+                  "taxId must be a valid RFC (12 characters for companies, 13 for individuals)"),
+        "taxSystem": (lambda v: v in TAX_SYSTEMS,
+                      f"taxSystem must be one of the following values: {', '.join(TAX_SYSTEMS)}"),
+        "email": (lambda v: bool(_EMAIL.match(v)), "email must be an email"),
+        "defaultInvoiceUse": (lambda v: v in INVOICE_USES, "defaultInvoiceUse must be one of the "
+                              f"following values: {', '.join(INVOICE_USES)}"),
+        "addressZip": (lambda v: bool(_ZIP.match(v)), "addressZip must be a 5-digit postal code"),
+        "addressCountry": (lambda v: pycountry.countries.get(alpha_3=v) is not None,
+                           "addressCountry must be a valid ISO31661 Alpha3 code"),
+    }
+    rule = rules.get(name)
+    return [rule[1]] if rule and not rule[0](value) else []
+
+
+def _apply(record: dict[str, Any], fields: Mapping[str, Any]) -> None:
+    for name, value in fields.items():
+        if (inner := _FIELDS[name]) is None:
+            record[name] = value
+        else:
+            record["address"][inner] = value
+    if not record["address"]["interior"]:  # the read shape says null, never ""
+        record["address"]["interior"] = None
+    record["address"]["country"] = record["address"]["country"] or "MEX"
+
+
+def _split_street(line: str) -> tuple[str, str]:
+    # Mexican practice: the exterior number ends the street line; "S/N" when absent.
+    match = re.fullmatch(r"(.*?)\s+(\d+[A-Za-z]?)", line.strip())
+    return (match.group(1), match.group(2)) if match else (line.strip(), "S/N")
+
+
+__all__ = [
+    "GENERIC_RFCS", "INVOICE_USES", "SANDBOX_API_KEY", "SANDBOX_CLIENT_ID",
+    "SANDBOX_CLIENT_SECRET", "SANDBOX_ORGANIZATION_ID", "SANDBOX_SCOPES", "SANDBOX_TOKEN_TTL_S",
+    "TAX_SYSTEMS", "TOKEN_RATE_LIMIT", "TOKEN_RATE_WINDOW_S", "TimbrixEmulator",
+]
