@@ -41,7 +41,7 @@ from connectors.errors import (
     RecordError,
     RetriableError,
 )
-from connectors.model import Customer, FieldProblem, RemoteCustomer, fingerprint
+from connectors.model import CANONICAL_FIELDS, Customer, FieldProblem, RemoteCustomer, fingerprint
 from connectors.ratelimit import RateLimiter
 from state.store import LinkWrite, QuarantineWrite, Store
 from worker.config import AppConfig, ConfigError, PipelineConfig
@@ -273,7 +273,7 @@ class Sync:
             item.problem = remote.problem or FieldProblem("record", "could not be read")
             return False
         customer = apply_defaults(remote.customer, self.pipeline.defaults)
-        item.source_fingerprint = fingerprint(customer, customer.model_fields) + ("1" if customer.active else "0")
+        item.source_fingerprint = fingerprint(customer, CANONICAL_FIELDS) + ("1" if customer.active else "0")
         entry = quarantined.get(remote.id)
         if entry is not None and not self.retry_quarantined and entry.source_fingerprint == item.source_fingerprint[:64]:
             # Unchanged since it failed: it would fail again. `custsync retry` pushes it anyway.
