@@ -386,7 +386,7 @@ class Connector(ABC):
         """Create a record (active; the engine archives afterwards if needed)."""
         body = self.to_payload(customer, external_id, create=True)
         response = await self.request(
-            "POST", self.create_path, json=body, op="create", idempotent=self.spec.identity_slot
+            "POST", self.create_path, json=body, op="create", idempotent=self.create_is_idempotent
         )
         return CreateResult(self.read(_json(response)), existed=response.status_code == 200)
 

@@ -423,13 +423,15 @@ class Sync:
         try:
             result = await self.target.create(shaped, item.external_id)
         except RetriableError:
-            # The create may have been applied with its answer lost: look again before retrying.
-            again = await self._recover(item, pending=True)
-            if again is None or not again.id:
-                raise
-            result_id = again.id
-            self._wrote(item, "create")
-            return result_id, "created"
+            # The create may have been applied with its answer lost. Where the target
+            # finds records by external_id, look now; otherwise the pending intent
+            # stays and the next run recovers it from a fresh index of the target.
+            if self.target.spec.identity_slot:
+                again = await self._recover(item, pending=True)
+                if again is not None and again.id:
+                    self._wrote(item, "create")
+                    return again.id, "created"
+            raise
         self._wrote(item, "create")
         if self._index is not None:
             self._index.claim(result.remote.id)
