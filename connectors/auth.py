@@ -73,7 +73,9 @@ class TokenAuth(httpx.Auth):
         token = body.get("access_token") if isinstance(body, dict) else None
         if not token:
             raise AuthError("token endpoint answered without an access_token")
-        lifetime = float(body.get("expires_in") or 3600)
+        raw_lifetime = body.get("expires_in")
+        # Missing: assume the documented hour. Zero or less: renew before every request.
+        lifetime = 3600.0 if raw_lifetime is None else max(float(raw_lifetime), 0.0)
         # A margin longer than a short-lived token would renew on every call.
         margin = min(self._renew_margin_s, lifetime / 4)
         self._token = str(token)

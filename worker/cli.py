@@ -281,7 +281,7 @@ def sandbox(
     seed: Annotated[int, typer.Option(help="Fake customers to seed in each system (Timbrix: Mexican ones).")] = 0,
     fault: Annotated[
         list[str] | None,
-        typer.Option("--fault", help="Inject a fault: SYSTEM:KIND[:key=value,...]. KIND is error_before, "
+        typer.Option("--fault", "--faults", help="Inject a fault (repeatable): SYSTEM:KIND[:key=value,...]. KIND is error_before, "
                      "error_after (applied, then 500: a lost response), rate_limit, slow or drop. Options: "
                      "method, path (regex), status, retry_after, delay_s, times (empty: forever), skip, "
                      "probability, after. E.g. --fault thredfi:error_after:method=POST,probability=0.1,times="),
