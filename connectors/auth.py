@@ -46,7 +46,6 @@ class TokenAuth(httpx.Auth):
         clock: monotonic seconds; a seam for tests.
     """
 
-
     def __init__(self, *, renew_margin_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._token: str | None = None
         self._renew_at = 0.0
@@ -82,9 +81,7 @@ class TokenAuth(httpx.Auth):
         self._renew_at = self._clock() + lifetime - margin
         self.renewals += 1
 
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """Attach a fresh token; renew once and resend on a 401."""
         async with self._lock:
             if self._expired():

@@ -17,9 +17,21 @@ from connectors.model import clean
 
 # Names people type that pycountry does not know.
 _ALIASES = {
-    "UK": "GB", "U.K.": "GB", "GREAT BRITAIN": "GB", "ENGLAND": "GB", "SCOTLAND": "GB", "WALES": "GB",
-    "NORTHERN IRELAND": "GB", "BRITAIN": "GB", "U.S.": "US", "U.S.A.": "US", "UNITED STATES OF AMERICA": "US",
-    "ESTADOS UNIDOS": "US", "MÉXICO": "MX", "MEXICO": "MX", "ESTADOS UNIDOS MEXICANOS": "MX",
+    "UK": "GB",
+    "U.K.": "GB",
+    "GREAT BRITAIN": "GB",
+    "ENGLAND": "GB",
+    "SCOTLAND": "GB",
+    "WALES": "GB",
+    "NORTHERN IRELAND": "GB",
+    "BRITAIN": "GB",
+    "U.S.": "US",
+    "U.S.A.": "US",
+    "UNITED STATES OF AMERICA": "US",
+    "ESTADOS UNIDOS": "US",
+    "MÉXICO": "MX",
+    "MEXICO": "MX",
+    "ESTADOS UNIDOS MEXICANOS": "MX",
 }
 
 

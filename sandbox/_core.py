@@ -31,7 +31,7 @@ import re
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -201,11 +201,7 @@ class Emulator:
 
     def writes(self) -> list[LoggedRequest]:
         """The record writes answered so far (token requests excluded)."""
-        return [
-            r
-            for r in self.requests
-            if r.is_write and not any(r.path.endswith(p) for p in self.non_write_paths)
-        ]
+        return [r for r in self.requests if r.is_write and not any(r.path.endswith(p) for p in self.non_write_paths)]
 
     def count_write(self) -> None:
         """Call once a write is applied; honours ``kill_after_writes``."""
@@ -314,9 +310,7 @@ class _FaultMiddleware:
             await self.app(scope, receive, logging_send)
             log(status_box[0] if status_box else 0)
             return
-        if rule.kind == "error_before" or rule.kind == "rate_limit" or (
-            rule.kind == "drop" and not rule.after
-        ):
+        if rule.kind == "error_before" or rule.kind == "rate_limit" or (rule.kind == "drop" and not rule.after):
             await _respond_fault(rule, scope, receive, send)
             log(rule.status if rule.kind == "error_before" else 429 if rule.kind == "rate_limit" else 0)
             return
@@ -343,9 +337,7 @@ async def _respond_fault(rule: FaultRule, scope: Scope, receive: Receive, send: 
         raise ConnectionDropped("sandbox fault: connection dropped")
     if rule.kind == "rate_limit":
         headers = {} if rule.retry_after is None else {"Retry-After": _fmt(rule.retry_after)}
-        response: Response = JSONResponse(
-            {"detail": "Request was throttled."}, status_code=429, headers=headers
-        )
+        response: Response = JSONResponse({"detail": "Request was throttled."}, status_code=429, headers=headers)
     else:
         response = JSONResponse(
             {"error": "internal_error", "message": "sandbox fault injected"},

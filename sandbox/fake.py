@@ -11,12 +11,64 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-_FIRST = ["Ana", "José", "Zoë", "Łukasz", "Chloé", "Müller", "Siobhán", "Björn", "María", "Tomás",
-          "Olivia", "Noah", "Sofía", "Mateo", "Amelia", "Diego", "Ingrid", "Renée", "Joaquín", "Ōta"]
-_LAST = ["García", "Núñez", "O'Brien", "Smith", "Hernández", "Søren", "Pérez", "Walker", "Rojas",
-         "Müller", "Castillo", "Jones", "Fernández", "Dubois", "López", "Brown", "Muñoz", "Taylor"]
-_COMPANY = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Dunder Mifflin",
-            "Señor Café", "Zürich Tools", "Pingüino", "Ñandú Logística", "Stark", "Wayne", "Tyrell"]
+_FIRST = [
+    "Ana",
+    "José",
+    "Zoë",
+    "Łukasz",
+    "Chloé",
+    "Müller",
+    "Siobhán",
+    "Björn",
+    "María",
+    "Tomás",
+    "Olivia",
+    "Noah",
+    "Sofía",
+    "Mateo",
+    "Amelia",
+    "Diego",
+    "Ingrid",
+    "Renée",
+    "Joaquín",
+    "Ōta",
+]
+_LAST = [
+    "García",
+    "Núñez",
+    "O'Brien",
+    "Smith",
+    "Hernández",
+    "Søren",
+    "Pérez",
+    "Walker",
+    "Rojas",
+    "Müller",
+    "Castillo",
+    "Jones",
+    "Fernández",
+    "Dubois",
+    "López",
+    "Brown",
+    "Muñoz",
+    "Taylor",
+]
+_COMPANY = [
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Vandelay",
+    "Dunder Mifflin",
+    "Señor Café",
+    "Zürich Tools",
+    "Pingüino",
+    "Ñandú Logística",
+    "Stark",
+    "Wayne",
+    "Tyrell",
+]
 _SUFFIX = {"US": "Inc.", "MX": "S.A. de C.V.", "CL": "SpA", "GB": "Ltd"}
 _PLACES = {
     "US": [("Austin", "Texas", "78701"), ("Denver", "Colorado", "80202"), ("Boston", "Massachusetts", "02108")],
@@ -56,7 +108,9 @@ class FakeCustomer:
     active: bool
 
 
-def fake_customers(count: int, *, seed: int = 7, countries: tuple[str, ...] = ("US", "MX", "CL", "GB")) -> list[FakeCustomer]:
+def fake_customers(
+    count: int, *, seed: int = 7, countries: tuple[str, ...] = ("US", "MX", "CL", "GB")
+) -> list[FakeCustomer]:
     """Make ``count`` customers, the same ones for the same seed.
 
     Args:
@@ -92,12 +146,12 @@ def _one(rng: random.Random, i: int, countries: tuple[str, ...]) -> FakeCustomer
         company_name=company_name,
         first_name=first_name,
         last_name=last_name,
-        email=f"{handle}@example.{ 'com' if country == 'US' else country.lower()}",
+        email=f"{handle}@example.{'com' if country == 'US' else country.lower()}",
         phone=_phone(rng, country),
         mobile=_phone(rng, country) if i % 4 == 0 else None,
         website=f"https://{handle}.example.com" if company and i % 2 == 0 else None,
         address_line1=street,
-        address_line2=f"Col. Centro" if country == "MX" else (f"Suite {i % 90 + 1}" if i % 5 == 0 else None),
+        address_line2="Col. Centro" if country == "MX" else (f"Suite {i % 90 + 1}" if i % 5 == 0 else None),
         city=city,
         state=state,
         postal_code=postal,
@@ -120,7 +174,9 @@ def _phone(rng: random.Random, country: str) -> str:
 def _tax_id(rng: random.Random, country: str, company: bool, i: int) -> str | None:
     if country == "MX":
         letters = "".join(rng.choice(_RFC_LETTERS) for _ in range(3 if company else 4))
-        return f"{letters}{rng.randint(500101, 991231)}{rng.choice(_RFC_LETTERS)}{rng.randint(10, 99)}"[: 12 if company else 13]
+        return f"{letters}{rng.randint(500101, 991231)}{rng.choice(_RFC_LETTERS)}{rng.randint(10, 99)}"[
+            : 12 if company else 13
+        ]
     if country == "CL":
         body = 10_000_000 + i * 7919 % 80_000_000
         return f"{body}-{_rut_check(body)}"

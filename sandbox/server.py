@@ -85,8 +85,9 @@ def parse_fault(spec: str) -> tuple[str, str, dict[str, Any]]:
     return system, kind, parsed
 
 
-def sandbox_config(base_url: str, *, state_url: str = "sqlite:///custsync.db",
-                   broker_url: str = "redis://127.0.0.1:6379/0") -> str:
+def sandbox_config(
+    base_url: str, *, state_url: str = "sqlite:///custsync.db", broker_url: str = "redis://127.0.0.1:6379/0"
+) -> str:
     """A config file for the sandbox: the four connections and all 12 pipelines.
 
     Pipelines are named ``SOURCE_to_TARGET`` (``bigcapital_to_thredfi``).
@@ -95,18 +96,37 @@ def sandbox_config(base_url: str, *, state_url: str = "sqlite:///custsync.db",
     base = base_url.rstrip("/")
     lines = [
         "# custsync config for the local sandbox (custsync sandbox).",
-        "[state]", f'url = "{state_url}"', "",
-        "[broker]", f'url = "{broker_url}"', "",
-        "[connections.bigcapital]", 'system = "bigcapital"', f'base_url = "{base}/bigcapital"',
-        f'api_key = "{bigcapital.SANDBOX_API_KEY}"', "",
-        "[connections.thredfi]", 'system = "thredfi"', f'base_url = "{base}/thredfi"',
-        f'partner_uuid = "{thredfi.SANDBOX_PARTNER_UUID}"', f'api_key = "{thredfi.SANDBOX_API_KEY}"',
-        f'business_id = "{thredfi.SANDBOX_BUSINESS_ID}"', "",
-        "[connections.piriod]", 'system = "piriod"', f'base_url = "{base}/piriod"',
-        f'api_token = "{piriod.SANDBOX_API_TOKEN}"', f'workspace = "{piriod.SANDBOX_WORKSPACE}"',
-        "test_mode = true", "",
-        "[connections.timbrix]", 'system = "timbrix"', f'base_url = "{base}/timbrix/api"',
-        f'api_key = "{timbrix.SANDBOX_API_KEY}"', f'organization_id = "{timbrix.SANDBOX_ORGANIZATION_ID}"', "",
+        "[state]",
+        f'url = "{state_url}"',
+        "",
+        "[broker]",
+        f'url = "{broker_url}"',
+        "",
+        "[connections.bigcapital]",
+        'system = "bigcapital"',
+        f'base_url = "{base}/bigcapital"',
+        f'api_key = "{bigcapital.SANDBOX_API_KEY}"',
+        "",
+        "[connections.thredfi]",
+        'system = "thredfi"',
+        f'base_url = "{base}/thredfi"',
+        f'partner_uuid = "{thredfi.SANDBOX_PARTNER_UUID}"',
+        f'api_key = "{thredfi.SANDBOX_API_KEY}"',
+        f'business_id = "{thredfi.SANDBOX_BUSINESS_ID}"',
+        "",
+        "[connections.piriod]",
+        'system = "piriod"',
+        f'base_url = "{base}/piriod"',
+        f'api_token = "{piriod.SANDBOX_API_TOKEN}"',
+        f'workspace = "{piriod.SANDBOX_WORKSPACE}"',
+        "test_mode = true",
+        "",
+        "[connections.timbrix]",
+        'system = "timbrix"',
+        f'base_url = "{base}/timbrix/api"',
+        f'api_key = "{timbrix.SANDBOX_API_KEY}"',
+        f'organization_id = "{timbrix.SANDBOX_ORGANIZATION_ID}"',
+        "",
     ]
     for source in SYSTEMS:
         for target in SYSTEMS:

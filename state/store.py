@@ -225,9 +225,7 @@ class Store:
                 )
                 if w.remote_id is not None or link.remote_id is None:
                     link.remote_id = w.remote_id
-                link.fingerprint, link.active, link.status, link.updated_at = (
-                    w.fingerprint, w.active, w.status, now
-                )
+                link.fingerprint, link.active, link.status, link.updated_at = (w.fingerprint, w.active, w.status, now)
                 s.add(link)
 
     def links_of(self, connection: str) -> list[Link]:
@@ -258,8 +256,16 @@ class Store:
             for e in entries:
                 row = existing.get(e.source_id)
                 if row is None:
-                    row = QuarantineEntry(pipeline=pipeline, source_id=e.source_id, field=e.field, reason=e.reason,
-                                          run_id=run_id, first_seen=now, last_seen=now, attempts=0)
+                    row = QuarantineEntry(
+                        pipeline=pipeline,
+                        source_id=e.source_id,
+                        field=e.field,
+                        reason=e.reason,
+                        run_id=run_id,
+                        first_seen=now,
+                        last_seen=now,
+                        attempts=0,
+                    )
                     existing[e.source_id] = row
                 row.external_id, row.field, row.reason = e.external_id, e.field, e.reason[:2000]
                 row.source_fingerprint, row.run_id, row.last_seen = e.source_fingerprint, run_id, now

@@ -136,7 +136,10 @@ def interpolate(value: Any, *, where: str, path: Path, environ: Mapping[str, str
 
         return _VAR.sub(sub, value)
     if isinstance(value, dict):
-        return {k: interpolate(v, where=f"{where}.{k}" if where else k, path=path, environ=environ) for k, v in value.items()}
+        return {
+            k: interpolate(v, where=f"{where}.{k}" if where else k, path=path, environ=environ)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [interpolate(v, where=f"{where}[{i}]", path=path, environ=environ) for i, v in enumerate(value)]
     return value
@@ -166,8 +169,9 @@ def load_config(
         raise ConfigError(f"{path}: no such config file (use --config or $CUSTSYNC_CONFIG)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(raw, path=path, environ=os.environ if environ is None else environ,
-                        state_url=state_url, broker_url=broker_url)
+    return parse_config(
+        raw, path=path, environ=os.environ if environ is None else environ, state_url=state_url, broker_url=broker_url
+    )
 
 
 def parse_config(
@@ -181,7 +185,9 @@ def parse_config(
     """Validate an already-parsed config (see :func:`load_config`)."""
     unknown = set(raw) - {"state", "broker", "connections", "pipelines"}
     if unknown:
-        raise ConfigError(f"{path}: {sorted(unknown)[0]}: unknown section (expected state, broker, connections, pipelines)")
+        raise ConfigError(
+            f"{path}: {sorted(unknown)[0]}: unknown section (expected state, broker, connections, pipelines)"
+        )
     values = interpolate(dict(raw), where="", path=path, environ=environ)
     state = _model(StateConfig, values.get("state", {}), "state", path)
     broker = _model(BrokerConfig, values.get("broker", {}), "broker", path)

@@ -66,8 +66,10 @@ def run_demo(*, source: str, target: str, count: int, workdir: Path, console: Co
         second = asyncio.run(run_pipeline(config, pipeline, store=store))
         _show(console, "Second run: only the edits are written", second)
         third = asyncio.run(run_pipeline(config, pipeline, store=store))
-        console.print(f"A third run right away writes nothing: {third.counts.unchanged} unchanged, "
-                      f"{third.counts.created + third.counts.updated + third.counts.archived} writes.")
+        console.print(
+            f"A third run right away writes nothing: {third.counts.unchanged} unchanged, "
+            f"{third.counts.created + third.counts.updated + third.counts.archived} writes."
+        )
         quarantined = store.count_quarantined(pipeline)
         store.close()
     if quarantined:

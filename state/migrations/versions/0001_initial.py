@@ -46,7 +46,10 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("dry_run", sa.Boolean(), nullable=False),
-        *(sa.Column(n, sa.Integer(), nullable=False) for n in ("pulled", "created", "updated", "archived", "unchanged", "failed")),
+        *(
+            sa.Column(n, sa.Integer(), nullable=False)
+            for n in ("pulled", "created", "updated", "archived", "unchanged", "failed")
+        ),
         sa.Column("error", sa.String(), nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
