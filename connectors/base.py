@@ -46,7 +46,7 @@ from connectors.errors import (
     RetriableError,
 )
 from connectors.model import CANONICAL_FIELDS, Customer, FieldProblem, RemoteCustomer
-from connectors.pagination import LoopGuard, Paginator
+from connectors.pagination import LoopGuard, PageRequest, Paginator
 from connectors.ratelimit import RateLimiter
 
 log = structlog.get_logger("custsync.connector")
@@ -353,7 +353,7 @@ class Connector(ABC):
         """Yield every customer, page by page, across all listings."""
         for listing in self.listings():
             guard = LoopGuard()
-            page = self.paginator.first(listing.path, listing.params)
+            page: PageRequest | None = self.paginator.first(listing.path, listing.params)
             while page is not None:
                 guard.check(page)
                 response = await self.request("GET", page.url, params=page.params, op="list")
@@ -512,9 +512,13 @@ class Connector(ABC):
         return _problems(body)
 
 
-def _problems(body: Any) -> list[tuple[str | None, str]]:
+Problems = list[tuple[str | None, str]]
+
+
+def _problems(body: Any) -> Problems:
     if isinstance(body, list):
-        return [(None, str(m)) for m in body][:10]
+        listed: Problems = [(None, str(m)) for m in body]
+        return listed[:10]
     if not isinstance(body, dict):
         return []
     if isinstance(body.get("details"), dict):  # Thredfi validation
@@ -523,11 +527,12 @@ def _problems(body: Any) -> list[tuple[str | None, str]]:
     if isinstance(message, list):  # NestJS class-validator: "email must be an email"
         return [(str(m).split(" ", 1)[0] or None, str(m)) for m in message][:10]
     if isinstance(body.get("errors"), list):  # Bigcapital business rules
-        return [
+        rules: Problems = [
             (None, f"{e.get('type', 'ERROR')}: {e.get('message', '')}".strip(": "))
             for e in body["errors"]
             if isinstance(e, dict)
-        ][:10]
+        ]
+        return rules[:10]
     for key in ("detail", "message", "error"):
         if isinstance(body.get(key), str):
             return [(None, body[key])]

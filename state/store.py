@@ -276,7 +276,7 @@ class Store:
         """Remove the quarantine entries of records that went through."""
         with self.session() as s:
             for chunk in _chunks(list(source_ids)):
-                s.exec(  # type: ignore[call-overload]
+                s.exec(
                     delete(QuarantineEntry).where(
                         col(QuarantineEntry.pipeline) == pipeline, col(QuarantineEntry.source_id).in_(chunk)
                     )

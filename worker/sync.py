@@ -351,7 +351,7 @@ class Sync:
         assert item.decision is not None and item.shaped is not None and item.identity_id is not None
         shaped, link = item.shaped, item.link
         remote_id = link.remote_id if link else None
-        outcome = item.decision.outcome
+        outcome: str = item.decision.outcome
         try:
             for action in item.decision.actions:
                 if action == "create":
