@@ -242,10 +242,13 @@ class Sync:
         if self.dry_run:
             for item in pushes:
                 self._plan(item)
+            self.counts.failed += sum(1 for i in items if i.problem is not None)
             return
         self._record_intents(pushes)
         await asyncio.gather(*(self._push(item) for item in pushes))
-        self._record(todo, quarantined)
+        # Every record of the page, including those refused before any push:
+        # each is counted, quarantined or released here, never dropped.
+        self._record(items, quarantined)
 
     # -- preparing a page ---------------------------------------------------
 
