@@ -390,10 +390,27 @@ class Connector(ABC):
         )
         return CreateResult(self.read(_json(response)), existed=response.status_code == 200)
 
-    async def update(self, remote_id: str, customer: Customer, external_id: str) -> None:
-        """Write every field the system keeps."""
-        body = self.to_payload(customer, external_id, create=False)
+    async def update(
+        self, remote_id: str, customer: Customer, external_id: str, *, fields: frozenset[str] | None = None
+    ) -> None:
+        """Write the fields the system keeps (only ``fields`` of them, when given).
+
+        Args:
+            remote_id: the record to update.
+            customer: the customer as shaped for this system.
+            external_id: its identity.
+            fields: the canonical fields the source speaks for; the others are
+                left as they are in this system instead of being cleared.
+        """
+        body = self.only(self.to_payload(customer, external_id, create=False), fields)
         await self.request(self.update_method, self.item_path.format(id=remote_id), json=body, op="update")
+
+    def only(self, body: dict[str, Any], fields: frozenset[str] | None) -> dict[str, Any]:
+        """Drop from a write body the vendor keys of kept fields outside ``fields``."""
+        if fields is None:
+            return body
+        untouched = self.spec.fields - fields
+        return {key: value for key, value in body.items() if self.vendor_fields.get(key) not in untouched}
 
     async def set_active(self, remote_id: str, active: bool) -> None:
         """Archive (``active=False``) or re-activate a record.

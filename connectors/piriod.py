@@ -225,10 +225,12 @@ class PiriodConnector(Connector):
         return CreateResult(self.read(response.json()))
 
     @override
-    async def update(self, remote_id: str, customer: Customer, external_id: str) -> None:
-        """Resolve the state's id, then PATCH every kept field."""
+    async def update(
+        self, remote_id: str, customer: Customer, external_id: str, *, fields: frozenset[str] | None = None
+    ) -> None:
+        """Resolve the state's id, then PATCH the kept fields."""
         await self._load_states(customer)
-        await super().update(remote_id, customer, external_id)
+        await super().update(remote_id, customer, external_id, fields=fields)
 
     @override
     async def set_active(self, remote_id: str, active: bool) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +24,15 @@ class Settings(BaseSettings):
         log_level: the minimum level logged.
         crash_at: test seam for kill tests: ``write:N`` or ``commit:N`` makes
             the engine SIGKILL its own process at that point.
+        lock_ttl_s: expiry of a pipeline's run lock (``CUSTSYNC_LOCK_TTL_S``);
+            renewed every third of it while the run is alive, so a crashed
+            holder's lock frees itself within this time.
+        visibility_timeout_s: Redis broker visibility timeout
+            (``CUSTSYNC_VISIBILITY_TIMEOUT_S``): a task taken by a worker that
+            died is delivered again after this long.
+        task_time_limit_s: hard time limit of a run task
+            (``CUSTSYNC_TASK_TIME_LIMIT_S``); must stay below the visibility
+            timeout. The soft limit is 90 % of it.
     """
 
     model_config = SettingsConfigDict(env_prefix="CUSTSYNC_", frozen=True, extra="ignore")
@@ -33,6 +43,9 @@ class Settings(BaseSettings):
     log_format: str = "auto"
     log_level: str = "info"
     crash_at: str | None = None
+    lock_ttl_s: float = Field(default=30.0, gt=0)
+    visibility_timeout_s: int = Field(default=3600, gt=0)
+    task_time_limit_s: int = Field(default=3000, gt=0)
 
 
 @lru_cache(maxsize=1)

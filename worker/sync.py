@@ -119,6 +119,7 @@ class _Item:
     fingerprint: str = ""
     source_fingerprint: str | None = None
     link: LinkState | None = None
+    seen: tuple[str | None, bool | None] = (None, None)
     decision: Decision | None = None
     problem: FieldProblem | None = None
     transient: str | None = None
@@ -202,7 +203,10 @@ class Sync:
         self._progress = progress
         self._index: _TargetIndex | None = None
         self._index_lock = asyncio.Lock()
-        self._kept = target.spec.fields | {"kind", "name"}
+        # The fields this pipeline speaks for: those both systems keep. Symmetric, so
+        # the opposite pipeline fingerprints the same fields and sees no echo; the
+        # target's other fields are left as they are (defaults fill them on create).
+        self._kept = frozenset((source.spec.fields & target.spec.fields) | {"kind", "name"})
         self._deletes_error: str | None = None
         if pipeline.match_on is not None:
             self._match_on: tuple[str, ...] = tuple(pipeline.match_on)
@@ -263,7 +267,9 @@ class Sync:
                 remote = RemoteCustomer(f"?{self.counts.pulled}-{n}", None, remote.problem)
             link = source_links.get(remote.id)
             if link is not None:
-                items.append(_Item(remote, known[link.identity_id], identity_id=link.identity_id))
+                item = _Item(remote, known[link.identity_id], identity_id=link.identity_id)
+                item.seen = (link.fingerprint, link.active)
+                items.append(item)
             else:
                 external_id = remote.external_id or self.source.external_id_for(remote.id)
                 items.append(_Item(remote, external_id))
@@ -296,16 +302,25 @@ class Sync:
         fresh = [i for i in items if i.identity_id is None]
         if not self.dry_run:
             ids = self.store.ensure_identities([i.external_id for i in fresh]) if fresh else {}
-            for item in fresh:
-                item.identity_id = ids[item.external_id]
-            # Link the source record to its identity, unless the identity already has
-            # a record in the source connection (never re-point an existing link).
             present = self.store.links_by_identity(self.source.name, list(ids.values()))
-            self.store.save_links(
-                self.source.name,
-                [LinkWrite(i.identity_id, i.remote.id, None, None) for i in fresh
-                 if i.identity_id is not None and i.identity_id not in present],
-            )
+            claimed: dict[int, str] = {i: link.remote_id or "" for i, link in present.items()}
+            linking: list[LinkWrite] = []
+            for item in fresh:
+                identity_id = ids[item.external_id]
+                owner = claimed.setdefault(identity_id, item.remote.id)
+                if owner != item.remote.id:
+                    # Two source records claim one identity: never let them overwrite each other.
+                    item.problem = FieldProblem(
+                        "external_id",
+                        f"{self.source.system} record {owner} already holds this identity; "
+                        "remove the duplicate or clear its external id",
+                    )
+                    continue
+                item.identity_id = identity_id
+                if identity_id not in present:
+                    linking.append(LinkWrite(identity_id, item.remote.id, None, None))
+            self.store.save_links(self.source.name, linking)
+            items = [i for i in items if i.problem is None]
         else:
             found = self.store.identities_by_external_id([i.external_id for i in fresh])
             for item in fresh:
@@ -361,10 +376,12 @@ class Sync:
                     remote_id, outcome = await self._create(item)
                     if remote_id is None:
                         return  # quarantined as ambiguous
+                    if outcome != "created":
+                        break  # an existing record was adopted and made current: nothing left to do
                 elif action == "update":
                     assert remote_id is not None
                     try:
-                        await self.target.update(remote_id, shaped, item.external_id)
+                        await self.target.update(remote_id, shaped, item.external_id, fields=self._kept)
                     except NotFoundError:
                         # Deleted in the target by someone: recreate rather than lose it.
                         log.warning("target_record_missing", external_id=item.external_id, target_id=remote_id)
@@ -411,18 +428,7 @@ class Sync:
             return None, "created"
         if found.id:
             # The record exists already: make it current rather than create a copy.
-            remote = found
-            outcome = "unchanged"
-            if remote.customer is None or fingerprint(self.target.shape(remote.customer), self._kept) != item.fingerprint:
-                await self.target.update(remote.id, shaped, item.external_id)
-                self._wrote(item, "update")
-                outcome = "updated"
-            if self.pipeline.archive and self.target.spec.archive and remote.customer is not None \
-                    and remote.customer.active != shaped.active:
-                await self.target.set_active(remote.id, shaped.active)
-                self._wrote(item, "archive" if not shaped.active else "reactivate")
-                outcome = "archived" if not shaped.active else "updated"
-            return remote.id, outcome
+            return found.id, await self._adopt(item, found)
         try:
             result = await self.target.create(shaped, item.external_id)
         except RetriableError:
@@ -438,12 +444,26 @@ class Sync:
         self._wrote(item, "create")
         if self._index is not None:
             self._index.claim(result.remote.id)
-        remote = result.remote
-        if result.existed and remote.customer is not None and \
-                fingerprint(self.target.shape(remote.customer), self._kept) != item.fingerprint:
-            await self.target.update(remote.id, shaped, item.external_id)
+        if result.existed:
+            # An idempotent create answered with the record it already holds: we created nothing.
+            return result.remote.id, await self._adopt(item, result.remote)
+        return result.remote.id, "created"
+
+    async def _adopt(self, item: _Item, remote: RemoteCustomer) -> str:
+        """Make an existing target record current; returns the outcome to count."""
+        assert item.shaped is not None
+        shaped = item.shaped
+        outcome = "unchanged"
+        if remote.customer is None or fingerprint(self.target.shape(remote.customer), self._kept) != item.fingerprint:
+            await self.target.update(remote.id, shaped, item.external_id, fields=self._kept)
             self._wrote(item, "update")
-        return remote.id, "created"
+            outcome = "updated"
+        if self.pipeline.archive and self.target.spec.archive and remote.customer is not None \
+                and remote.customer.active != shaped.active:
+            await self.target.set_active(remote.id, shaped.active)
+            self._wrote(item, "archive" if not shaped.active else "reactivate")
+            outcome = "archived" if not shaped.active else "updated"
+        return outcome
 
     async def _recover(self, item: _Item, *, pending: bool = False) -> RemoteCustomer | None:
         """Find the target record this identity may already have.
@@ -508,6 +528,15 @@ class Sync:
 
     def _record(self, items: list[_Item], quarantined: Mapping[str, Any]) -> None:
         results = [i.result for i in items if i.result is not None]
+        # What the source holds now, so the opposite pipeline sees no difference to echo.
+        self.store.save_links(
+            self.source.name,
+            [
+                LinkWrite(i.identity_id, i.remote.id, i.fingerprint, i.shaped.active)
+                for i in items
+                if i.identity_id is not None and i.shaped is not None and i.seen != (i.fingerprint, i.shaped.active)
+            ],
+        )
         failures = [i for i in items if i.problem is not None]
         for item in failures:
             assert item.problem is not None
@@ -529,7 +558,9 @@ class Sync:
                 if i.problem is not None
             ],
         )
-        released = [i.remote.id for i in items if i.problem is None and i.transient is None and i.remote.id in quarantined]
+        # A record held back unchanged (shaped is None, no problem) stays in quarantine.
+        released = [i.remote.id for i in items if i.problem is None and i.transient is None
+                    and i.shaped is not None and i.remote.id in quarantined]
         self.store.release(self.name, released)
         self._crash.committed()
 

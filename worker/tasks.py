@@ -1,0 +1,124 @@
+"""The Celery tasks: bind log context, call the engine under the lock, map the outcome.
+
+Celery cannot run ``async def`` tasks, so each task runs the engine in an
+event loop of its own (:func:`worker.lock.run_exclusive` calls
+``asyncio.run``). Outcomes:
+
+- succeeded / partial: the run's summary is the task's result;
+- skipped (another run holds the pipeline's lock): a summary with status
+  ``skipped``, recorded in the state store; not an error, no retry;
+- failed for a transient reason (the state store or Redis unreachable, an
+  API still failing after the connector's own retries): retried with
+  exponential backoff and jitter, at most :data:`MAX_RETRIES` times;
+- failed for good (credentials refused, a config error): the task fails
+  once, without retry; the run is recorded as failed.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import date
+from typing import Any, NoReturn
+
+import redis.exceptions
+import sqlalchemy.exc
+import structlog
+from celery import Task
+
+from state.store import Store
+from worker.app import app, retry_backoff_max, service_config
+from worker.backfill import ProgressLog
+from worker.lock import run_exclusive, same_owner
+from worker.settings import get_settings
+from worker.sync import RunResult
+
+log = structlog.get_logger("custsync.tasks")
+
+MAX_RETRIES = 5
+RETRY_BACKOFF_S = 30
+#: Failures of the infrastructure around a run, worth retrying as they are.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class RunFailedError(Exception):
+    """The run finished as ``failed``; the message says why (never a secret)."""
+
+
+@app.task(name="custsync.sync_pipeline", bind=True, max_retries=MAX_RETRIES)
+def sync_pipeline(self: Task, pipeline: str) -> dict[str, Any]:
+    """Run one pipeline once.
+
+    Args:
+        pipeline: its name in the config file.
+
+    Returns:
+        The run's summary (``custsync run --json``'s object).
+    """
+    return _run(self, pipeline, kind="run")
+
+
+@app.task(name="custsync.backfill", bind=True, max_retries=MAX_RETRIES)
+def backfill(self: Task, pipeline: str, since: str | None = None) -> dict[str, Any]:
+    """Pull every source customer and push what differs, logging progress.
+
+    Args:
+        pipeline: its name in the config file.
+        since: ISO date; only customers created on or after it (sources that can filter).
+
+    Returns:
+        The run's summary.
+    """
+    return _run(self, pipeline, kind="backfill", since=date.fromisoformat(since) if since else None)
+
+
+def _run(task: Task, pipeline: str, *, kind: str, since: date | None = None) -> dict[str, Any]:
+    structlog.contextvars.bind_contextvars(pipeline=pipeline, kind=kind)
+    settings = get_settings()
+    config = service_config()
+    config.pipeline(pipeline)  # an unknown pipeline is a ConfigError: fails, no retry
+    owner = f"task:{task.request.id}"
+    try:
+        store = Store(config.state.url)
+        try:
+            result = run_exclusive(
+                config, pipeline, store=store, redis_url=config.broker.url, owner=owner,
+                ttl_s=settings.lock_ttl_s,
+                # A redelivery of this very task (its worker died) waits for the dead run's lock.
+                wait_if=same_owner(owner),
+                kind=kind, since=since, crash_at=settings.crash_at,
+                progress=ProgressLog(pipeline) if kind == "backfill" else None,
+            )
+        finally:
+            store.close()
+    except TRANSIENT_ERRORS as exc:
+        _retry(task, exc)
+    if result.status == "failed":
+        error = RunFailedError(f"{pipeline}: run {result.run_id} failed: {result.error}")
+        if _transient(result):
+            _retry(task, error)
+        raise error
+    return result.summary()
+
+
+def _transient(result: RunResult) -> bool:
+    # The engine tells an API that kept failing (RetriableError) from a refusal (FatalError).
+    return bool(getattr(result, "retriable", False))
+
+
+def _retry(task: Task, exc: BaseException) -> NoReturn:
+    attempt = task.request.retries
+    cap = retry_backoff_max(get_settings())
+    countdown = min(cap, RETRY_BACKOFF_S * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
+    log.warning("run_retry", attempt=attempt + 1, max_retries=MAX_RETRIES, countdown_s=round(countdown, 1),
+                error=str(exc) or type(exc).__name__)
+    # Raises Retry, or ``exc`` itself once the retries are spent.
+    raise task.retry(exc=exc, countdown=countdown)
+
+
+__all__ = ["MAX_RETRIES", "TRANSIENT_ERRORS", "RunFailedError", "backfill", "sync_pipeline"]
