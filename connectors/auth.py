@@ -85,7 +85,7 @@ class TokenAuth(httpx.Auth):
         """Attach a fresh token; renew once and resend on a 401."""
         async with self._lock:
             if self._expired():
-                answer = yield self.token_request()
+                answer = yield self._timed(self.token_request(), request)
                 await answer.aread()
                 self._store(answer)
             token = self._token
@@ -95,12 +95,19 @@ class TokenAuth(httpx.Auth):
             return
         async with self._lock:
             if self._token == token:  # nobody renewed meanwhile
-                answer = yield self.token_request()
+                answer = yield self._timed(self.token_request(), request)
                 await answer.aread()
                 self._store(answer)
             token = self._token
         request.headers["Authorization"] = f"Bearer {token}"
         yield request
+
+    @staticmethod
+    def _timed(token_request: httpx.Request, request: httpx.Request) -> httpx.Request:
+        # Requests built inside an auth flow get no client timeout: lend the caller's.
+        if "timeout" in request.extensions:
+            token_request.extensions.setdefault("timeout", request.extensions["timeout"])
+        return token_request
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """custsync only uses async clients."""

@@ -21,6 +21,7 @@ envelope); ``PUT`` answers 200 with the customer; ``DELETE`` answers 200 with
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -194,6 +195,11 @@ class BigcapitalEmulator(Emulator):
         rows = [r for r in self.records.values() if r["active"] is not inactive]
         if keyword := query.get("searchKeyword"):
             rows = [r for r in rows if _matches_keyword(r, keyword)]
+        if roles := query.get("stringifiedFilterRoles"):
+            try:
+                rows = _filter_roles(rows, json.loads(roles))
+            except (ValueError, TypeError, KeyError):
+                return _bad_request(["stringifiedFilterRoles must be a JSON array of filter roles"])
         # NULLs first ascending (MySQL); the id tie-break keeps paging stable.
         rows.sort(key=lambda r: _sort_key(r, column), reverse=order == "desc")
         start = (page - 1) * size
@@ -427,3 +433,37 @@ __all__ = [
     "SORT_COLUMNS",
     "BigcapitalEmulator",
 ]
+
+
+def _filter_roles(rows: list[dict[str, Any]], roles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Apply ``stringifiedFilterRoles`` (doc 1.5): date and text comparators, AND-ed.
+
+    Dates compare on the day, as Bigcapital's date comparators do: ``after``
+    2026-01-05 keeps records created on the 6th and later.
+    """
+    for role in roles:
+        key = str(role["fieldKey"])
+        comparator, value = str(role["comparator"]), str(role["value"])
+        if key.endswith("_at"):
+            day = value[:10]
+            if comparator == "after":
+                rows = [r for r in rows if str(r.get(key) or "")[:10] > day]
+            elif comparator == "before":
+                rows = [r for r in rows if str(r.get(key) or "")[:10] < day]
+            elif comparator == "in":
+                rows = [r for r in rows if str(r.get(key) or "")[:10] == day]
+            else:
+                raise ValueError(comparator)
+        else:
+            rows = [r for r in rows if _text_test(comparator, str(r.get(key) or "").lower(), value.lower())]
+    return rows
+
+
+def _text_test(comparator: str, held: str, wanted: str) -> bool:
+    if comparator == "equals":
+        return held == wanted
+    if comparator == "contains":
+        return wanted in held
+    if comparator == "starts_with":
+        return held.startswith(wanted)
+    raise ValueError(comparator)

@@ -376,3 +376,26 @@ def test_given_fake_seed_then_countries_are_names_and_inactive_ones_inactive() -
     assert all(r["billing_address_postcode"] for r in records)
     assert emu.seed_fake(1, seed=3)[0]["id"] == 21
     assert emu.write_count == 0
+
+
+async def test_given_created_at_filter_role_when_listing_then_only_later_customers_come_back() -> None:
+    import json as _json
+
+    emu = BigcapitalEmulator()
+    old, new = emu.seed(
+        [
+            {"customerType": "business", "currencyCode": "USD", "displayName": "Old"},
+            {"customerType": "business", "currencyCode": "USD", "displayName": "New"},
+        ]
+    )
+    old["created_at"] = "2026-01-01T10:00:00Z"
+    new["created_at"] = "2026-03-01T10:00:00Z"
+    role = [{"fieldKey": "created_at", "comparator": "after", "value": "2026-02-01", "condition": "and"}]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emu.app), base_url="http://test") as client:
+        response = await client.get(
+            "/api/customers",
+            params={"stringifiedFilterRoles": _json.dumps(role)},
+            headers={"Authorization": f"Bearer {SANDBOX_API_KEY}"},
+        )
+    assert response.status_code == 200
+    assert [c["display_name"] for c in response.json()["customers"]] == ["New"]
