@@ -1,0 +1,149 @@
+"""The state store on SQLite and PostgreSQL: automatic migrations, links, runs, quarantine."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import inspect
+
+from state.store import LinkWrite, QuarantineWrite, Store, normalise_url
+
+TABLES = {"identities", "links", "runs", "quarantine", "alembic_version"}
+
+
+def _version(store: Store) -> list[str]:
+    with store.engine.connect() as connection:
+        return [row[0] for row in connection.exec_driver_sql("SELECT version_num FROM alembic_version")]
+
+
+def test_given_empty_database_when_store_opens_then_schema_is_created_at_head(store_url: str) -> None:
+    store = Store(store_url)
+    try:
+        assert set(inspect(store.engine).get_table_names()) >= TABLES
+        assert _version(store) == ["0001"]
+        columns = {c["name"] for c in inspect(store.engine).get_columns("links")}
+        assert {"identity_id", "connection", "remote_id", "status", "fingerprint", "active"} <= columns
+    finally:
+        store.close()
+
+
+def test_given_existing_database_when_reopened_then_migration_is_a_no_op_and_data_stays(store: Store) -> None:
+    ids = store.ensure_identities(["bigcapital:t:1"])
+    store.save_links("thredfi", [LinkWrite(ids["bigcapital:t:1"], "r1", "f" * 64, True)])
+    run_id = store.start_run("p")
+
+    again = Store(store.url)
+    try:
+        again.migrate()  # and once more, explicitly
+        assert _version(again) == ["0001"]
+        assert again.identities_by_external_id(["bigcapital:t:1"]) == ids
+        assert again.links_by_remote("thredfi", ["r1"])["r1"].fingerprint == "f" * 64
+        assert again.get_run(run_id) is not None
+    finally:
+        again.close()
+
+
+@pytest.mark.slow
+def test_given_fresh_database_when_processes_open_it_together_then_each_starts_and_schema_is_created_once(
+    store_url: str,
+) -> None:
+    # Worker and beat start together on a fresh database: neither may crash on the other's migration.
+    start = time.time() + 1.5
+    code = (
+        f"import time; time.sleep(max(0, {start} - time.time())); "
+        f"from state.store import Store; Store({store_url!r}).close()"
+    )
+    processes = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    errors = [p.communicate(timeout=60)[1] for p in processes]
+
+    assert [p.returncode for p in processes] == [0, 0, 0], errors
+    store = Store(store_url)
+    try:
+        assert _version(store) == ["0001"]
+    finally:
+        store.close()
+
+
+def test_given_new_external_ids_when_ensured_twice_then_same_ids_and_no_duplicates(store: Store) -> None:
+    first = store.ensure_identities(["a", "b", "a"])
+    second = store.ensure_identities(["b", "c", "a"])
+
+    assert set(first) == {"a", "b"}
+    assert second["a"] == first["a"]
+    assert second["b"] == first["b"]
+    assert len({*first.values(), second["c"]}) == 3
+
+
+def test_given_more_ids_than_one_chunk_when_read_in_bulk_then_all_are_found(store: Store) -> None:
+    external_ids = [f"bigcapital:t:{n}" for n in range(620)]
+    ids = store.ensure_identities(external_ids)
+    store.save_links("bigcapital", [LinkWrite(ids[e], e.rsplit(":", 1)[1], None, None) for e in external_ids])
+
+    assert len(ids) == 620
+    assert len(store.links_by_remote("bigcapital", [str(n) for n in range(620)])) == 620
+    assert len(store.links_by_identity("bigcapital", list(ids.values()))) == 620
+    assert store.identities_by_id(list(ids.values())) == {v: k for k, v in ids.items()}
+    assert store.count_links("bigcapital") == 620
+
+
+def test_given_pending_intent_when_linked_then_remote_id_and_state_are_saved(store: Store) -> None:
+    (identity,) = store.ensure_identities(["x"]).values()
+    store.save_links("thredfi", [LinkWrite(identity, None, None, None, status="pending")])
+    assert store.links_by_identity("thredfi", [identity])[identity].status == "pending"
+
+    store.save_links("thredfi", [LinkWrite(identity, "r9", "a" * 64, False)])
+
+    link = store.links_by_identity("thredfi", [identity])[identity]
+    assert (link.remote_id, link.status, link.fingerprint, link.active) == ("r9", "linked", "a" * 64, False)
+    # A later write without a remote id never forgets the one we know.
+    store.save_links("thredfi", [LinkWrite(identity, None, "b" * 64, True)])
+    assert store.links_by_identity("thredfi", [identity])[identity].remote_id == "r9"
+
+
+def test_given_failures_when_quarantined_again_then_one_entry_with_attempts_and_released_on_success(
+    store: Store,
+) -> None:
+    entry = QuarantineWrite("7", "bigcapital:t:7", "email", "thredfi rejected the record: email: invalid", "f" * 64)
+    store.quarantine("p", "run-1", [entry])
+    store.quarantine("p", "run-2", [entry])
+    store.quarantine("other", "run-2", [entry])
+
+    (row,) = store.quarantined("p")
+    assert (row.source_id, row.field, row.attempts, row.run_id) == ("7", "email", 2, "run-2")
+    assert store.count_quarantined("p") == 1
+    assert [q.source_id for q in store.quarantined("p", ["7", "8"])] == ["7"]
+
+    store.release("p", ["7"])
+    assert store.quarantined("p") == []
+    assert store.count_quarantined("other") == 1, "release is per pipeline"
+
+
+def test_given_runs_when_listed_then_newest_first_with_counts(store: Store) -> None:
+    first = store.start_run("p")
+    store.finish_run(first, status="succeeded", counts={"pulled": 3, "created": 3})
+    second = store.start_run("p", kind="retry")
+    store.finish_run(second, status="partial", counts={"pulled": 3, "failed": 1}, error="x")
+    store.start_run("q")
+
+    runs = store.runs("p")
+    assert [r.id for r in runs] == [second, first]
+    assert (runs[0].kind, runs[0].status, runs[0].failed, runs[0].error) == ("retry", "partial", 1, "x")
+    assert (runs[1].pulled, runs[1].created, runs[1].finished_at is not None) == (3, 3, True)
+    assert len(store.runs()) == 3
+    assert store.get_run("nope") is None
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+    ],
+)
+def test_given_url_when_normalised_then_psycopg3_driver_is_used(url: str, expected: str) -> None:
+    assert normalise_url(url) == expected
