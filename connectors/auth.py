@@ -53,6 +53,9 @@ class TokenAuth(httpx.Auth):
         self._clock = clock
         self._lock = asyncio.Lock()
         self.renewals = 0
+        #: the token endpoint refused the credentials: every later request fails the same
+        #: way at once, instead of each asking again (token endpoints are rate limited).
+        self._refused: AuthError | None = None
 
     def token_request(self) -> httpx.Request:
         """Build the request that returns a new token."""
@@ -67,7 +70,8 @@ class TokenAuth(httpx.Auth):
         if response.status_code >= 500:
             raise RetriableError(f"token endpoint answered {response.status_code}")
         if response.status_code != 200:
-            raise AuthError(f"token request refused ({response.status_code})")
+            self._refused = AuthError(f"token request refused ({response.status_code})")
+            raise self._refused
         body: Any = response.json()
         token = body.get("access_token") if isinstance(body, dict) else None
         if not token:
@@ -84,6 +88,8 @@ class TokenAuth(httpx.Auth):
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """Attach a fresh token; renew once and resend on a 401."""
         async with self._lock:
+            if self._refused is not None:
+                raise AuthError(str(self._refused))
             if self._expired():
                 answer = yield self._timed(self.token_request(), request)
                 await answer.aread()

@@ -45,7 +45,7 @@ from connectors.errors import (
     RejectedError,
     RetriableError,
 )
-from connectors.model import CANONICAL_FIELDS, Customer, FieldProblem, RemoteCustomer
+from connectors.model import CANONICAL_FIELDS, TEXT_FIELDS, Customer, FieldProblem, RemoteCustomer
 from connectors.pagination import LoopGuard, PageRequest, Paginator
 from connectors.ratelimit import RateLimiter
 
@@ -333,8 +333,14 @@ class Connector(ABC):
             remote_id = self.record_id(raw)
         except (KeyError, TypeError, ValueError):
             return RemoteCustomer(id="?", customer=None, problem=FieldProblem("id", "record has no id"))
+        if why := _unkeepable(remote_id, ID_LIMIT):
+            return RemoteCustomer(id="?", customer=None, problem=FieldProblem("id", f"the record id {why}"))
         external_id = _safe(lambda: self.external_id_of(raw))
         updated_at = _safe(lambda: self.updated_at_of(raw))
+        if external_id is not None and (why := _unkeepable(external_id, EXTERNAL_ID_LIMIT)):
+            # Never stored (it is the key of the state store): the record waits in quarantine.
+            problem = FieldProblem("external_id", f"the {self.system} external id {why}")
+            return RemoteCustomer(remote_id, None, problem, None, updated_at)
         try:
             customer = self.to_canonical(raw)
         except FieldMappingError as exc:
@@ -346,7 +352,11 @@ class Connector(ABC):
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             problem = FieldProblem("record", f"unreadable {self.system} record: {type(exc).__name__}")
         else:
-            return RemoteCustomer(remote_id, customer, None, external_id, updated_at)
+            unreadable = next((f for f in TEXT_FIELDS if _not_unicode(getattr(customer, f))), None)
+            if unreadable is None:
+                return RemoteCustomer(remote_id, customer, None, external_id, updated_at)
+            # Lone surrogates (an escaped "\ud800" in the JSON) can be neither hashed nor sent on.
+            problem = FieldProblem(unreadable, f"holds characters that are not valid unicode (in {self.system})")
         return RemoteCustomer(remote_id, None, problem, external_id, updated_at)
 
     async def pages(self) -> AsyncIterator[list[RemoteCustomer]]:
@@ -410,7 +420,8 @@ class Connector(ABC):
         if fields is None:
             return body
         untouched = self.spec.fields - fields
-        return {key: value for key, value in body.items() if self.vendor_fields.get(key) not in untouched}
+        # A vendor key missing from vendor_fields is spelled like its canonical field (``email``).
+        return {key: value for key, value in body.items() if self.vendor_fields.get(key, key) not in untouched}
 
     async def set_active(self, remote_id: str, active: bool) -> None:
         """Archive (``active=False``) or re-activate a record.
@@ -494,8 +505,11 @@ class Connector(ABC):
                 response = await self._client.request(
                     method, url, params=dict(params) if params else None, json=json, headers=headers
                 )
-            except ConnectorError:
-                raise  # raised by an auth flow (token endpoint refused or limited)
+            except ConnectorError as exc:
+                # Raised by an auth flow (token endpoint refused or limited): say which system and call.
+                if not str(exc).startswith(self.system):
+                    exc.args = (f"{self.system} {op}: {exc}", *exc.args[1:])
+                raise
             except httpx.TransportError as exc:
                 raise RetriableError(f"{self.system} {op}: {type(exc).__name__}") from exc
         if response.is_success or response.status_code in ok:
@@ -574,6 +588,30 @@ def _json(response: httpx.Response) -> Any:
         return response.json()
     except ValueError as exc:
         raise RetriableError(f"unreadable JSON body (HTTP {response.status_code})") from exc
+
+
+#: what the state store keeps of a record id (``links.remote_id``) and of an external_id.
+ID_LIMIT = 100
+EXTERNAL_ID_LIMIT = 255
+
+
+def _unkeepable(value: str, limit: int) -> str | None:
+    """Why an identifier cannot be a key of the state store, or ``None`` when it can."""
+    if len(value) > limit:
+        return f"is longer than {limit} characters"
+    if _not_unicode(value) or not value.isprintable():
+        return "holds control or invalid characters"
+    return None
+
+
+def _not_unicode(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _safe(fn: Any) -> Any:

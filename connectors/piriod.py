@@ -12,9 +12,10 @@ Where Piriod and the canonical customer differ:
   :meth:`PiriodConnector._load_states`);
 - the identity is in ``reference`` (at most 64 characters) and always in
   ``metadata.external_id``; ``notes`` live in ``metadata.notes``. A PATCH
-  replaces ``metadata`` wholesale: keys added by hand are dropped on update;
-- a missing currency is defaulted by Piriod from the country, and a set one
-  cannot be cleared (Piriod refuses a null currency).
+  replaces ``metadata`` wholesale: keys added by hand are dropped on update,
+  and an update that does not speak for the notes leaves it out;
+- a missing currency is defaulted by Piriod from the country, and so does
+  ``shape``; a set one cannot be cleared (Piriod refuses a null currency).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ from connectors.ratelimit import RateLimiter
 REGULATED_COUNTRIES = frozenset({"CL", "MX", "CO"})
 #: ``reference`` holds at most this many characters; longer ids go to metadata only.
 REFERENCE_LIMIT = 64
+#: The currency Piriod files a customer without one under: its country's own.
+_COUNTRY_CURRENCY = {"CL": "CLP", "MX": "MXN", "CO": "COP", "PE": "PEN", "AR": "ARS", "BR": "BRL",
+                     "UY": "UYU", "US": "USD", "GB": "GBP", "CA": "CAD"}  # fmt: skip
 
 
 #: what our external_ids look like: ``system:tenant:id``.
@@ -166,10 +170,13 @@ class PiriodConnector(Connector):
 
     @override
     def shape(self, customer: Customer, *, truncate: bool = False) -> Customer:
-        """Fold ``address_line2`` into the one address line; default the country."""
+        """Fold ``address_line2`` into the one address line; default the country and currency."""
         lines = [p for p in (customer.address_line1, customer.address_line2) if p]
         country = customer.country or self.settings.account_country
-        folded = customer.model_copy(update={"address_line1": ", ".join(lines) or None, "country": country})
+        currency = customer.currency or _COUNTRY_CURRENCY.get(country)
+        folded = customer.model_copy(
+            update={"address_line1": ", ".join(lines) or None, "country": country, "currency": currency}
+        )
         return super().shape(folded, truncate=truncate)
 
     @override
@@ -233,6 +240,18 @@ class PiriodConnector(Connector):
         await super().update(remote_id, customer, external_id, fields=fields)
 
     @override
+    def only(self, body: dict[str, Any], fields: frozenset[str] | None) -> dict[str, Any]:
+        """Leave ``metadata`` out when the notes are not ours to write.
+
+        A PATCH replaces ``metadata`` wholesale, so sending it would clear notes
+        the source does not keep; the identity in it was written at creation.
+        """
+        kept = super().only(body, fields)
+        if fields is not None and "notes" not in fields:
+            kept.pop("metadata", None)
+        return kept
+
+    @override
     async def set_active(self, remote_id: str, active: bool) -> None:
         """Archiving is a status change; there is no dedicated endpoint."""
         body = {"status": "active" if active else "archived"}
@@ -278,7 +297,7 @@ class PiriodConnector(Connector):
             raise RuntimeError(f"states of {country} not loaded: write through create/update")
         found = self._states[country].get(_fold(state))
         if found is None:
-            raise FieldMappingError("state", f"{state!r} is not a piriod state of {country}")
+            raise FieldMappingError("state", f"the state is not a piriod state of {country}")
         return found
 
 

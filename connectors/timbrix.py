@@ -127,6 +127,8 @@ class TimbrixConnector(Connector):
     def to_canonical(self, raw: Mapping[str, Any]) -> Customer:
         """Map a Timbrix customer (nested ``address``, alpha-3 country)."""
         address = raw.get("address") or {}
+        if not isinstance(address, Mapping):
+            raise FieldMappingError("address_line1", "the timbrix address is not an object")
         name, tax_id = clean(raw.get("legalName")), clean(raw.get("taxId"))
         if name is None:
             raise FieldMappingError("name", "the timbrix record has no legalName")

@@ -24,6 +24,7 @@ from sqlmodel import Session, col, delete, select
 from state.models import Identity, Link, QuarantineEntry, Run
 
 _CHUNK = 500
+_MIGRATION_LOCK = 0x637573747379  # "custsy": the advisory lock key of schema migrations
 T = TypeVar("T")
 
 
@@ -88,6 +89,12 @@ class Store:
         config = Config()
         config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         with self.engine.begin() as connection:
+            # Processes starting together on a fresh database (worker and beat) must not both
+            # create the schema: the first migrates, the others wait, then find it at head.
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+            elif connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 

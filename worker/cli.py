@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from worker.config import AppConfig, ConfigError, load_config
@@ -34,8 +35,10 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# soft_wrap: a message is never cut into lines at 80 columns when the output is not a terminal
+# (CI logs, pipes), so it can be grepped whole; tables still fit the width.
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -57,7 +60,7 @@ def _load(path: Path | None) -> AppConfig:
     try:
         return load_config(path or settings.config, state_url=settings.state_url, broker_url=settings.broker_url)
     except ConfigError as exc:
-        err.print(f"[bold red]config error:[/] {exc}", markup=True)
+        err.print(f"[bold red]config error:[/] {escape(str(exc))}", markup=True)
         raise typer.Exit(Exit.USAGE) from None
 
 
@@ -71,7 +74,7 @@ def _check_pipeline(config: AppConfig, pipeline: str) -> None:
     try:
         config.pipeline(pipeline)
     except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         raise typer.Exit(Exit.USAGE) from None
 
 
@@ -94,7 +97,7 @@ def _print_result(result: Any, as_json: bool) -> None:
         if len(result.planned) > 200:
             out.print(f"  … and {len(result.planned) - 200} more")
     if result.error:
-        err.print(f"[red]{result.error}[/]", markup=True)
+        err.print(f"[red]{escape(result.error)}[/]", markup=True)
     if c.failed:
         out.print(f"{c.failed} record(s) quarantined: see `custsync failures {result.pipeline}`.")
 
@@ -105,6 +108,9 @@ def _execute(config: AppConfig, pipeline: str, **options: Any) -> Any:
     store = _store(config)
     try:
         return asyncio.run(run_pipeline(config, pipeline, store=store, crash_at=get_settings().crash_at, **options))
+    except Exception as exc:  # a bug or the store failing: the run could not finish (the log has the traceback)
+        err.print(f"run failed: internal error ({type(exc).__name__}): {escape(str(exc))}")
+        raise typer.Exit(Exit.FAILED) from None
     finally:
         store.close()
 
@@ -226,7 +232,7 @@ def failures(
     for col in ("source id", "external_id", "field", "reason"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["source_id"], r["external_id"] or "", r["field"], r["reason"])
+        table.add_row(*(escape(v) for v in (r["source_id"], r["external_id"] or "", r["field"], r["reason"])))
     out.print(table)
     out.print("Fix the records at the source (they are retried when they change) or run `custsync retry`.")
 

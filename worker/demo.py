@@ -10,6 +10,7 @@ what to try next. Nothing outside ``workdir`` is touched; no Redis needed.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +72,14 @@ def run_demo(*, source: str, target: str, count: int, workdir: Path, console: Co
             f"{third.counts.created + third.counts.updated + third.counts.archived} writes."
         )
         quarantined = store.count_quarantined(pipeline)
+        reasons = Counter(entry.field for entry in store.quarantined(pipeline))
         store.close()
     if quarantined:
         console.print(
             f"\n{quarantined} customer(s) could not go to {target} and are quarantined with the reason "
             f"(for example a field {target} requires that {source} does not have)."
         )
+        console.print("Fields at fault: " + ", ".join(f"{field} ({n})" for field, n in reasons.most_common(5)))
     console.print(
         "\nWhat to try next:\n"
         f"  custsync --help\n"

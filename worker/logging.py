@@ -16,7 +16,8 @@ from typing import Any
 import structlog
 
 _SECRET_KEYS = re.compile(r"(token|api_key|apikey|secret|password|authorization|credential)", re.I)
-_SECRET_VALUES = re.compile(r"(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]+|\b(bc|sk)_[A-Za-z0-9_]{6,}")
+# Key shapes: bc_... (Bigcapital), sk_... and vendor-prefixed ones such as thred_sk_... (Thredfi).
+_SECRET_VALUES = re.compile(r"(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]+|\b((?:[A-Za-z]+_)?(?:bc|sk))_[A-Za-z0-9_]{6,}")
 _configured = False
 
 
