@@ -32,7 +32,7 @@ import httpx
 import structlog
 
 from connectors import build_connector
-from connectors.base import Connector
+from connectors.base import Connector, FieldMappingError
 from connectors.errors import (
     ConnectorError,
     FatalError,
@@ -124,6 +124,8 @@ class _Item:
     problem: FieldProblem | None = None
     transient: str | None = None
     result: LinkWrite | None = None
+    unanswered: bool = False  # a create failed without an answer and was not found in the target
+    adopted: bool = False  # an existing target record was found and made current
 
 
 class _CrashSeam:
@@ -148,18 +150,20 @@ class _CrashSeam:
 class _TargetIndex:
     """The whole target, listed once per run, to recover identities without a slot."""
 
-    def __init__(self, records: list[RemoteCustomer], linked: set[str], fields: frozenset[str]) -> None:
+    def __init__(self, records: list[RemoteCustomer], linked: set[str], fields: frozenset[str],
+                 shape: Callable[[Customer], Customer] = lambda c: c) -> None:
         self._by_key: dict[tuple[str, str], list[RemoteCustomer]] = {}
         self._by_fp: dict[str, list[RemoteCustomer]] = {}
         self._claimed = set(linked)
         for record in records:
-            if record.customer is None:
-                continue
+            if record.customer is None or record.external_id:
+                continue  # unreadable, or it holds an identity in the slot: someone's, never a match
             for key in ("tax_id", "email"):
                 value = _norm(getattr(record.customer, key))
                 if value:
                     self._by_key.setdefault((key, value), []).append(record)
-            self._by_fp.setdefault(fingerprint(record.customer, fields), []).append(record)
+            # As the target shapes it, like the fingerprint it is compared with.
+            self._by_fp.setdefault(fingerprint(shape(record.customer), fields), []).append(record)
 
     def match(self, key: str, value: str | None) -> list[RemoteCustomer]:
         return [r for r in self._by_key.get((key, _norm(value) or ""), []) if r.id not in self._claimed]
@@ -169,6 +173,11 @@ class _TargetIndex:
 
     def claim(self, remote_id: str) -> None:
         self._claimed.add(remote_id)
+
+
+def _field_problem(field: str, message: str) -> FieldProblem:
+    """A problem whose reason starts with the canonical field, as every quarantine reason does."""
+    return FieldProblem(field, message if message.startswith(f"{field}: ") else f"{field}: {message}")
 
 
 def _norm(value: str | None) -> str | None:
@@ -249,10 +258,48 @@ class Sync:
             self.counts.failed += sum(1 for i in items if i.problem is not None)
             return
         self._record_intents(pushes)
-        await asyncio.gather(*(self._push(item) for item in pushes))
+        crashed = [r for r in await asyncio.gather(*(self._push(i) for i in pushes), return_exceptions=True) if r]
+        if not crashed:
+            await self._retry_unanswered(pushes)
+        if crashed:
+            # Record what did go through before giving up: an unexpected error in one push
+            # must not throw away the links of the others (they would all be recovered again).
+            self._record(items, quarantined)
+            raise crashed[0]
         # Every record of the page, including those refused before any push:
         # each is counted, quarantined or released here, never dropped.
         self._record(items, quarantined)
+
+    #: how many more times, in the same run, a create that got no answer is looked up and retried
+    UNANSWERED_PASSES = 2
+
+    async def _retry_unanswered(self, pushes: list[_Item]) -> None:
+        """Creates that failed without an answer, and were not found: look again, then create.
+
+        A create that is not idempotent is never resent blindly; a 5xx may or may not have
+        applied it. Once the target is seen to answer (another push of the page went
+        through), each such record is looked up again (by external_id, or by natural keys
+        and content over a fresh listing of the target) and created only if it is still
+        missing, a bounded number of times. What still fails is left to the next run.
+        """
+        for _ in range(self.UNANSWERED_PASSES):
+            lost = [i for i in pushes if i.unanswered and i.transient is not None]
+            if not lost or not any(i.result is not None for i in pushes):
+                return
+            if not self.target.spec.identity_slot or self._match_on:
+                self._index = None  # a fresh listing: an applied create is in it now
+                index = await self._target_index()
+                for item in pushes:  # this page's links are not in the store yet
+                    if item.result is not None and item.result.remote_id:
+                        index.claim(item.result.remote_id)
+            for item in lost:
+                assert item.shaped is not None
+                item.transient, item.unanswered = None, False
+                item.link = LinkState(None, "pending", None, None)
+                item.decision = decide(None, fingerprint=item.fingerprint, active=item.shaped.active,
+                                       archive=self.pipeline.archive, target_archives=self.target.spec.archive)
+            log.info("unanswered_creates_retried", count=len(lost))
+            await asyncio.gather(*(self._push(item) for item in lost))
 
     # -- preparing a page ---------------------------------------------------
 
@@ -376,17 +423,22 @@ class Sync:
                     remote_id, outcome = await self._create(item)
                     if remote_id is None:
                         return  # quarantined as ambiguous
-                    if outcome != "created":
-                        break  # an existing record was adopted and made current: nothing left to do
+                    if item.adopted:
+                        break  # an existing record was made current, its state included: nothing left to do
                 elif action == "update":
                     assert remote_id is not None
                     try:
                         await self.target.update(remote_id, shaped, item.external_id, fields=self._kept)
                     except NotFoundError:
-                        # Deleted in the target by someone: recreate rather than lose it.
+                        # Deleted in the target by someone: recreate rather than lose it, through the
+                        # same recovery as a pending create (a crash may have recreated it already).
                         log.warning("target_record_missing", external_id=item.external_id, target_id=remote_id)
-                        created = await self.target.create(shaped, item.external_id)
-                        remote_id, outcome = created.remote.id, "created"
+                        remote_id, outcome = await self._create(item, pending=True)
+                        if remote_id is None:
+                            return  # quarantined as ambiguous
+                        if item.adopted:
+                            break  # found again and made current, its state included
+                        continue  # recreated (active): the state change, if any, follows
                     self._wrote(item, "update")
                 elif action in ("archive", "reactivate"):
                     assert remote_id is not None
@@ -403,15 +455,22 @@ class Sync:
                     log.info("archive_not_supported", external_id=item.external_id, target=self.target.system,
                              active=shaped.active)
         except NotSupportedError as exc:
-            item.problem = FieldProblem("active", str(exc))
+            item.problem = _field_problem("active", str(exc))
+            self._keep_partial(item, remote_id)
             return
         except RecordError as exc:
-            item.problem = FieldProblem(exc.field or "record", str(exc))
+            item.problem = _field_problem(exc.field, str(exc)) if exc.field else FieldProblem("record", str(exc))
+            self._keep_partial(item, remote_id)
+            return
+        except FieldMappingError as exc:  # the target cannot express a value (an unknown state)
+            item.problem = _field_problem(exc.field, exc.reason)
+            self._keep_partial(item, remote_id)
             return
         except RetriableError as exc:
             # Still failing after the retry budget: not this record's fault; the next run retries it.
             item.transient = str(exc)
             log.warning("record_deferred", external_id=item.external_id, error=str(exc))
+            self._keep_partial(item, remote_id)
             return
         active = shaped.active if self.pipeline.archive else (link.active if link and link.active is not None else True)
         if item.decision.actions[0] == "create":
@@ -419,11 +478,20 @@ class Sync:
         item.result = LinkWrite(item.identity_id, remote_id, item.fingerprint, active)
         self._count(outcome)
 
-    async def _create(self, item: _Item) -> tuple[str | None, str]:
+    def _keep_partial(self, item: _Item, remote_id: str | None) -> None:
+        """A push failed after it created (or found) the target record: keep the link to it.
+
+        The fingerprint is left empty so the next run rewrites the record and its state,
+        instead of having to find it again.
+        """
+        if remote_id and (item.link is None or item.link.remote_id != remote_id) and item.identity_id is not None:
+            item.result = LinkWrite(item.identity_id, remote_id, None, None)
+
+    async def _create(self, item: _Item, *, pending: bool = False) -> tuple[str | None, str]:
         """Recover the identity, else create; returns (remote id, outcome)."""
         assert item.shaped is not None
         shaped = item.shaped
-        found = await self._recover(item)
+        found = await self._recover(item, pending=pending)
         if found is None:
             return None, "created"
         if found.id:
@@ -440,18 +508,22 @@ class Sync:
                 if again is not None and again.id:
                     self._wrote(item, "create")
                     return again.id, "created"
+            item.unanswered = True
             raise
         self._wrote(item, "create")
         if self._index is not None:
             self._index.claim(result.remote.id)
         if result.existed:
-            # An idempotent create answered with the record it already holds: we created nothing.
-            return result.remote.id, await self._adopt(item, result.remote)
+            # An idempotent create answered with the record it holds: a replay of our own create
+            # whose answer was lost, or a record we lost track of (state store lost). The two look
+            # alike from here, so it counts as created; its fields and state are made current.
+            await self._adopt(item, result.remote)
         return result.remote.id, "created"
 
     async def _adopt(self, item: _Item, remote: RemoteCustomer) -> str:
         """Make an existing target record current; returns the outcome to count."""
         assert item.shaped is not None
+        item.adopted = True
         shaped = item.shaped
         outcome = "unchanged"
         if remote.customer is None or fingerprint(self.target.shape(remote.customer), self._kept) != item.fingerprint:
@@ -484,6 +556,10 @@ class Sync:
             if matches:
                 log.info("identity_recovered", external_id=item.external_id, target_id=matches[0].id, by="external_id")
                 return matches[0]
+            if not self._match_on:
+                # The slot says whether our record exists: a lookalike holding another identity
+                # (or none) is not ours, and content is no evidence against the slot.
+                return none
         if not self._match_on and not pending:
             return none
         index = await self._target_index()
@@ -498,7 +574,7 @@ class Sync:
                 self.matched += 1
                 log.info("natural_key_matched", external_id=item.external_id, target_id=matches[0].id, key=key)
                 return matches[0]
-        if pending:
+        if pending and not self.target.spec.identity_slot:
             matches = index.match_content(item.fingerprint)
             if len(matches) == 1:
                 index.claim(matches[0].id)
@@ -516,7 +592,7 @@ class Sync:
             if self._index is None:
                 records = [r async for page in self.target.pages() for r in page]
                 linked = {link.remote_id for link in self.store.links_of(self.target.name) if link.remote_id}
-                self._index = _TargetIndex(records, linked, self._kept)
+                self._index = _TargetIndex(records, linked, self._kept, self.target.shape)
                 log.info("target_indexed", records=len(records))
             return self._index
 
@@ -671,11 +747,18 @@ async def run_pipeline(
                 dry_run=dry_run, force=full, retry_quarantined=retry_quarantined, crash_at=crash_at,
                 progress=progress)
     error: str | None = None
+    crash: Exception | None = None
     try:
         async with source, target:
             await sync.run()
     except (FatalError, RetriableError, ConnectorError) as exc:
         error = str(exc)
+    except Exception as exc:
+        # A bug, or the store failing: the run is recorded as failed and summarised once like any
+        # other, then the error goes on to the caller (the CLI exits 3, a task fails).
+        crash = exc
+        error = f"internal error ({type(exc).__name__}); see the run_crashed event"
+        log.exception("run_crashed")
     counts = sync.counts
     if error is not None:
         status = "failed"
@@ -690,6 +773,8 @@ async def run_pipeline(
     log.info("run_finished", status=status, duration_s=round(duration, 3), matched=sync.matched,
              error=error, **asdict(counts))
     structlog.contextvars.unbind_contextvars("run_id", "pipeline", "source", "target", "entity")
+    if crash is not None:
+        raise crash
     return RunResult(name, run_id, status, counts, duration, error, dry_run, sync.planned, sync.matched)
 
 
