@@ -135,6 +135,9 @@ def sandbox_config(
             lines += [f"[pipelines.{source}_to_{target}]", f'source = "{source}"', f'target = "{target}"']
             if target == "bigcapital":
                 lines.append('defaults = { currency = "USD" }')
+            elif target == "timbrix":
+                # CFDI needs a régimen fiscal and a uso CFDI that the other systems do not hold.
+                lines.append('defaults = { tax_system = "601", invoice_use = "G03" }')
             lines.append("")
     return "\n".join(lines)
 

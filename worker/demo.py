@@ -85,7 +85,7 @@ def run_demo(*, source: str, target: str, count: int, workdir: Path, console: Co
         f"  custsync --help\n"
         f"  custsync status --config {config_path}\n"
         f"  custsync failures {pipeline} --config {config_path}\n"
-        f"  custsync demo --source piriod --target timbrix\n"
+        f"  custsync demo --source timbrix --target piriod    # any pair of the four systems\n"
         f"  custsync sandbox --seed 50 --write-config sandbox.toml   # then: custsync run bigcapital_to_thredfi -c sandbox.toml"
     )
     return 0 if first.status != "failed" and second.status != "failed" else 3
