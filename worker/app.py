@@ -123,7 +123,7 @@ def celery_settings(config: AppConfig | None, settings: Settings) -> dict[str, A
         # Lets `celery inspect ping -d celerybeat@HOST` check beat (the compose health check).
         "beat_enable_remote_control": True,
         "redbeat_redis_url": broker.url,
-        "redbeat_key_prefix": "custsync:beat",
+        "redbeat_key_prefix": "custsync:beat:",
         "redbeat_lock_timeout": BEAT_INTERVAL_S * 6,
     }
 
@@ -154,7 +154,6 @@ app = Celery("custsync", include=["worker.tasks"])
 app.add_defaults(_service_settings)
 
 
-@signals.import_modules.connect
 def _require_config(sender: Celery | None = None, **_: Any) -> None:
     """Stop a worker or beat at start when the config is missing or wrong."""
     if sender is not app:
@@ -165,39 +164,53 @@ def _require_config(sender: Celery | None = None, **_: Any) -> None:
         raise SystemExit(f"custsync: cannot start: {exc}") from None
 
 
-@signals.beat_init.connect
 def _log_schedule(**_: Any) -> None:
     """Say what this beat schedules (it may then wait for another beat's lock)."""
     config = service_config()
-    log.info("beat_started", config=str(config.path), broker=maybe_sanitize_url(config.broker.url),
-             scheduled={name: p.schedule for name, p in sorted(config.pipelines.items()) if p.schedule})
+    log.info(
+        "beat_started",
+        config=str(config.path),
+        broker=maybe_sanitize_url(config.broker.url),
+        scheduled={name: p.schedule for name, p in sorted(config.pipelines.items()) if p.schedule},
+    )
 
 
-@signals.worker_ready.connect
 def _log_ready(**_: Any) -> None:
     config = service_config()
-    log.info("worker_ready", config=str(config.path), broker=maybe_sanitize_url(config.broker.url),
-             state=maybe_sanitize_url(config.state.url))
+    log.info(
+        "worker_ready",
+        config=str(config.path),
+        broker=maybe_sanitize_url(config.broker.url),
+        state=maybe_sanitize_url(config.state.url),
+    )
 
 
-@signals.setup_logging.connect
 def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
     """Send Celery's own log records through custsync's structlog set-up."""
     settings = get_settings()
     level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else (loglevel or settings.log_level)
     configure_logging(fmt=settings.log_format, level=str(level))
+    # Every process that opens the store runs its (no-op) migration, which Alembic announces at INFO.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-@signals.task_prerun.connect
 def _bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     """Bind the task id on every log event of the task, Celery's included."""
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(task_id=task_id, task=getattr(task, "name", None))
 
 
-@signals.task_postrun.connect
 def _unbind_task(**_: Any) -> None:
     structlog.contextvars.clear_contextvars()
+
+
+# Connected here rather than by decorator: Celery's decorators are untyped.
+signals.import_modules.connect(_require_config)
+signals.beat_init.connect(_log_schedule)
+signals.worker_ready.connect(_log_ready)
+signals.setup_logging.connect(_setup_logging)
+signals.task_prerun.connect(_bind_task)
+signals.task_postrun.connect(_unbind_task)
 
 
 __all__ = ["QUEUE", "app", "celery_settings", "make_app", "retry_backoff_max", "service_config", "time_limits"]

@@ -70,8 +70,13 @@ class ProgressLog:
             return
         self._last = now
         elapsed = now - self._started
-        log.info("backfill_progress", pipeline=self.pipeline, pulled=pulled, elapsed_s=round(elapsed, 1),
-                 per_s=round(pulled / elapsed, 1) if elapsed > 0 else None)
+        log.info(
+            "backfill_progress",
+            pipeline=self.pipeline,
+            pulled=pulled,
+            elapsed_s=round(elapsed, 1),
+            per_s=round(pulled / elapsed, 1) if elapsed > 0 else None,
+        )
 
 
 def backfill_command(
@@ -99,8 +104,10 @@ def backfill_command(
     """
     source = cfg.connections[cfg.pipeline(pipeline).source]
     if since is not None and not REGISTRY[source.system].can_filter_since:
-        err.print(f"error: {source.system} cannot list customers created since a date, so --since cannot "
-                  f"narrow this backfill; run it without --since (unchanged customers are not written again)")
+        err.print(
+            f"error: {source.system} cannot list customers created since a date, so --since cannot "
+            f"narrow this backfill; run it without --since (unchanged customers are not written again)"
+        )
         return 2
     if enqueue:
         return _enqueue(cfg, pipeline, since=since, console=console, err=err)
@@ -110,6 +117,13 @@ def backfill_command(
 def _enqueue(cfg: AppConfig, pipeline: str, *, since: date | None, console: Console, err: Console) -> int:
     from worker.app import make_app
 
+    # Celery would retry for a long while; a user at a prompt wants the answer now.
+    if not reachable(cfg.broker.url, timeout_s=3.0):
+        err.print(
+            f"error: cannot reach the broker at {maybe_sanitize_url(cfg.broker.url)}: "
+            "is Redis running, and is [broker] url (or CUSTSYNC_BROKER_URL) right?"
+        )
+        return 3
     try:
         result = make_app(cfg).send_task(
             "custsync.backfill", args=[pipeline], kwargs={"since": since.isoformat() if since else None}
@@ -121,8 +135,10 @@ def _enqueue(cfg: AppConfig, pipeline: str, *, since: date | None, console: Cons
         err.print(f"error: {exc}")
         return 2
     console.print(result.id, highlight=False)
-    err.print(f"backfill of {pipeline} handed to the workers (task {result.id}); "
-              f"`custsync status {pipeline}` shows it when it has run")
+    err.print(
+        f"backfill of {pipeline} handed to the workers (task {result.id}); "
+        f"`custsync status {pipeline}` shows it when it has run"
+    )
     return 0
 
 
@@ -130,22 +146,36 @@ def _inline(cfg: AppConfig, pipeline: str, *, since: date | None, console: Conso
     settings = get_settings()
     redis_url: str | None = cfg.broker.url
     if not reachable(cfg.broker.url):
-        log.warning("lock_unavailable", pipeline=pipeline, broker=maybe_sanitize_url(cfg.broker.url),
-                    hint="Redis does not answer: running without the pipeline lock; "
-                         "make sure no worker runs this pipeline meanwhile")
+        log.warning(
+            "lock_unavailable",
+            pipeline=pipeline,
+            broker=maybe_sanitize_url(cfg.broker.url),
+            hint="Redis does not answer: running without the pipeline lock; "
+            "make sure no worker runs this pipeline meanwhile",
+        )
         redis_url = None
     store = Store(cfg.state.url)
     try:
         with _progress(pipeline, err) as progress:
             result = run_exclusive(
-                cfg, pipeline, store=store, redis_url=redis_url, owner="cli", ttl_s=settings.lock_ttl_s,
+                cfg,
+                pipeline,
+                store=store,
+                redis_url=redis_url,
+                owner="cli",
+                ttl_s=settings.lock_ttl_s,
                 # Started again after a SIGKILL: the killed backfill's lock expires, wait for it.
                 wait_if=dead_local_process,
-                kind="backfill", since=since, progress=progress, crash_at=settings.crash_at,
+                kind="backfill",
+                since=since,
+                progress=progress,
+                crash_at=settings.crash_at,
             )
     except KeyboardInterrupt:
-        err.print(f"\ninterrupted: run `custsync backfill {pipeline}` again to finish; "
-                  "nothing already written is written twice")
+        err.print(
+            f"\ninterrupted: run `custsync backfill {pipeline}` again to finish; "
+            "nothing already written is written twice"
+        )
         return 3
     except ConfigError as exc:
         err.print(f"error: {exc}")

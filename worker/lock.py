@@ -179,13 +179,12 @@ class PipelineLock:
             if deadline is None:
                 remaining_ms = self._client.pttl(self.key)
                 deadline = now + max(0, int(remaining_ms)) / 1000 + 1.0
-                log.info("lock_wait", pipeline=self.pipeline, holder=holder.token,
-                         wait_s=round(deadline - now, 1))
+                log.info("lock_wait", pipeline=self.pipeline, holder=holder.token, wait_s=round(deadline - now, 1))
             elif now > deadline:
                 return False  # it kept renewing: alive after all
             time.sleep(poll_s)
 
-    def start_renewal(self, on_lost: Callable[[], None] | None = None) -> None:
+    def start_renewal(self, on_lost: Callable[[], object] | None = None) -> None:
         """Renew the expiry every third of the TTL until :meth:`release`.
 
         Args:
@@ -201,7 +200,7 @@ class PipelineLock:
                     self._lock.reacquire()
                 except LockNotOwnedError:
                     self.lost = True
-                    log.error("lock_lost", pipeline=self.pipeline, ttl_s=self.ttl_s)
+                    log.error("lock_lost", pipeline=self.pipeline, ttl_s=self.ttl_s)  # noqa: TRY400 - no traceback to show
                     if on_lost is not None:
                         on_lost()
                     return
@@ -210,8 +209,7 @@ class PipelineLock:
                     log.warning("lock_renewal_failed", pipeline=self.pipeline, error=str(exc))
 
         self._stop.clear()
-        self._renewer = threading.Thread(target=context.run, args=(renew,), name="custsync-lock-renewal",
-                                         daemon=True)
+        self._renewer = threading.Thread(target=context.run, args=(renew,), name="custsync-lock-renewal", daemon=True)
         self._renewer.start()
 
     def release(self) -> None:
@@ -268,8 +266,9 @@ def run_exclusive(
         LockLostError: the lock was lost mid-run and the run was cancelled.
     """
     if redis_url is None:
-        return asyncio.run(run_pipeline(config, pipeline, store=store, kind=kind, since=since,
-                                        progress=progress, crash_at=crash_at))
+        return asyncio.run(
+            run_pipeline(config, pipeline, store=store, kind=kind, since=since, progress=progress, crash_at=crash_at)
+        )
     client = redis_client(redis_url)
     lock = PipelineLock(client, pipeline, ttl_s=ttl_s, owner=owner)
     try:
@@ -289,7 +288,12 @@ def run_exclusive(
             limiter_client = aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
             try:
                 return await run_pipeline(
-                    config, pipeline, store=store, kind=kind, since=since, progress=progress,
+                    config,
+                    pipeline,
+                    store=store,
+                    kind=kind,
+                    since=since,
+                    progress=progress,
                     crash_at=crash_at,
                     limiter_factory=lambda key, rate: RedisRateLimiter(limiter_client, key, rate),
                 )

@@ -62,8 +62,9 @@ class ScheduledRun:
     def crontab(self) -> crontab:
         """The Celery schedule (UTC)."""
         minute, hour, day_of_month, month_of_year, day_of_week = self.cron
-        return crontab(minute=minute, hour=hour, day_of_month=day_of_month,
-                       month_of_year=month_of_year, day_of_week=day_of_week)
+        return crontab(
+            minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year, day_of_week=day_of_week
+        )
 
 
 def parse_cron(expression: str, *, where: str) -> tuple[str, str, str, str, str]:
@@ -88,8 +89,9 @@ def parse_cron(expression: str, *, where: str) -> tuple[str, str, str, str, str]
     day_of_week = ",".join(_sunday_as_zero(part) for part in day_of_week.split(","))
     cron = (minute, hour, day_of_month, month_of_year, day_of_week)
     try:
-        crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
-                day_of_week=day_of_week)
+        crontab(
+            minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year, day_of_week=day_of_week
+        )
     except ValueError as exc:
         raise ConfigError(f"{where}: {expression!r}: not a schedule beat can run ({exc})") from None
     return cron

@@ -16,6 +16,7 @@ event loop of its own (:func:`worker.lock.run_exclusive` calls
 
 from __future__ import annotations
 
+import os
 import random
 from datetime import date
 from typing import Any, NoReturn
@@ -28,19 +29,22 @@ from celery import Task
 from state.store import Store
 from worker.app import app, retry_backoff_max, service_config
 from worker.backfill import ProgressLog
-from worker.lock import run_exclusive, same_owner
+from worker.config import AppConfig
+from worker.lock import redis_client, run_exclusive, same_owner
 from worker.settings import get_settings
 from worker.sync import RunResult
 
 log = structlog.get_logger("custsync.tasks")
 
 MAX_RETRIES = 5
+MIGRATION_LOCK = "custsync:lock:state-migration"
 RETRY_BACKOFF_S = 30
 #: Failures of the infrastructure around a run, worth retrying as they are.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     sqlalchemy.exc.OperationalError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
+    redis.exceptions.LockError,  # the schema migration lock not free within its wait
     ConnectionError,
     TimeoutError,
 )
@@ -50,7 +54,7 @@ class RunFailedError(Exception):
     """The run finished as ``failed``; the message says why (never a secret)."""
 
 
-@app.task(name="custsync.sync_pipeline", bind=True, max_retries=MAX_RETRIES)
+@app.task(name="custsync.sync_pipeline", bind=True, max_retries=MAX_RETRIES)  # type: ignore[untyped-decorator]
 def sync_pipeline(self: Task, pipeline: str) -> dict[str, Any]:
     """Run one pipeline once.
 
@@ -63,7 +67,7 @@ def sync_pipeline(self: Task, pipeline: str) -> dict[str, Any]:
     return _run(self, pipeline, kind="run")
 
 
-@app.task(name="custsync.backfill", bind=True, max_retries=MAX_RETRIES)
+@app.task(name="custsync.backfill", bind=True, max_retries=MAX_RETRIES)  # type: ignore[untyped-decorator]
 def backfill(self: Task, pipeline: str, since: str | None = None) -> dict[str, Any]:
     """Pull every source customer and push what differs, logging progress.
 
@@ -84,18 +88,21 @@ def _run(task: Task, pipeline: str, *, kind: str, since: date | None = None) -> 
     config.pipeline(pipeline)  # an unknown pipeline is a ConfigError: fails, no retry
     owner = f"task:{task.request.id}"
     try:
-        store = Store(config.state.url)
-        try:
-            result = run_exclusive(
-                config, pipeline, store=store, redis_url=config.broker.url, owner=owner,
-                ttl_s=settings.lock_ttl_s,
-                # A redelivery of this very task (its worker died) waits for the dead run's lock.
-                wait_if=same_owner(owner),
-                kind=kind, since=since, crash_at=settings.crash_at,
-                progress=ProgressLog(pipeline) if kind == "backfill" else None,
-            )
-        finally:
-            store.close()
+        store = _process_store(config)
+        result = run_exclusive(
+            config,
+            pipeline,
+            store=store,
+            redis_url=config.broker.url,
+            owner=owner,
+            ttl_s=settings.lock_ttl_s,
+            # A redelivery of this very task (its worker died) waits for the dead run's lock.
+            wait_if=same_owner(owner),
+            kind=kind,
+            since=since,
+            crash_at=settings.crash_at,
+            progress=ProgressLog(pipeline) if kind == "backfill" else None,
+        )
     except TRANSIENT_ERRORS as exc:
         _retry(task, exc)
     if result.status == "failed":
@@ -106,8 +113,33 @@ def _run(task: Task, pipeline: str, *, kind: str, since: date | None = None) -> 
     return result.summary()
 
 
+_stores: dict[int, Store] = {}
+
+
+def _process_store(config: AppConfig) -> Store:
+    """The state store of this process, opened (and migrated) once.
+
+    Workers starting together on a fresh database would race to create the
+    schema; a Redis lock lets one migrate while the others wait. Keyed by
+    pid: a prefork child must not reuse its parent's connections.
+    """
+    pid = os.getpid()
+    store = _stores.get(pid)
+    if store is None:
+        client = redis_client(config.broker.url)
+        try:
+            with client.lock(MIGRATION_LOCK, timeout=120, blocking_timeout=120):
+                store = Store(config.state.url)
+        finally:
+            client.close()
+        _stores[pid] = store  # a parent's entry stays put: disposing it here would close its sockets
+    return store
+
+
 def _transient(result: RunResult) -> bool:
-    # The engine tells an API that kept failing (RetriableError) from a refusal (FatalError).
+    # The engine flags a run that ended on an API still failing after its retries
+    # (RetriableError), as opposed to a refusal (FatalError). Engines without the
+    # flag make every failed run final; the next scheduled run tries again anyway.
     return bool(getattr(result, "retriable", False))
 
 
@@ -115,8 +147,13 @@ def _retry(task: Task, exc: BaseException) -> NoReturn:
     attempt = task.request.retries
     cap = retry_backoff_max(get_settings())
     countdown = min(cap, RETRY_BACKOFF_S * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
-    log.warning("run_retry", attempt=attempt + 1, max_retries=MAX_RETRIES, countdown_s=round(countdown, 1),
-                error=str(exc) or type(exc).__name__)
+    log.warning(
+        "run_retry",
+        attempt=attempt + 1,
+        max_retries=MAX_RETRIES,
+        countdown_s=round(countdown, 1),
+        error=str(exc) or type(exc).__name__,
+    )
     # Raises Retry, or ``exc`` itself once the retries are spent.
     raise task.retry(exc=exc, countdown=countdown)
 
