@@ -78,6 +78,8 @@ def configure_logging(*, fmt: str = "auto", level: str = "info", stream: Any = N
     # httpx logs every request line at INFO, with URLs; our own events say what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # Alembic announces every (no-op) migration check at INFO on each command.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     _configured = True
 
 

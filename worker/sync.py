@@ -89,6 +89,8 @@ class RunResult:
     dry_run: bool = False
     planned: list[PlannedChange] = field(default_factory=list)
     matched: int = 0
+    #: the run failed on a transient error that outlasted the retry budget: a task may retry it.
+    retriable: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -747,12 +749,20 @@ async def run_pipeline(
                 dry_run=dry_run, force=full, retry_quarantined=retry_quarantined, crash_at=crash_at,
                 progress=progress)
     error: str | None = None
-    crash: Exception | None = None
+    crash: BaseException | None = None
+    retriable = False
     try:
         async with source, target:
             await sync.run()
-    except (FatalError, RetriableError, ConnectorError) as exc:
+    except RetriableError as exc:
+        error, retriable = str(exc), True
+    except (FatalError, ConnectorError) as exc:
         error = str(exc)
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+        # Ctrl-C, a lost lock, a task cancelled: recorded as failed, never left "running".
+        crash = exc
+        error = f"interrupted ({type(exc).__name__})"
+        log.warning("run_interrupted")
     except Exception as exc:
         # A bug, or the store failing: the run is recorded as failed and summarised once like any
         # other, then the error goes on to the caller (the CLI exits 3, a task fails).
@@ -775,7 +785,7 @@ async def run_pipeline(
     structlog.contextvars.unbind_contextvars("run_id", "pipeline", "source", "target", "entity")
     if crash is not None:
         raise crash
-    return RunResult(name, run_id, status, counts, duration, error, dry_run, sync.planned, sync.matched)
+    return RunResult(name, run_id, status, counts, duration, error, dry_run, sync.planned, sync.matched, retriable)
 
 
 __all__ = ["Counts", "PlannedChange", "RunResult", "run_pipeline"]

@@ -138,9 +138,8 @@ def _process_store(config: AppConfig) -> Store:
 
 def _transient(result: RunResult) -> bool:
     # The engine flags a run that ended on an API still failing after its retries
-    # (RetriableError), as opposed to a refusal (FatalError). Engines without the
-    # flag make every failed run final; the next scheduled run tries again anyway.
-    return bool(getattr(result, "retriable", False))
+    # (RetriableError), as opposed to a refusal (FatalError), which is final.
+    return result.retriable
 
 
 def _retry(task: Task, exc: BaseException) -> NoReturn:

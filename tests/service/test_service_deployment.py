@@ -64,8 +64,8 @@ def test_the_image_starts_the_procfile_worker_by_default() -> None:
     assert json.loads(cmd) == shlex.split(_procfile()["worker"])
 
 
-def test_the_deployment_docs_give_the_procfile_commands_literally() -> None:
-    docs = (REPO / "docs" / "deployment.md").read_text()
+def test_the_readme_deployment_section_gives_the_procfile_commands_literally() -> None:
+    docs = (REPO / "README.md").read_text()
     for command in _procfile().values():
         assert command in docs
     assert "custsync status" in docs

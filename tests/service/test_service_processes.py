@@ -243,7 +243,7 @@ def _procfile() -> dict[str, list[str]]:
 def test_given_the_deployment_section_when_followed_then_a_scheduled_pipeline_syncs_by_itself_once(
     service: Service,
 ) -> None:
-    # docs/deployment.md, step by step: the sandbox writes the config, a schedule is added,
+    # the README deployment section, step by step: the sandbox writes the config, a schedule is added,
     # the Procfile's worker and beat start (the beat twice: only one may schedule).
     port = free_port()
     config = service.tmp / "service.toml"
