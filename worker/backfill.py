@@ -164,8 +164,8 @@ def _inline(cfg: AppConfig, pipeline: str, *, since: date | None, console: Conso
                 redis_url=redis_url,
                 owner="cli",
                 ttl_s=settings.lock_ttl_s,
-                # Started again after a SIGKILL: the killed backfill's lock expires, wait for it.
-                wait_if=dead_local_process,
+                # Started again after a SIGKILL: the killed backfill's lock is freed at once.
+                take_over_if=dead_local_process,
                 kind="backfill",
                 since=since,
                 progress=progress,

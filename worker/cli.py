@@ -79,6 +79,8 @@ def _check_pipeline(config: AppConfig, pipeline: str) -> None:
 
 
 def _print_result(result: Any, as_json: bool) -> None:
+    if result.status == "skipped":
+        err.print(f"{result.pipeline}: not run, another run is in progress ({escape(result.error or '')})")
     if as_json:
         sys.stdout.write(json.dumps(result.summary(), ensure_ascii=False) + "\n")
         return
@@ -102,12 +104,32 @@ def _print_result(result: Any, as_json: bool) -> None:
         out.print(f"{c.failed} record(s) quarantined: see `custsync failures {result.pipeline}`.")
 
 
-def _execute(config: AppConfig, pipeline: str, **options: Any) -> Any:
+def _execute(config: AppConfig, pipeline: str, *, kind: str = "run", **options: Any) -> Any:
+    """Run the engine; under the pipeline's Redis lock when the broker answers.
+
+    Without a broker the CLI still runs (it needs none); with one, a run never
+    overlaps a worker's run of the same pipeline: it is skipped (exit 3).
+    """
+    from worker.lock import dead_local_process, reachable, run_exclusive
     from worker.sync import run_pipeline
 
+    settings = get_settings()
     store = _store(config)
     try:
-        return asyncio.run(run_pipeline(config, pipeline, store=store, crash_at=get_settings().crash_at, **options))
+        if options.get("dry_run"):  # writes nothing: no lock needed
+            return asyncio.run(run_pipeline(config, pipeline, store=store, kind=kind, **options))
+        return run_exclusive(
+            config,
+            pipeline,
+            store=store,
+            redis_url=config.broker.url if reachable(config.broker.url) else None,
+            owner="cli",
+            ttl_s=settings.lock_ttl_s,
+            take_over_if=dead_local_process,  # a killed earlier run of ours holds nothing any more
+            kind=kind,
+            crash_at=settings.crash_at,
+            options=options,
+        )
     except Exception as exc:  # a bug or the store failing: the run could not finish (the log has the traceback)
         err.print(f"run failed: internal error ({type(exc).__name__}): {escape(str(exc))}")
         raise typer.Exit(Exit.FAILED) from None

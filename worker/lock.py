@@ -31,9 +31,10 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -50,6 +51,10 @@ log = structlog.get_logger("custsync.lock")
 
 KEY_PREFIX = "custsync:lock:"
 _TOKEN = re.compile(r"^(?P<owner>.*)@(?P<host>[^@:]*):(?P<pid>\d+)#[0-9a-f]+$")
+
+
+# Compare-and-delete: free a key only while it still holds the value we read.
+_DELETE_IF_HELD_BY = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 
 class LockLostError(RuntimeError):
@@ -152,13 +157,22 @@ class PipelineLock:
             return None
         return Holder.parse(raw.decode() if isinstance(raw, bytes) else str(raw))
 
-    def acquire(self, *, wait_if: Callable[[Holder], bool] | None = None, poll_s: float = 0.2) -> bool:
+    def acquire(
+        self,
+        *,
+        wait_if: Callable[[Holder], bool] | None = None,
+        take_over_if: Callable[[Holder], bool] | None = None,
+        poll_s: float = 0.2,
+    ) -> bool:
         """Take the lock without queueing behind a live holder.
 
         Args:
             wait_if: when the lock is held, whether this holder is one to wait
                 for (it is gone and its lock will expire). The wait lasts at
                 most the holder's remaining TTL plus a second.
+            take_over_if: whether this holder is known to be gone for sure (a
+                dead process of this host): its lock is freed at once, atomically,
+                only if it still holds it.
             poll_s: how often to try again while waiting.
 
         Returns:
@@ -173,6 +187,11 @@ class PipelineLock:
             if holder is None:
                 continue  # released between our two calls: try again at once
             self.held_by = holder
+            if take_over_if is not None and take_over_if(holder):
+                freed = self._client.eval(_DELETE_IF_HELD_BY, 1, self.key, holder.token)
+                log.warning("lock_taken_over", pipeline=self.pipeline, holder=holder.token, freed=bool(freed))
+                take_over_if = None  # once: a live holder that took it meanwhile is waited for or skipped
+                continue
             if wait_if is None or not wait_if(holder):
                 return False
             now = time.monotonic()
@@ -238,10 +257,12 @@ def run_exclusive(
     owner: str,
     ttl_s: float,
     wait_if: Callable[[Holder], bool] | None = None,
+    take_over_if: Callable[[Holder], bool] | None = None,
     kind: str = "run",
     since: date | None = None,
     progress: Progress | None = None,
     crash_at: str | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Run a pipeline once under its lock, with the shared rate limiter.
 
@@ -254,6 +275,8 @@ def run_exclusive(
         owner: ``task:TASK_ID`` or ``cli``.
         ttl_s: the lock's expiry.
         wait_if: which holders to wait for (see :class:`PipelineLock`).
+        take_over_if: which holders are gone for sure (see :class:`PipelineLock`).
+        options: further engine options (``full``, ``retry_quarantined``).
         kind: ``run`` or ``backfill``, as recorded.
         since: backfill only records created on or after this date.
         progress: called with the running ``pulled`` count after each page.
@@ -267,12 +290,15 @@ def run_exclusive(
     """
     if redis_url is None:
         return asyncio.run(
-            run_pipeline(config, pipeline, store=store, kind=kind, since=since, progress=progress, crash_at=crash_at)
+            run_pipeline(
+                config, pipeline, store=store, kind=kind, since=since, progress=progress, crash_at=crash_at,
+                **(options or {}),
+            )
         )
     client = redis_client(redis_url)
     lock = PipelineLock(client, pipeline, ttl_s=ttl_s, owner=owner)
     try:
-        if not lock.acquire(wait_if=wait_if):
+        if not lock.acquire(wait_if=wait_if, take_over_if=take_over_if):
             assert lock.held_by is not None
             reason = f"lock held by {lock.held_by.describe()}"
             run_id = store.record_skipped_run(pipeline, kind=kind, reason=reason)
@@ -296,6 +322,7 @@ def run_exclusive(
                     progress=progress,
                     crash_at=crash_at,
                     limiter_factory=lambda key, rate: RedisRateLimiter(limiter_client, key, rate),
+                    **(options or {}),
                 )
             finally:
                 await limiter_client.aclose()

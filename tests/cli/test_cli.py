@@ -84,8 +84,38 @@ def _clean_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def config_file(tmp_path: Path, served: tuple[Sandbox, str], store_url: str) -> Path:
     path = tmp_path / "custsync.toml"
-    path.write_text(sandbox_config(served[1], state_url=store_url), encoding="utf-8")
+    # No broker: these tests run in parallel on the same pipeline names, and the CLI
+    # takes the pipeline's Redis lock whenever a broker answers (tested below).
+    path.write_text(sandbox_config(served[1], state_url=store_url, broker_url=NO_BROKER), encoding="utf-8")
     return path
+
+
+NO_BROKER = "redis://127.0.0.1:1/0"
+LOCK_REDIS = "redis://127.0.0.1:6379/10"
+
+
+def test_given_a_worker_holds_the_pipeline_lock_when_run_then_skipped_with_exit_3(
+    tmp_path: Path, served: tuple[Sandbox, str]
+) -> None:
+    import redis
+
+    from worker.lock import KEY_PREFIX
+
+    path = tmp_path / "locked.toml"
+    path.write_text(
+        sandbox_config(served[1], state_url=f"sqlite:///{tmp_path}/s.db", broker_url=LOCK_REDIS), encoding="utf-8"
+    )
+    client = redis.Redis.from_url(LOCK_REDIS)
+    client.set(KEY_PREFIX + PIPELINE, "task:abc@elsewhere:1#x", px=30_000)
+    try:
+        result = invoke("run", PIPELINE, "--json", "--config", str(path))
+    finally:
+        client.delete(KEY_PREFIX + PIPELINE)
+        client.close()
+    assert result.exit_code == 3, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["status"] == "skipped"
+    assert "task:abc" in result.stderr
+    assert served[0]["thredfi"].writes() == []
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
