@@ -170,7 +170,8 @@ class Connector(ABC):
     error_table: ClassVar[Mapping[int, ErrorRule]] = DEFAULT_ERROR_TABLE
     #: vendor field name → canonical field, to name fields in refusals.
     vendor_fields: ClassVar[Mapping[str, str]] = {}
-    #: ``str.format`` templates; ``{id}`` is the record id.
+    #: ``str.format`` templates: ``{id}`` is the record id, other names come
+    #: from :meth:`path_params` (the tenant ids some systems put in the path).
     create_path: ClassVar[str]
     item_path: ClassVar[str]
     update_method: ClassVar[str] = "PUT"
@@ -249,6 +250,19 @@ class Connector(ABC):
         Raises:
             FieldMappingError: a field cannot be expressed in this system.
         """
+
+    def path_params(self) -> Mapping[str, str]:
+        """Values for the path templates' placeholders other than ``{id}``."""
+        return {}
+
+    @property
+    def collection(self) -> str:
+        """The list / create path of this connection."""
+        return self.create_path.format(**self.path_params())
+
+    def record_path(self, remote_id: str) -> str:
+        """The path of one record of this connection."""
+        return self.item_path.format(id=remote_id, **self.path_params())
 
     def record_id(self, raw: Mapping[str, Any]) -> str:
         """The vendor id of a record."""
@@ -373,7 +387,7 @@ class Connector(ABC):
 
     async def get(self, remote_id: str) -> RemoteCustomer:
         """Fetch one record by id."""
-        response = await self.request("GET", self.item_path.format(id=remote_id), op="get")
+        response = await self.request("GET", self.record_path(remote_id), op="get")
         return self.read(_json(response))
 
     async def find_by_external_id(self, external_id: str) -> list[RemoteCustomer] | None:
@@ -396,7 +410,7 @@ class Connector(ABC):
         """Create a record (active; the engine archives afterwards if needed)."""
         body = self.to_payload(customer, external_id, create=True)
         response = await self.request(
-            "POST", self.create_path, json=body, op="create", idempotent=self.create_is_idempotent
+            "POST", self.collection, json=body, op="create", idempotent=self.create_is_idempotent
         )
         return CreateResult(self.read(_json(response)), existed=response.status_code == 200)
 
@@ -413,7 +427,7 @@ class Connector(ABC):
                 left as they are in this system instead of being cleared.
         """
         body = self.only(self.to_payload(customer, external_id, create=False), fields)
-        await self.request(self.update_method, self.item_path.format(id=remote_id), json=body, op="update")
+        await self.request(self.update_method, self.record_path(remote_id), json=body, op="update")
 
     def only(self, body: dict[str, Any], fields: frozenset[str] | None) -> dict[str, Any]:
         """Drop from a write body the vendor keys of kept fields outside ``fields``."""
@@ -433,7 +447,7 @@ class Connector(ABC):
 
     async def delete(self, remote_id: str) -> None:
         """Delete a record permanently."""
-        await self.request("DELETE", self.item_path.format(id=remote_id), op="delete")
+        await self.request("DELETE", self.record_path(remote_id), op="delete")
 
     # -- the one request loop ---------------------------------------------
 

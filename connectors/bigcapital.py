@@ -138,7 +138,7 @@ class BigcapitalConnector(Connector):
             role = {"fieldKey": "created_at", "comparator": "after", "value": day}
             params["stringifiedFilterRoles"] = json.dumps([{**role, "condition": "and"}])
         # inactiveMode=false lists only active customers and true only inactive ones.
-        return [Listing(self.create_path, {"inactiveMode": m, **params}) for m in ("false", "true")]
+        return [Listing(self.collection, {"inactiveMode": m, **params}) for m in ("false", "true")]
 
     @override
     def to_canonical(self, raw: Mapping[str, Any]) -> Customer:

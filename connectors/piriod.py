@@ -228,7 +228,7 @@ class PiriodConnector(Connector):
         """
         await self._load_states(customer)
         body = self.to_payload(customer, external_id, create=True)
-        response = await self.request("POST", self.create_path, json=body, op="create", idempotent=False)
+        response = await self.request("POST", self.collection, json=body, op="create", idempotent=False)
         return CreateResult(self.read(response.json()))
 
     @override
@@ -255,7 +255,7 @@ class PiriodConnector(Connector):
     async def set_active(self, remote_id: str, active: bool) -> None:
         """Archiving is a status change; there is no dedicated endpoint."""
         body = {"status": "active" if active else "archived"}
-        await self.request("PATCH", self.item_path.format(id=remote_id), json=body, op="archive")
+        await self.request("PATCH", self.record_path(remote_id), json=body, op="archive")
 
     @override
     async def find_by_external_id(self, external_id: str) -> list[RemoteCustomer] | None:

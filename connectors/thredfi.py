@@ -184,16 +184,12 @@ class ThredfiConnector(Connector):
     def _settings(self) -> ThredfiSettings:
         return cast(ThredfiSettings, self.settings)
 
-    # The paths hold the business id, a per-connection value; the base declares them per class.
-    @property
-    def create_path(self) -> str:  # type: ignore[override]
-        """The list / create path of the configured business."""
-        return f"/v1/platform/businesses/{self._settings.business_id}/customers/"
+    create_path = "/v1/platform/businesses/{business_id}/customers/"
+    item_path = "/v1/platform/businesses/{business_id}/customers/{id}/"
 
-    @property
-    def item_path(self) -> str:  # type: ignore[override]
-        """The detail path template (``{id}``) of the configured business."""
-        return self.create_path + "{id}/"
+    @override
+    def path_params(self) -> Mapping[str, str]:
+        return {"business_id": self._settings.business_id}
 
     @property
     @override
@@ -211,7 +207,7 @@ class ThredfiConnector(Connector):
 
     @override
     def listings(self) -> Sequence[Listing]:
-        return [Listing(self.create_path, {"include_archived": "true"})]
+        return [Listing(self.collection, {"include_archived": "true"})]
 
     @override
     def external_id_of(self, raw: Mapping[str, Any]) -> str | None:
@@ -267,7 +263,7 @@ class ThredfiConnector(Connector):
     @override
     async def create(self, customer: Customer, external_id: str) -> CreateResult:
         body = self.to_payload(customer, external_id, create=True)
-        response = await self.request("POST", self.create_path, json=body, op="create", ok=frozenset({409}))
+        response = await self.request("POST", self.collection, json=body, op="create", ok=frozenset({409}))
         if response.status_code != 409:
             return CreateResult(self.read(response.json()), existed=response.status_code == 200)
         # The error guide lists a 409 for a duplicate external_id: adopt the holder.
@@ -279,14 +275,14 @@ class ThredfiConnector(Connector):
     @override
     async def find_by_external_id(self, external_id: str) -> list[RemoteCustomer] | None:
         params = {"external_id": external_id, "include_archived": "true"}
-        response = await self.request("GET", self.create_path, params=params, op="find")
+        response = await self.request("GET", self.collection, params=params, op="find")
         found = [self.read(raw) for raw in self.paginator.records(response.json())]
         # Exact matches only, should a server ever ignore the filter.
         return [remote for remote in found if remote.external_id == external_id]
 
     @override
     async def set_active(self, remote_id: str, active: bool) -> None:
-        path = self.item_path.format(id=remote_id)
+        path = self.record_path(remote_id)
         if active:
             # Unarchive is not documented; the create body takes ``status``, so an
             # update to "active" is assumed (connector-apis.md 2.4).

@@ -97,16 +97,12 @@ class TimbrixConnector(Connector):
     paginator = SinglePagePaginator()  # one bare array of every customer
     update_method = "PUT"  # only the fields sent change
 
-    # The organization is in every path; the base declares paths per class.
-    @property
-    def create_path(self) -> str:  # type: ignore[override]
-        """The list / create path of the configured organization."""
-        return f"/organizations/{self.settings.organization_id}/customers"
+    create_path = "/organizations/{organization_id}/customers"
+    item_path = "/organizations/{organization_id}/customers/{id}"
 
-    @property
-    def item_path(self) -> str:  # type: ignore[override]
-        """The detail path template (``{id}``)."""
-        return self.create_path + "/{id}"
+    @override
+    def path_params(self) -> Mapping[str, str]:
+        return {"organization_id": self.settings.organization_id}
 
     @property
     def tenant(self) -> str:
@@ -122,7 +118,7 @@ class TimbrixConnector(Connector):
 
     def listings(self) -> Sequence[Listing]:
         """The one listing: no paging, filters or sorting."""
-        return [Listing(self.create_path)]
+        return [Listing(self.collection)]
 
     def to_canonical(self, raw: Mapping[str, Any]) -> Customer:
         """Map a Timbrix customer (nested ``address``, alpha-3 country)."""

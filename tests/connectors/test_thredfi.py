@@ -311,7 +311,7 @@ def test_given_settings_when_identity_asked_then_business_is_tenant() -> None:
 
     assert connector.tenant == SANDBOX_BUSINESS_ID
     assert connector.external_id_for("abc") == f"thredfi:{SANDBOX_BUSINESS_ID}:abc"
-    assert connector.item_path.format(id="abc") == f"{CUSTOMERS}abc/"
+    assert connector.record_path("abc") == f"{CUSTOMERS}abc/"
     assert connector.vendor_fields["vat_number"] == "tax_id"
     assert connector.vendor_fields["state_county"] == "state"
     assert connector.vendor_fields["company_name"] == "name"
