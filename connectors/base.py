@@ -325,7 +325,10 @@ class Connector(ABC):
             value = getattr(shaped, name)
             if isinstance(value, str) and re.fullmatch(pattern, value) is None:
                 found.append(FieldProblem(name, f"{self.system} needs {meaning}"))
-        return found + self.extra_problems(shaped)
+        found += self.extra_problems(shaped)
+        # In canonical order, so the first named is the most basic field (name before company_name).
+        order = {name: n for n, name in enumerate(CANONICAL_FIELDS)}
+        return sorted(found, key=lambda p: order.get(p.field, len(order)))
 
     def extra_problems(self, shaped: Customer) -> list[FieldProblem]:
         """Rules that span fields (Piriod: tax_id required for regulated countries)."""

@@ -257,7 +257,7 @@ def test_given_missing_currency_or_long_name_when_checked_then_problems_name_fie
 
     problems = connector.problems(connector.shape(a_customer(currency=None, name="n" * 256)))
 
-    assert [p.field for p in problems] == ["currency", "name"]
+    assert [p.field for p in problems] == ["name", "currency"]  # canonical order
     bad = connector.problems(connector.shape(a_customer(currency="pounds")))
     assert [p.field for p in bad] == ["currency"]
 
