@@ -127,6 +127,7 @@ class _Item:
     transient: str | None = None
     result: LinkWrite | None = None
     unanswered: bool = False  # a create failed without an answer and was not found in the target
+    resent: bool = False  # looked up and pushed again in this run after an unanswered create
     adopted: bool = False  # an existing target record was found and made current
 
 
@@ -219,6 +220,9 @@ class Sync:
         # target's other fields are left as they are (defaults fill them on create).
         self._kept = frozenset((source.spec.fields & target.spec.fields) | {"kind", "name"})
         self._deletes_error: str | None = None
+        self._unidentified = 0  # source records listed without a usable id
+        self._unanswered: list[_Item] = []  # creates without an answer, retried once every page is done
+        self._answered = False  # the target took a write of this run
         if pipeline.match_on is not None:
             self._match_on: tuple[str, ...] = tuple(pipeline.match_on)
         else:
@@ -235,6 +239,7 @@ class Sync:
             log.info("page_synced", page=page_no, records=len(page), pulled=self.counts.pulled)
             if self._progress is not None:
                 self._progress(self.counts.pulled)
+        await self._retry_unanswered()
         if self.pipeline.propagate_deletes:
             await self.vanished()
 
@@ -261,8 +266,7 @@ class Sync:
             return
         self._record_intents(pushes)
         crashed = [r for r in await asyncio.gather(*(self._push(i) for i in pushes), return_exceptions=True) if r]
-        if not crashed:
-            await self._retry_unanswered(pushes)
+        self._unanswered.extend(i for i in pushes if i.unanswered and i.transient is not None)
         if crashed:
             # Record what did go through before giving up: an unexpected error in one push
             # must not throw away the links of the others (they would all be recovered again).
@@ -275,33 +279,49 @@ class Sync:
     #: how many more times, in the same run, a create that got no answer is looked up and retried
     UNANSWERED_PASSES = 2
 
-    async def _retry_unanswered(self, pushes: list[_Item]) -> None:
+    async def _retry_unanswered(self) -> None:
         """Creates that failed without an answer, and were not found: look again, then create.
 
         A create that is not idempotent is never resent blindly; a 5xx may or may not have
-        applied it. Once the target is seen to answer (another push of the page went
-        through), each such record is looked up again (by external_id, or by natural keys
-        and content over a fresh listing of the target) and created only if it is still
-        missing, a bounded number of times. What still fails is left to the next run.
+        applied it. Once every page is pushed (and recorded), and if the target answered
+        other writes of this run, each such record is looked up again (by external_id, or
+        by natural keys and content over one fresh listing of the target per pass) and
+        created only if it is still missing, a bounded number of times. What still fails
+        stays pending for the next run, as it was recorded with its page.
         """
         for _ in range(self.UNANSWERED_PASSES):
-            lost = [i for i in pushes if i.unanswered and i.transient is not None]
-            if not lost or not any(i.result is not None for i in pushes):
+            lost = [i for i in self._unanswered if i.unanswered and i.transient is not None]
+            if not lost or not self._answered:
                 return
             if not self.target.spec.identity_slot or self._match_on:
-                self._index = None  # a fresh listing: an applied create is in it now
-                index = await self._target_index()
-                for item in pushes:  # this page's links are not in the store yet
-                    if item.result is not None and item.result.remote_id:
-                        index.claim(item.result.remote_id)
+                self._index = None  # a fresh listing: an applied create is in it now, every link saved
             for item in lost:
                 assert item.shaped is not None
-                item.transient, item.unanswered = None, False
+                item.transient, item.unanswered, item.resent, item.result = None, False, True, None
                 item.link = LinkState(None, "pending", None, None)
                 item.decision = decide(None, fingerprint=item.fingerprint, active=item.shaped.active,
                                        archive=self.pipeline.archive, target_archives=self.target.spec.archive)
             log.info("unanswered_creates_retried", count=len(lost))
             await asyncio.gather(*(self._push(item) for item in lost))
+            self._record_retried(lost)
+
+    def _record_retried(self, items: list[_Item]) -> None:
+        """Record a retry pass; each record was counted failed with its page already."""
+        self.store.save_links(self.target.name, [i.result for i in items if i.result is not None])
+        refused = [i for i in items if i.problem is not None]
+        for item in refused:
+            assert item.problem is not None
+            log.warning("record_quarantined", external_id=item.external_id, source_id=item.remote.id,
+                        field=item.problem.field)
+        self.store.quarantine(self.name, self.run_id, [
+            QuarantineWrite(i.remote.id, i.external_id, i.problem.field, i.problem.reason,
+                            (i.source_fingerprint or "")[:64] or None)
+            for i in refused if i.problem is not None
+        ])
+        landed = [i for i in items if i.problem is None and i.transient is None]
+        self.counts.failed -= len(landed)
+        self.store.release(self.name, [i.remote.id for i in landed])
+        self._crash.committed()
 
     # -- preparing a page ---------------------------------------------------
 
@@ -314,6 +334,7 @@ class Sync:
         for n, remote in enumerate(records):
             if remote.id == "?":  # unidentifiable: quarantine under a positional id
                 remote = RemoteCustomer(f"?{self.counts.pulled}-{n}", None, remote.problem)
+                self._unidentified += 1
             link = source_links.get(remote.id)
             if link is not None:
                 item = _Item(remote, known[link.identity_id], identity_id=link.identity_id)
@@ -352,7 +373,9 @@ class Sync:
         if not self.dry_run:
             ids = self.store.ensure_identities([i.external_id for i in fresh]) if fresh else {}
             present = self.store.links_by_identity(self.source.name, list(ids.values()))
-            claimed: dict[int, str] = {i: link.remote_id or "" for i, link in present.items()}
+            # A pending link (the opposite pipeline's create, cut off before its commit) holds no
+            # record yet: the record found here, carrying the identity in its slot, completes it.
+            claimed: dict[int, str] = {i: link.remote_id for i, link in present.items() if link.remote_id}
             linking: list[LinkWrite] = []
             for item in fresh:
                 identity_id = ids[item.external_id]
@@ -366,7 +389,7 @@ class Sync:
                     )
                     continue
                 item.identity_id = identity_id
-                if identity_id not in present:
+                if identity_id not in present or present[identity_id].remote_id is None:
                     linking.append(LinkWrite(identity_id, item.remote.id, None, None))
             self.store.save_links(self.source.name, linking)
             items = [i for i in items if i.problem is None]
@@ -425,6 +448,8 @@ class Sync:
                     remote_id, outcome = await self._create(item)
                     if remote_id is None:
                         return  # quarantined as ambiguous
+                    if item.resent:
+                        outcome = "created"  # found after our own unanswered create of this run
                     if item.adopted:
                         break  # an existing record was made current, its state included: nothing left to do
                 elif action == "update":
@@ -478,6 +503,7 @@ class Sync:
         if item.decision.actions[0] == "create":
             active = shaped.active if (self.pipeline.archive and self.target.spec.archive) else True
         item.result = LinkWrite(item.identity_id, remote_id, item.fingerprint, active)
+        self._answered = True
         self._count(outcome)
 
     def _keep_partial(self, item: _Item, remote_id: str | None) -> None:
@@ -653,6 +679,10 @@ class Sync:
         gone = [link for link in source_links if link.remote_id and link.remote_id not in self.seen_source_ids
                 and link.status == "linked"]
         if not gone:
+            return
+        if self._unidentified:
+            # A record listed without its id may be one of these: the scan does not prove they are gone.
+            log.warning("vanished_not_checked", unidentified=self._unidentified, missing=len(gone))
             return
         target_links = self.store.links_by_identity(self.target.name, [link.identity_id for link in gone])
         candidates = [t for t in target_links.values() if t.remote_id and t.active is not False and t.status == "linked"]
