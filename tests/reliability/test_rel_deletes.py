@@ -1,0 +1,226 @@
+"""Issue 5, part 8: careful deletes.
+
+A source customer that vanished (hard delete) is found on a full scan and
+archived in the target only when the pipeline enables ``propagate_deletes``,
+and never more than ``max_delete_share`` of the target's linked customers in
+one run: a broken source can never empty a target.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import httpx
+import pytest
+
+from sandbox.server import Sandbox
+from scripts.kill_soak import config_text, load, seed_source
+from state.store import Store
+from worker.config import AppConfig
+from worker.sync import RunResult, run_pipeline
+
+COUNT = 30
+
+
+def _config(store: Store, **options: Any) -> AppConfig:
+    return load(config_text("http://sandbox.test", store.url, **options))
+
+
+async def _run(config: AppConfig, pipeline: str, store: Store, transport: httpx.ASGITransport,
+               **options: Any) -> RunResult:
+    return await run_pipeline(config, pipeline, store=store,
+                              transports={name: transport for name in config.connections}, **options)
+
+
+def _active_in_thredfi(sandbox: Sandbox) -> int:
+    return sum(1 for r in sandbox["thredfi"].records.values() if not r["is_archived"])
+
+
+async def _synced(sandbox: Sandbox, store: Store, transport: httpx.ASGITransport, **options: Any) -> AppConfig:
+    """Bigcapital → Thredfi synced with every customer active; returns the config."""
+    seed_source(sandbox, "bt", COUNT)
+    for record in sandbox["bigcapital"].records.values():
+        record["active"] = True
+    config = _config(store, **options)
+    first = await _run(config, "bigcapital_to_thredfi", store, transport)
+    assert first.counts.created == COUNT
+    assert _active_in_thredfi(sandbox) == COUNT
+    return config
+
+
+def _hard_delete(sandbox: Sandbox, system: str, count: int) -> list[str]:
+    ids = list(sandbox[system].records)[:count]
+    for record_id in ids:
+        del sandbox[system].records[record_id]
+    return ids
+
+
+async def test_given_propagate_deletes_when_source_customers_vanish_then_their_targets_are_archived_once(
+    sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
+) -> None:
+    config = await _synced(sandbox, store, transport, propagate_deletes=True, max_delete_share=0.1)
+    _hard_delete(sandbox, "bigcapital", 3)
+
+    result = await _run(config, "bigcapital_to_thredfi", store, transport)
+
+    assert result.status == "succeeded", result.summary()
+    assert (result.counts.archived, result.counts.unchanged) == (3, COUNT - 3)
+    assert _active_in_thredfi(sandbox) == COUNT - 3
+    assert len(sandbox["thredfi"].records) == COUNT, "archived, never deleted"
+    writes = len(sandbox["thredfi"].writes())
+    again = await _run(config, "bigcapital_to_thredfi", store, transport)
+    assert again.counts.archived == 0, "archived once"
+    assert len(sandbox["thredfi"].writes()) == writes, "archived once"
+
+
+async def test_given_deletes_not_propagated_by_default_when_source_customers_vanish_then_the_target_is_untouched(
+    sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
+) -> None:
+    config = await _synced(sandbox, store, transport)
+    assert config.pipelines["bigcapital_to_thredfi"].propagate_deletes is False
+    _hard_delete(sandbox, "bigcapital", 3)
+    writes = len(sandbox["thredfi"].writes())
+
+    result = await _run(config, "bigcapital_to_thredfi", store, transport)
+
+    assert result.status == "succeeded"
+    assert result.counts.archived == 0
+    assert len(sandbox["thredfi"].writes()) == writes
+    assert _active_in_thredfi(sandbox) == COUNT
+
+
+async def test_given_more_vanished_than_max_delete_share_when_run_then_nothing_is_archived_and_the_run_says_why(
+    sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
+) -> None:
+    config = await _synced(sandbox, store, transport, propagate_deletes=True, max_delete_share=0.1)
+    _hard_delete(sandbox, "bigcapital", 4)  # 4 of 30 > 10 %
+    writes = len(sandbox["thredfi"].writes())
+
+    result = await _run(config, "bigcapital_to_thredfi", store, transport)
+
+    assert result.status == "partial"
+    assert result.exit_code == 1
+    assert "max_delete_share" in (result.error or "")
+    assert "refused to archive 4 of 30" in (result.error or "")
+    assert result.counts.archived == 0
+    assert len(sandbox["thredfi"].writes()) == writes
+    # The operator checks the source, then lets this one run through with a higher share.
+    relaxed = _config(store, propagate_deletes=True, max_delete_share=0.2)
+    through = await _run(relaxed, "bigcapital_to_thredfi", store, transport)
+    assert (through.status, through.counts.archived) == ("succeeded", 4)
+
+
+@pytest.mark.parametrize("share", [0.1, 0.5, 0.9])
+async def test_given_a_broken_source_listing_nothing_when_run_then_the_target_is_never_emptied(
+    share: float, sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
+) -> None:
+    config = await _synced(sandbox, store, transport, propagate_deletes=True, max_delete_share=share)
+    sandbox["bigcapital"].records.clear()  # the source answers, with nothing in it
+
+    result = await _run(config, "bigcapital_to_thredfi", store, transport)
+
+    assert result.status == "partial"
+    assert result.counts.archived == 0
+    assert _active_in_thredfi(sandbox) == COUNT
+
+
+async def test_given_the_scan_fails_half_way_when_run_then_nothing_is_archived(
+    sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
+) -> None:
+    """Bigcapital lists active, then inactive customers: the second listing fails for good."""
+    config = await _synced(sandbox, store, transport, propagate_deletes=True, max_delete_share=1.0)
+    _hard_delete(sandbox, "bigcapital", 2)
+    sandbox["bigcapital"].faults.add("error_before", method="GET", path="/api/customers", times=None, skip=1)
+    writes = len(sandbox["thredfi"].writes())
+
+    result = await _run(config, "bigcapital_to_thredfi", store, transport)
+
+    assert result.status == "failed"
+    assert len(sandbox["thredfi"].writes()) == writes
+    assert _active_in_thredfi(sandbox) == COUNT
+
+
+async def test_given_a_source_record_listed_without_its_id_when_run_then_no_vanished_record_is_archived(
+    sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
+) -> None:
+    """A record the scan could not identify may be any of the missing ones: the scan proves nothing."""
+    seed_source(sandbox, "tb", 10)
+    for record in sandbox["thredfi"].records.values():
+        record["status"], record["is_archived"] = "ACTIVE", False
+    config = _config(store, propagate_deletes=True, max_delete_share=0.5)
+    await _run(config, "thredfi_to_bigcapital", store, transport)
+    first, second = list(sandbox["thredfi"].records.values())[:2]
+    first["id"] = ""  # listed, but without its id
+    _hard_delete(sandbox, "thredfi", 0)
+    del sandbox["thredfi"].records[second["id"]]  # and one really deleted
+    writes = len(sandbox["bigcapital"].writes())
+
+    result = await _run(config, "thredfi_to_bigcapital", store, transport)
+
+    assert result.counts.archived == 0
+    assert len(sandbox["bigcapital"].writes()) == writes
+    assert result.counts.failed == 1, "the record without an id is quarantined"
+    (entry,) = store.quarantined("thredfi_to_bigcapital")
+    assert entry.field == "id"
+
+
+async def test_given_a_dry_run_when_source_customers_vanished_then_the_archives_are_planned_not_made(
+    sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
+) -> None:
+    config = await _synced(sandbox, store, transport, propagate_deletes=True, max_delete_share=0.1)
+    _hard_delete(sandbox, "bigcapital", 2)
+    writes = len(sandbox["thredfi"].writes())
+
+    result = await _run(config, "bigcapital_to_thredfi", store, transport, dry_run=True)
+
+    assert result.counts.archived == 2
+    assert [p.action for p in result.planned] == ["archive", "archive"]
+    assert len(sandbox["thredfi"].writes()) == writes
+
+
+async def test_given_a_backfill_since_a_date_when_customers_vanished_then_no_deletes_from_a_partial_scan(
+    sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
+) -> None:
+    config = await _synced(sandbox, store, transport, propagate_deletes=True, max_delete_share=1.0)
+    _hard_delete(sandbox, "bigcapital", 2)
+
+    result = await _run(config, "bigcapital_to_thredfi", store, transport, since=date(2000, 1, 1), kind="backfill")
+
+    assert result.counts.archived == 0
+    assert _active_in_thredfi(sandbox) == COUNT
+
+
+@pytest.mark.parametrize("delete_on_archive", [False, True])
+async def test_given_a_target_without_archive_when_source_customers_vanish_then_deleted_only_if_allowed(
+    delete_on_archive: bool, sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
+) -> None:
+    seed_source(sandbox, "tx", 10)
+    for record in sandbox["thredfi"].records.values():
+        record["status"], record["is_archived"] = "ACTIVE", False
+    config = _config(store, propagate_deletes=True, max_delete_share=0.2, delete_on_archive=delete_on_archive)
+    await _run(config, "thredfi_to_timbrix", store, transport)
+    assert len(sandbox["timbrix"].records) == 10
+    _hard_delete(sandbox, "thredfi", 2)
+
+    result = await _run(config, "thredfi_to_timbrix", store, transport)
+
+    assert result.status == "succeeded", result.summary()
+    assert len(sandbox["timbrix"].records) == (8 if delete_on_archive else 10)
+    assert result.counts.archived == (2 if delete_on_archive else 0)
+
+
+async def test_given_a_vanished_customer_restored_in_the_source_when_run_then_its_target_is_reactivated(
+    sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
+) -> None:
+    config = await _synced(sandbox, store, transport, propagate_deletes=True, max_delete_share=0.1)
+    record_id = next(iter(sandbox["bigcapital"].records))
+    record = sandbox["bigcapital"].records.pop(record_id)
+    await _run(config, "bigcapital_to_thredfi", store, transport)
+    assert _active_in_thredfi(sandbox) == COUNT - 1
+    sandbox["bigcapital"].records[record_id] = record  # restored (an undo, a restore from backup)
+
+    result = await _run(config, "bigcapital_to_thredfi", store, transport)
+
+    assert result.counts.updated == 1
+    assert _active_in_thredfi(sandbox) == COUNT
