@@ -42,8 +42,9 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Config file (default: $CUSTSYNC_CONFIG, else ./custsync.toml).",
-                 show_default=False),
+    typer.Option(
+        "--config", "-c", help="Config file (default: $CUSTSYNC_CONFIG, else ./custsync.toml).", show_default=False
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
@@ -141,7 +142,9 @@ def _execute(config: AppConfig, pipeline: str, *, kind: str = "run", **options: 
 def run(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name from the config file.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing anywhere.")] = False,
-    full: Annotated[bool, typer.Option("--full", help="Rewrite every linked record even if unchanged since the last run.")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Rewrite every linked record even if unchanged since the last run.")
+    ] = False,
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
@@ -163,10 +166,14 @@ def backfill(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name from the config file.")],
     since: Annotated[
         str | None,
-        typer.Option(help="Only source customers created on or after this date (YYYY-MM-DD). Bigcapital and "
-                     "Piriod filter by creation date; Thredfi and Timbrix cannot, so --since is refused for them."),
+        typer.Option(
+            help="Only source customers created on or after this date (YYYY-MM-DD). Bigcapital and "
+            "Piriod filter by creation date; Thredfi and Timbrix cannot, so --since is refused for them."
+        ),
     ] = None,
-    enqueue: Annotated[bool, typer.Option("--enqueue", help="Hand the backfill to the Celery workers instead.")] = False,
+    enqueue: Annotated[
+        bool, typer.Option("--enqueue", help="Hand the backfill to the Celery workers instead.")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Pull every source customer and push what differs, with progress.
@@ -203,17 +210,27 @@ def status(
     report: list[dict[str, Any]] = []
     for name in names:
         runs = store.runs(name, limit=5)
-        report.append({
-            "pipeline": name,
-            "quarantined": store.count_quarantined(name),
-            "runs": [
-                {"run_id": r.id, "kind": r.kind, "status": r.status, "started_at": r.started_at.isoformat(),
-                 "finished_at": r.finished_at.isoformat() if r.finished_at else None,
-                 **{k: getattr(r, k) for k in ("pulled", "created", "updated", "archived", "unchanged", "failed")},
-                 "error": r.error}
-                for r in runs
-            ],
-        })
+        report.append(
+            {
+                "pipeline": name,
+                "quarantined": store.count_quarantined(name),
+                "runs": [
+                    {
+                        "run_id": r.id,
+                        "kind": r.kind,
+                        "status": r.status,
+                        "started_at": r.started_at.isoformat(),
+                        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                        **{
+                            k: getattr(r, k)
+                            for k in ("pulled", "created", "updated", "archived", "unchanged", "failed")
+                        },
+                        "error": r.error,
+                    }
+                    for r in runs
+                ],
+            }
+        )
     store.close()
     if as_json:
         sys.stdout.write(json.dumps(report if not pipeline else report[0], ensure_ascii=False) + "\n")
@@ -223,8 +240,12 @@ def status(
         for col in ("started", "kind", "status", "pulled", "created", "updated", "archived", "unchanged", "failed"):
             table.add_column(col)
         for r in entry["runs"]:
-            table.add_row(r["started_at"][:19], r["kind"], r["status"],
-                          *(str(r[k]) for k in ("pulled", "created", "updated", "archived", "unchanged", "failed")))
+            table.add_row(
+                r["started_at"][:19],
+                r["kind"],
+                r["status"],
+                *(str(r[k]) for k in ("pulled", "created", "updated", "archived", "unchanged", "failed")),
+            )
         if not entry["runs"]:
             table.add_row("never run", "", "", "", "", "", "", "", "")
         out.print(table)
@@ -242,8 +263,17 @@ def failures(
     store = _store(cfg)
     entries = store.quarantined(pipeline)
     store.close()
-    rows = [{"source_id": q.source_id, "external_id": q.external_id, "field": q.field, "reason": q.reason,
-             "attempts": q.attempts, "last_seen": q.last_seen.isoformat()} for q in entries]
+    rows = [
+        {
+            "source_id": q.source_id,
+            "external_id": q.external_id,
+            "field": q.field,
+            "reason": q.reason,
+            "attempts": q.attempts,
+            "last_seen": q.last_seen.isoformat(),
+        }
+        for q in entries
+    ]
     if as_json:
         sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
         return
@@ -309,10 +339,14 @@ def sandbox(
     seed: Annotated[int, typer.Option(help="Fake customers to seed in each system (Timbrix: Mexican ones).")] = 0,
     fault: Annotated[
         list[str] | None,
-        typer.Option("--fault", "--faults", help="Inject a fault (repeatable): SYSTEM:KIND[:key=value,...]. KIND is error_before, "
-                     "error_after (applied, then 500: a lost response), rate_limit, slow or drop. Options: "
-                     "method, path (regex), status, retry_after, delay_s, times (empty: forever), skip, "
-                     "probability, after. E.g. --fault thredfi:error_after:method=POST,probability=0.1,times="),
+        typer.Option(
+            "--fault",
+            "--faults",
+            help="Inject a fault (repeatable): SYSTEM:KIND[:key=value,...]. KIND is error_before, "
+            "error_after (applied, then 500: a lost response), rate_limit, slow or drop. Options: "
+            "method, path (regex), status, retry_after, delay_s, times (empty: forever), skip, "
+            "probability, after. E.g. --fault thredfi:error_after:method=POST,probability=0.1,times=",
+        ),
     ] = None,
     token_ttl: Annotated[float | None, typer.Option(help="Thredfi/Timbrix token lifetime in seconds.")] = None,
     write_config: Annotated[Path | None, typer.Option(help="Write a config file for the sandbox here.")] = None,
@@ -355,7 +389,9 @@ def demo(
     source: Annotated[str, typer.Option(help="Source system.")] = "bigcapital",
     target: Annotated[str, typer.Option(help="Target system.")] = "thredfi",
     count: Annotated[int, typer.Option(min=1, max=5000, help="Customers to seed in the source.")] = 300,
-    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its config and SQLite state.")] = Path("custsync-demo"),
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its config and SQLite state.")] = Path(
+        "custsync-demo"
+    ),
 ) -> None:
     """A complete run on the sandbox with an embedded state store: start here.
 

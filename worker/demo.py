@@ -86,7 +86,8 @@ def run_demo(*, source: str, target: str, count: int, workdir: Path, console: Co
         f"  custsync status --config {config_path}\n"
         f"  custsync failures {pipeline} --config {config_path}\n"
         f"  custsync demo --source timbrix --target piriod    # any pair of the four systems\n"
-        f"  custsync sandbox --seed 50 --write-config sandbox.toml   # then: custsync run bigcapital_to_thredfi -c sandbox.toml"
+        f"  custsync sandbox --seed 50 --write-config sandbox.toml\n"
+        f"  custsync run bigcapital_to_thredfi -c sandbox.toml      # in another terminal, while the sandbox runs"
     )
     return 0 if first.status != "failed" and second.status != "failed" else 3
 

@@ -153,8 +153,13 @@ class _CrashSeam:
 class _TargetIndex:
     """The whole target, listed once per run, to recover identities without a slot."""
 
-    def __init__(self, records: list[RemoteCustomer], linked: set[str], fields: frozenset[str],
-                 shape: Callable[[Customer], Customer] = lambda c: c) -> None:
+    def __init__(
+        self,
+        records: list[RemoteCustomer],
+        linked: set[str],
+        fields: frozenset[str],
+        shape: Callable[[Customer], Customer] = lambda c: c,
+    ) -> None:
         self._by_key: dict[tuple[str, str], list[RemoteCustomer]] = {}
         self._by_fp: dict[str, list[RemoteCustomer]] = {}
         self._claimed = set(linked)
@@ -299,8 +304,13 @@ class Sync:
                 assert item.shaped is not None
                 item.transient, item.unanswered, item.resent, item.result = None, False, True, None
                 item.link = LinkState(None, "pending", None, None)
-                item.decision = decide(None, fingerprint=item.fingerprint, active=item.shaped.active,
-                                       archive=self.pipeline.archive, target_archives=self.target.spec.archive)
+                item.decision = decide(
+                    None,
+                    fingerprint=item.fingerprint,
+                    active=item.shaped.active,
+                    archive=self.pipeline.archive,
+                    target_archives=self.target.spec.archive,
+                )
             log.info("unanswered_creates_retried", count=len(lost))
             await asyncio.gather(*(self._push(item) for item in lost))
             self._record_retried(lost)
@@ -311,13 +321,24 @@ class Sync:
         refused = [i for i in items if i.problem is not None]
         for item in refused:
             assert item.problem is not None
-            log.warning("record_quarantined", external_id=item.external_id, source_id=item.remote.id,
-                        field=item.problem.field)
-        self.store.quarantine(self.name, self.run_id, [
-            QuarantineWrite(i.remote.id, i.external_id, i.problem.field, i.problem.reason,
-                            (i.source_fingerprint or "")[:64] or None)
-            for i in refused if i.problem is not None
-        ])
+            log.warning(
+                "record_quarantined", external_id=item.external_id, source_id=item.remote.id, field=item.problem.field
+            )
+        self.store.quarantine(
+            self.name,
+            self.run_id,
+            [
+                QuarantineWrite(
+                    i.remote.id,
+                    i.external_id,
+                    i.problem.field,
+                    i.problem.reason,
+                    (i.source_fingerprint or "")[:64] or None,
+                )
+                for i in refused
+                if i.problem is not None
+            ],
+        )
         landed = [i for i in items if i.problem is None and i.transient is None]
         self.counts.failed -= len(landed)
         self.store.release(self.name, [i.remote.id for i in landed])
@@ -354,7 +375,11 @@ class Sync:
         customer = apply_defaults(remote.customer, self.pipeline.defaults)
         item.source_fingerprint = fingerprint(customer, CANONICAL_FIELDS) + ("1" if customer.active else "0")
         entry = quarantined.get(remote.id)
-        if entry is not None and not self.retry_quarantined and entry.source_fingerprint == item.source_fingerprint[:64]:
+        if (
+            entry is not None
+            and not self.retry_quarantined
+            and entry.source_fingerprint == item.source_fingerprint[:64]
+        ):
             # Unchanged since it failed: it would fail again. `custsync retry` pushes it anyway.
             self.counts.failed += 1
             return False
@@ -428,7 +453,9 @@ class Sync:
         intents = [
             LinkWrite(i.identity_id, None, None, None, status="pending")
             for i in items
-            if i.identity_id is not None and i.decision is not None and "create" in i.decision.actions
+            if i.identity_id is not None
+            and i.decision is not None
+            and "create" in i.decision.actions
             and (i.link is None or i.link.status != "pending")
         ]
         self.store.save_links(self.target.name, intents)
@@ -438,7 +465,9 @@ class Sync:
     # -- pushing --------------------------------------------------------------
 
     async def _push(self, item: _Item) -> None:
-        assert item.decision is not None and item.shaped is not None and item.identity_id is not None
+        assert item.decision is not None
+        assert item.shaped is not None
+        assert item.identity_id is not None
         shaped, link = item.shaped, item.link
         remote_id = link.remote_id if link else None
         outcome: str = item.decision.outcome
@@ -479,8 +508,12 @@ class Sync:
                     self._count(outcome)
                     return
                 elif action == "forget_archive":
-                    log.info("archive_not_supported", external_id=item.external_id, target=self.target.system,
-                             active=shaped.active)
+                    log.info(
+                        "archive_not_supported",
+                        external_id=item.external_id,
+                        target=self.target.system,
+                        active=shaped.active,
+                    )
         except NotSupportedError as exc:
             item.problem = _field_problem("active", str(exc))
             self._keep_partial(item, remote_id)
@@ -558,8 +591,12 @@ class Sync:
             await self.target.update(remote.id, shaped, item.external_id, fields=self._kept)
             self._wrote(item, "update")
             outcome = "updated"
-        if self.pipeline.archive and self.target.spec.archive and remote.customer is not None \
-                and remote.customer.active != shaped.active:
+        if (
+            self.pipeline.archive
+            and self.target.spec.archive
+            and remote.customer is not None
+            and remote.customer.active != shaped.active
+        ):
             await self.target.set_active(remote.id, shaped.active)
             self._wrote(item, "archive" if not shaped.active else "reactivate")
             outcome = "archived" if not shaped.active else "updated"
@@ -645,8 +682,9 @@ class Sync:
         for item in failures:
             assert item.problem is not None
             self.counts.failed += 1
-            log.warning("record_quarantined", external_id=item.external_id, source_id=item.remote.id,
-                        field=item.problem.field)
+            log.warning(
+                "record_quarantined", external_id=item.external_id, source_id=item.remote.id, field=item.problem.field
+            )
         for item in items:
             if item.transient is not None:
                 self.counts.failed += 1
@@ -656,15 +694,23 @@ class Sync:
             self.name,
             self.run_id,
             [
-                QuarantineWrite(i.remote.id, i.external_id, i.problem.field, i.problem.reason,
-                                (i.source_fingerprint or "")[:64] or None)
+                QuarantineWrite(
+                    i.remote.id,
+                    i.external_id,
+                    i.problem.field,
+                    i.problem.reason,
+                    (i.source_fingerprint or "")[:64] or None,
+                )
                 for i in failures
                 if i.problem is not None
             ],
         )
         # A record held back unchanged (shaped is None, no problem) stays in quarantine.
-        released = [i.remote.id for i in items if i.problem is None and i.transient is None
-                    and i.shaped is not None and i.remote.id in quarantined]
+        released = [
+            i.remote.id
+            for i in items
+            if i.problem is None and i.transient is None and i.shaped is not None and i.remote.id in quarantined
+        ]
         self.store.release(self.name, released)
         self._crash.committed()
 
@@ -676,8 +722,11 @@ class Sync:
     async def vanished(self) -> None:
         """Archive targets of source records gone from a complete scan, under a guard."""
         source_links = self.store.links_of(self.source.name)
-        gone = [link for link in source_links if link.remote_id and link.remote_id not in self.seen_source_ids
-                and link.status == "linked"]
+        gone = [
+            link
+            for link in source_links
+            if link.remote_id and link.remote_id not in self.seen_source_ids and link.status == "linked"
+        ]
         if not gone:
             return
         if self._unidentified:
@@ -685,7 +734,9 @@ class Sync:
             log.warning("vanished_not_checked", unidentified=self._unidentified, missing=len(gone))
             return
         target_links = self.store.links_by_identity(self.target.name, [link.identity_id for link in gone])
-        candidates = [t for t in target_links.values() if t.remote_id and t.active is not False and t.status == "linked"]
+        candidates = [
+            t for t in target_links.values() if t.remote_id and t.active is not False and t.status == "linked"
+        ]
         total = self.store.count_links(self.target.name)
         limit = int(self.pipeline.max_delete_share * total)
         log.info("source_records_vanished", count=len(gone), to_archive=len(candidates))
@@ -761,10 +812,12 @@ async def run_pipeline(
     """
     pipeline = config.pipeline(name)
     transports = transports or {}
-    source = build_connector(config, pipeline.source, transport=transports.get(pipeline.source),
-                             limiter_factory=limiter_factory)
-    target = build_connector(config, pipeline.target, transport=transports.get(pipeline.target),
-                             limiter_factory=limiter_factory)
+    source = build_connector(
+        config, pipeline.source, transport=transports.get(pipeline.source), limiter_factory=limiter_factory
+    )
+    target = build_connector(
+        config, pipeline.target, transport=transports.get(pipeline.target), limiter_factory=limiter_factory
+    )
     if since is not None:
         if not source.can_filter_since:
             raise ConfigError(f"{source.system} cannot list customers created since a date; run without --since")
@@ -772,12 +825,23 @@ async def run_pipeline(
         pipeline = pipeline.model_copy(update={"propagate_deletes": False})
     run_id = "dry-run" if dry_run else store.start_run(name, kind=kind, dry_run=False)
     started = time.monotonic()
-    structlog.contextvars.bind_contextvars(run_id=run_id, pipeline=name, source=pipeline.source,
-                                           target=pipeline.target, entity="customer")
+    structlog.contextvars.bind_contextvars(
+        run_id=run_id, pipeline=name, source=pipeline.source, target=pipeline.target, entity="customer"
+    )
     log.info("run_started", kind=kind, dry_run=dry_run, full=full)
-    sync = Sync(name=name, pipeline=pipeline, source=source, target=target, store=store, run_id=run_id,
-                dry_run=dry_run, force=full, retry_quarantined=retry_quarantined, crash_at=crash_at,
-                progress=progress)
+    sync = Sync(
+        name=name,
+        pipeline=pipeline,
+        source=source,
+        target=target,
+        store=store,
+        run_id=run_id,
+        dry_run=dry_run,
+        force=full,
+        retry_quarantined=retry_quarantined,
+        crash_at=crash_at,
+        progress=progress,
+    )
     error: str | None = None
     crash: BaseException | None = None
     retriable = False
@@ -810,8 +874,14 @@ async def run_pipeline(
     duration = time.monotonic() - started
     if not dry_run:
         store.finish_run(run_id, status=status, counts=asdict(counts), error=error)
-    log.info("run_finished", status=status, duration_s=round(duration, 3), matched=sync.matched,
-             error=error, **asdict(counts))
+    log.info(
+        "run_finished",
+        status=status,
+        duration_s=round(duration, 3),
+        matched=sync.matched,
+        error=error,
+        **asdict(counts),
+    )
     structlog.contextvars.unbind_contextvars("run_id", "pipeline", "source", "target", "entity")
     if crash is not None:
         raise crash
