@@ -18,8 +18,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/custsync demo
 
-# Fast tests in two processes, then the ones that start real Celery/engine processes.
+# Lint and types, fast tests in two processes, then the ones that start real Celery/engine processes.
 test: $(STAMP)
+	$(VENV)/bin/ruff check worker connectors state sandbox
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -m "not slow" -n 2 -q
 	$(PY) -m pytest -m slow -q
 
