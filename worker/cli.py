@@ -235,20 +235,39 @@ def status(
     if as_json:
         sys.stdout.write(json.dumps(report if not pipeline else report[0], ensure_ascii=False) + "\n")
         return
-    for entry in report:
-        table = Table(title=f"{entry['pipeline']} ({entry['quarantined']} quarantined)")
-        for col in ("started", "kind", "status", "pulled", "created", "updated", "archived", "unchanged", "failed"):
-            table.add_column(col)
-        for r in entry["runs"]:
-            table.add_row(
-                r["started_at"][:19],
-                r["kind"],
-                r["status"],
-                *(str(r[k]) for k in ("pulled", "created", "updated", "archived", "unchanged", "failed")),
-            )
-        if not entry["runs"]:
-            table.add_row("never run", "", "", "", "", "", "", "", "")
+    counts = ("pulled", "created", "updated", "archived", "unchanged", "failed")
+    if pipeline is None:
+        # One line per pipeline: its last run (what it wrote) and its quarantine.
+        brief = ("created", "updated", "archived", "failed")
+        table = Table(title="Pipelines: last run")
+        table.add_column("pipeline", no_wrap=True)
+        table.add_column("last run (UTC)", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        for col in (*brief, "quarantined"):
+            table.add_column(col, justify="right")
+        for entry in report:
+            last = entry["runs"][0] if entry["runs"] else None
+            if last is None:
+                table.add_row(entry["pipeline"], "never run", "", *("" for _ in brief), str(entry["quarantined"]))
+            else:
+                when = last["started_at"][5:16].replace("T", " ")
+                table.add_row(
+                    entry["pipeline"], when, last["status"], *(str(last[k]) for k in brief), str(entry["quarantined"])
+                )
         out.print(table)
+        out.print("`custsync status PIPELINE` lists a pipeline's last runs.")
+        return
+    entry = report[0]
+    table = Table(title=f"{entry['pipeline']}: last runs ({entry['quarantined']} quarantined)")
+    for col in ("started (UTC)", "kind", "status", *counts):
+        table.add_column(col, justify="left" if col in ("started (UTC)", "kind", "status") else "right")
+    for r in entry["runs"]:
+        table.add_row(r["started_at"][:19].replace("T", " "), r["kind"], r["status"], *(str(r[k]) for k in counts))
+    if not entry["runs"]:
+        table.add_row("never run", "", "", *("" for _ in counts))
+    out.print(table)
+    if entry["runs"] and entry["runs"][0]["error"]:
+        out.print(f"Last run's error: {escape(entry['runs'][0]['error'])}")
 
 
 @app.command()
