@@ -259,8 +259,10 @@ def status(
         return
     entry = report[0]
     table = Table(title=f"{entry['pipeline']}: last runs ({entry['quarantined']} quarantined)")
-    for col in ("started (UTC)", "kind", "status", *counts):
-        table.add_column(col, justify="left" if col in ("started (UTC)", "kind", "status") else "right")
+    for col in ("started (UTC)", "kind", "status"):
+        table.add_column(col, no_wrap=True)
+    for col in counts:
+        table.add_column(col, justify="right")
     for r in entry["runs"]:
         table.add_row(r["started_at"][:19].replace("T", " "), r["kind"], r["status"], *(str(r[k]) for k in counts))
     if not entry["runs"]:
