@@ -318,27 +318,7 @@ class Sync:
     def _record_retried(self, items: list[_Item]) -> None:
         """Record a retry pass; each record was counted failed with its page already."""
         self.store.save_links(self.target.name, [i.result for i in items if i.result is not None])
-        refused = [i for i in items if i.problem is not None]
-        for item in refused:
-            assert item.problem is not None
-            log.warning(
-                "record_quarantined", external_id=item.external_id, source_id=item.remote.id, field=item.problem.field
-            )
-        self.store.quarantine(
-            self.name,
-            self.run_id,
-            [
-                QuarantineWrite(
-                    i.remote.id,
-                    i.external_id,
-                    i.problem.field,
-                    i.problem.reason,
-                    (i.source_fingerprint or "")[:64] or None,
-                )
-                for i in refused
-                if i.problem is not None
-            ],
-        )
+        self._quarantine(items)
         landed = [i for i in items if i.problem is None and i.transient is None]
         self.counts.failed -= len(landed)
         self.store.release(self.name, [i.remote.id for i in landed])
@@ -679,32 +659,10 @@ class Sync:
             ],
         )
         failures = [i for i in items if i.problem is not None]
-        for item in failures:
-            assert item.problem is not None
-            self.counts.failed += 1
-            log.warning(
-                "record_quarantined", external_id=item.external_id, source_id=item.remote.id, field=item.problem.field
-            )
-        for item in items:
-            if item.transient is not None:
-                self.counts.failed += 1
+        self.counts.failed += len(failures) + sum(1 for i in items if i.transient is not None)
         # A pending create that failed for good keeps no intent behind it.
         self.store.save_links(self.target.name, results)
-        self.store.quarantine(
-            self.name,
-            self.run_id,
-            [
-                QuarantineWrite(
-                    i.remote.id,
-                    i.external_id,
-                    i.problem.field,
-                    i.problem.reason,
-                    (i.source_fingerprint or "")[:64] or None,
-                )
-                for i in failures
-                if i.problem is not None
-            ],
-        )
+        self._quarantine(failures)
         # A record held back unchanged (shaped is None, no problem) stays in quarantine.
         released = [
             i.remote.id
@@ -713,6 +671,20 @@ class Sync:
         ]
         self.store.release(self.name, released)
         self._crash.committed()
+
+    def _quarantine(self, items: list[_Item]) -> None:
+        """Quarantine (and log) the items that carry a problem, in one transaction."""
+        refused = [(i, i.problem) for i in items if i.problem is not None]
+        for item, problem in refused:
+            log.warning(
+                "record_quarantined", external_id=item.external_id, source_id=item.remote.id, field=problem.field
+            )
+        fingerprints = {id(i): (i.source_fingerprint or "")[:64] or None for i, _ in refused}
+        self.store.quarantine(
+            self.name,
+            self.run_id,
+            [QuarantineWrite(i.remote.id, i.external_id, p.field, p.reason, fingerprints[id(i)]) for i, p in refused],
+        )
 
     def _count(self, outcome: str) -> None:
         setattr(self.counts, outcome, getattr(self.counts, outcome) + 1)
