@@ -318,9 +318,7 @@ class Connector(ABC):
         for name, limit in sorted(self.spec.limits.items()):
             value = getattr(shaped, name)
             if isinstance(value, str) and len(value) > limit:
-                found.append(
-                    FieldProblem(name, f"{len(value)} characters, {self.system} keeps at most {limit}")
-                )
+                found.append(FieldProblem(name, f"{len(value)} characters, {self.system} keeps at most {limit}"))
         for name, (pattern, meaning) in sorted(self.spec.formats.items()):
             value = getattr(shaped, name)
             if isinstance(value, str) and re.fullmatch(pattern, value) is None:
@@ -379,14 +377,19 @@ class Connector(ABC):
     async def pages(self) -> AsyncIterator[list[RemoteCustomer]]:
         """Yield every customer, page by page, across all listings."""
         for listing in self.listings():
-            guard = LoopGuard()
-            page: PageRequest | None = self.paginator.first(listing.path, listing.params)
-            while page is not None:
-                guard.check(page)
-                response = await self.request("GET", page.url, params=page.params, op="list")
-                body = _json(response)
-                yield [self.read(raw) for raw in self.paginator.records(body)]
-                page = self.paginator.next(page, body)
+            async for records in self.walk(listing):
+                yield [self.read(raw) for raw in records]
+
+    async def walk(self, listing: Listing, *, op: str = "list") -> AsyncIterator[Sequence[Mapping[str, Any]]]:
+        """Yield the raw records of one listing, page by page, to its end (loops refused)."""
+        guard = LoopGuard()
+        page: PageRequest | None = self.paginator.first(listing.path, listing.params)
+        while page is not None:
+            guard.check(page)
+            response = await self.request("GET", page.url, params=page.params, op=op)
+            body = _json(response)
+            yield self.paginator.records(body)
+            page = self.paginator.next(page, body)
 
     async def get(self, remote_id: str) -> RemoteCustomer:
         """Fetch one record by id."""

@@ -41,7 +41,7 @@ from connectors.base import (
 )
 from connectors.mapping import country_alpha2
 from connectors.model import Customer, FieldProblem, RemoteCustomer, clean
-from connectors.pagination import LoopGuard, NextLinkPaginator, PageRequest
+from connectors.pagination import NextLinkPaginator
 from connectors.ratelimit import RateLimiter
 
 #: Countries whose tax agency Piriod integrates with: RUT, RFC, NIT.
@@ -279,15 +279,9 @@ class PiriodConnector(Connector):
             if country in self._states:
                 return
             found: dict[str, int] = {}
-            guard = LoopGuard()
-            page: PageRequest | None = self.paginator.first("/states/", {"country": country})
-            while page is not None:  # the base's paging loop maps customers only
-                guard.check(page)
-                response = await self.request("GET", page.url, params=page.params, op="states")
-                body = response.json()
-                for state in self.paginator.records(body):
+            async for states in self.walk(Listing("/states/", {"country": country}), op="states"):
+                for state in states:
                     found.setdefault(_fold(str(state["name"])), int(state["id"]))
-                page = self.paginator.next(page, body)
             self._states[country] = found
 
     def _state_id(self, country: str, state: str | None) -> int | None:

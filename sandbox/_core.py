@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
+from email_validator import EmailNotValidError, validate_email
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -355,6 +356,15 @@ def _env_int(name: str) -> int | None:
     return int(raw) if raw else None
 
 
+def is_email(value: str) -> bool:
+    """Whether a vendor would accept ``value`` as an e-mail address (syntax only)."""
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
 def json_error(status: int, body: Mapping[str, Any] | list[Any]) -> JSONResponse:
     """A JSON error response with the vendor's body shape."""
     return JSONResponse(body, status_code=status)
@@ -379,6 +389,7 @@ __all__ = [
     "FaultRule",
     "Faults",
     "LoggedRequest",
+    "is_email",
     "iso",
     "json_error",
     "read_json",

@@ -28,18 +28,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pycountry
-from email_validator import EmailNotValidError, validate_email
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox._core import Emulator, Handler, iso, json_error, read_json, utcnow
+from sandbox._core import Emulator, Handler, is_email, iso, json_error, read_json, utcnow
 from sandbox.fake import fake_customers
 
-SANDBOX_API_KEY = (
-    "bc_d61fd102bb302717dbfafe5e7f487bc3b927e3850751142e1fcb0034e67f31dc"
-    "c4e7c2ae375e7fe992375074ce6181fe"
-)
+SANDBOX_API_KEY = "bc_d61fd102bb302717dbfafe5e7f487bc3b927e3850751142e1fcb0034e67f31dcc4e7c2ae375e7fe992375074ce6181fe"
 """The sandbox's API key (``bc_`` + 96 hex characters, as real keys look)."""
 SANDBOX_ORGANIZATION_ID = "custsync-sandbox-org"
 """The organization the sandbox key belongs to (``organization-id`` header)."""
@@ -171,9 +167,7 @@ class BigcapitalEmulator(Emulator):
         async def guarded(request: Request) -> Response:
             auth = request.headers.get("authorization", "")
             org = request.headers.get("organization-id")
-            if auth != f"Bearer {self.api_key}" or (
-                org is not None and org != self.organization_id
-            ):
+            if auth != f"Bearer {self.api_key}" or (org is not None and org != self.organization_id):
                 return json_error(401, {"statusCode": 401, "message": "Unauthorized"})
             return await handler(request)
 
@@ -247,9 +241,7 @@ class BigcapitalEmulator(Emulator):
             return error
         del self.records[str(record["id"])]
         self.count_write()
-        return JSONResponse(
-            {"id": record["id"], "message": "The customer has been deleted successfully."}
-        )
+        return JSONResponse({"id": record["id"], "message": "The customer has been deleted successfully."})
 
     async def _activate(self, request: Request) -> Response:
         return await self._set_active(request, True)
@@ -263,9 +255,7 @@ class BigcapitalEmulator(Emulator):
             return error
         if record["active"] is active:
             kind = "ACTIVE" if active else "INACTIVE"
-            return _business_error(
-                f"CONTACT_ALREADY_{kind}", f"The contact is already {kind.lower()}."
-            )
+            return _business_error(f"CONTACT_ALREADY_{kind}", f"The contact is already {kind.lower()}.")
         record["active"] = active
         _touch(record)
         self.count_write()
@@ -281,9 +271,7 @@ class BigcapitalEmulator(Emulator):
             return {}, json_error(400, body)
         record = self.records.get(str(int(raw)))
         if record is None:
-            return {}, json_error(
-                404, _errors(404, "CUSTOMER_NOT_FOUND", "The given customer not found.")
-            )
+            return {}, json_error(404, _errors(404, "CUSTOMER_NOT_FOUND", "The given customer not found."))
         return record, None
 
     def _insert(self, clean: Mapping[str, Any]) -> dict[str, Any]:
@@ -338,16 +326,14 @@ def _validate(body: Mapping[str, Any], *, create: bool) -> tuple[dict[str, Any],
                 errors.append("active must be a boolean value")
         elif key == "openingBalance":
             if isinstance(value, bool) or not isinstance(value, int | float):
-                errors.append(
-                    "openingBalance must be a number conforming to the specified constraints"
-                )
+                errors.append("openingBalance must be a number conforming to the specified constraints")
             elif not clean.get("openingBalanceAt"):
                 errors.append("openingBalanceAt is required when openingBalance is provided")
         elif not isinstance(value, str):
             errors.append(f"{key} must be a string")
         elif key != "note" and len(value) > 255:
             errors.append(f"{key} must be shorter than or equal to 255 characters")
-        elif key in _EMAILS and not _is_email(value):
+        elif key in _EMAILS and not is_email(value):
             errors.append(f"{key} must be an email")
         elif key == "customerType" and value not in CUSTOMER_TYPES:
             errors.append("customerType must be one of the following values: business, individual")
@@ -376,14 +362,6 @@ def _camelise(raw: Mapping[str, Any]) -> dict[str, Any]:
 def _snake(key: str) -> str:
     snake = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
     return snake.replace("_zipcode", "_postcode")  # the storage column's name
-
-
-def _is_email(value: str) -> bool:
-    try:
-        validate_email(value, check_deliverability=False)
-    except EmailNotValidError:
-        return False
-    return True
 
 
 def _positive(raw: str | None, default: int) -> int | None:

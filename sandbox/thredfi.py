@@ -44,12 +44,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pycountry
-from email_validator import EmailNotValidError, validate_email
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 
-from sandbox._core import Emulator, iso, json_error, read_json, utcnow
+from sandbox._core import Emulator, is_email, iso, json_error, read_json, utcnow
 from sandbox.fake import fake_customers
 
 SANDBOX_PARTNER_UUID = "cb77028d-a8b4-581e-9a8d-95c7ad672e9d"
@@ -66,9 +65,7 @@ _TEXT = (
     "postal_code", "country", "vat_number", "notes",
 )  # fmt: skip
 _INTS = ("payment_terms_days", "credit_limit_cents")
-_WRITABLE = frozenset(
-    {*_TEXT, *_INTS, "external_id", "tax_exempt", "status", "metadata", "transaction_tags"}
-)
+_WRITABLE = frozenset({*_TEXT, *_INTS, "external_id", "tax_exempt", "status", "metadata", "transaction_tags"})
 _ADDRESS = ("address_line1", "address_line2", "city", "state_county", "postal_code", "country")
 
 
@@ -124,9 +121,7 @@ class ThredfiEmulator(Emulator):
                 Route(customers, self._customers, methods=["GET", "POST"]),
                 Route(detail, self._customer, methods=methods),
                 Route(detail + "archive/", self._archive, methods=["POST"]),
-                Route(
-                    "/platform/{business_id}/oauth2/token/", self._business_token, methods=["POST"]
-                ),
+                Route("/platform/{business_id}/oauth2/token/", self._business_token, methods=["POST"]),
             ],
             redirect_slashes=False,
         )
@@ -207,16 +202,12 @@ class ThredfiEmulator(Emulator):
             return error
         if token.business_id is not None:
             return _error(403, "permission_denied", "A partner token is required.")
-        return self._check_business(request, token) or self._issue(
-            request.path_params["business_id"]
-        )
+        return self._check_business(request, token) or self._issue(request.path_params["business_id"])
 
     def _issue(self, business_id: str | None) -> Response:
         access = secrets.token_urlsafe(32)
         self.tokens[access] = _Token(business_id, self.clock() + self.token_ttl_s)
-        return JSONResponse(
-            {"access_token": access, "token_type": "Bearer", "expires_in": int(self.token_ttl_s)}
-        )
+        return JSONResponse({"access_token": access, "token_type": "Bearer", "expires_in": int(self.token_ttl_s)})
 
     def _token(self, request: Request) -> tuple[_Token, Response | None]:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
@@ -404,7 +395,7 @@ def _field(key: str, value: Any) -> tuple[str | None, Any]:
     text = str(value).strip()  # DRF CharField trims whitespace
     if key != "notes" and len(text) > 255:
         return "Ensure this field has no more than 255 characters.", None
-    if key == "email" and text and not _is_email(text):
+    if key == "email" and text and not is_email(text):
         return "Enter a valid email address.", None
     if key == "country" and text and not (text.isupper() and pycountry.countries.get(alpha_2=text)):
         return f'"{text}" is not a valid choice.', None
@@ -450,14 +441,6 @@ def _touch(record: dict[str, Any]) -> None:
     previous = datetime.fromisoformat(str(record["updated_at"]).replace("Z", "+00:00"))
     previous = previous if previous.tzinfo else previous.replace(tzinfo=UTC)
     record["updated_at"] = iso(max(utcnow(), previous + timedelta(seconds=1)))
-
-
-def _is_email(value: str) -> bool:
-    try:
-        validate_email(value, check_deliverability=False)
-    except EmailNotValidError:
-        return False
-    return True
 
 
 def _page_size(raw: str | None) -> int:
