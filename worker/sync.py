@@ -660,7 +660,7 @@ class Sync:
         )
         failures = [i for i in items if i.problem is not None]
         self.counts.failed += len(failures) + sum(1 for i in items if i.transient is not None)
-        # A pending create that failed for good keeps no intent behind it.
+        # A create refused for good keeps its pending intent: the next run looks it up once more, harmlessly.
         self.store.save_links(self.target.name, results)
         self._quarantine(failures)
         # A record held back unchanged (shaped is None, no problem) stays in quarantine.
