@@ -131,6 +131,27 @@ class Listing:
     params: Mapping[str, str | int] = field(default_factory=dict)
 
 
+@dataclass
+class ScanReport:
+    """Whether the last full walk of every listing is proof of the whole set.
+
+    The engine takes a source record as vanished only after a complete scan.
+    ``complete`` starts ``False`` and becomes ``True`` only when every listing
+    was walked to its end without an error and nothing contradicted it; the
+    paging code sets ``reason`` (one line, no values) when it is not.
+    """
+
+    complete: bool = False
+    reason: str | None = "not scanned yet"
+    records: int = 0
+
+    def fail(self, reason: str) -> None:
+        """The scan proves nothing: say why (the first reason is kept)."""
+        if self.complete or self.reason is None or self.reason == "not scanned yet":
+            self.reason = reason
+        self.complete = False
+
+
 @dataclass(frozen=True)
 class CreateResult:
     """The record a create made, or found (``existed``: idempotent replay)."""
@@ -197,6 +218,8 @@ class Connector(ABC):
         self._client: httpx.AsyncClient | None = None
         #: set by the engine for ``backfill --since`` (only where ``can_filter_since``).
         self.since: date | None = None
+        #: what the last :meth:`pages` walk proves (read by the engine before deletes).
+        self.scan = ScanReport()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -209,6 +232,7 @@ class Connector(ABC):
             headers={"User-Agent": "custsync/0.1", "Accept": "application/json"},
             limits=httpx.Limits(max_connections=self.settings.max_concurrency),
         )
+        await self.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -250,6 +274,14 @@ class Connector(ABC):
         Raises:
             FieldMappingError: a field cannot be expressed in this system.
         """
+
+    async def start(self) -> None:
+        """Called once when the connection opens, before any other request.
+
+        Bigcapital asks its organization here (``GET /api/organization/current``)
+        so that its external ids name the tenant, not the host.
+        """
+        return None
 
     def path_params(self) -> Mapping[str, str]:
         """Values for the path templates' placeholders other than ``{id}``."""
@@ -338,6 +370,15 @@ class Connector(ABC):
         """The external_id of a record that originates in this connection."""
         return f"{self.system}:{self.tenant}:{remote_id}"
 
+    def external_id_aliases(self, remote_id: str) -> tuple[str, ...]:
+        """Earlier forms of :meth:`external_id_for` for the same record, newest first.
+
+        An identity recorded (or written into a target's identity slot) under
+        an older form is the same customer: the engine looks these up before
+        it takes a record as new.
+        """
+        return ()
+
     # -- reads ------------------------------------------------------------
 
     def read(self, raw: Any) -> RemoteCustomer:
@@ -375,10 +416,18 @@ class Connector(ABC):
         return RemoteCustomer(remote_id, None, problem, external_id, updated_at)
 
     async def pages(self) -> AsyncIterator[list[RemoteCustomer]]:
-        """Yield every customer, page by page, across all listings."""
+        """Yield every customer, page by page, across all listings.
+
+        ``self.scan`` says afterwards whether the walk was complete: it is
+        ``complete`` only when every listing reached its end.
+        """
+        self.scan = ScanReport(complete=False, reason="the scan did not reach its end")
         for listing in self.listings():
             async for records in self.walk(listing):
+                self.scan.records += len(records)
                 yield [self.read(raw) for raw in records]
+        if self.scan.reason == "the scan did not reach its end":
+            self.scan.complete, self.scan.reason = True, None
 
     async def walk(self, listing: Listing, *, op: str = "list") -> AsyncIterator[Sequence[Mapping[str, Any]]]:
         """Yield the raw records of one listing, page by page, to its end (loops refused)."""
@@ -422,7 +471,7 @@ class Connector(ABC):
 
     async def update(
         self, remote_id: str, customer: Customer, external_id: str, *, fields: frozenset[str] | None = None
-    ) -> None:
+    ) -> RemoteCustomer | None:
         """Write the fields the system keeps (only ``fields`` of them, when given).
 
         Args:
@@ -431,9 +480,25 @@ class Connector(ABC):
             external_id: its identity.
             fields: the canonical fields the source speaks for; the others are
                 left as they are in this system instead of being cleared.
+
+        Returns:
+            The record as the answer shows it, or ``None`` when the answer
+            carries no readable record (the caller reads it back to verify).
         """
         body = self.only(self.to_payload(customer, external_id, create=False), fields)
-        await self.request(self.update_method, self.record_path(remote_id), json=body, op="update")
+        response = await self.request(self.update_method, self.record_path(remote_id), json=body, op="update")
+        return self.answered_record(response)
+
+    def answered_record(self, response: httpx.Response) -> RemoteCustomer | None:
+        """The record a write answered with, or ``None`` when the body is not one."""
+        try:
+            body = response.json()
+        except ValueError:
+            return None
+        if not isinstance(body, Mapping):
+            return None
+        remote = self.read(body)
+        return remote if remote.customer is not None else None
 
     def only(self, body: dict[str, Any], fields: frozenset[str] | None) -> dict[str, Any]:
         """Drop from a write body the vendor keys of kept fields outside ``fields``."""
@@ -654,6 +719,7 @@ __all__ = [
     "ErrorRule",
     "FieldMappingError",
     "Listing",
+    "ScanReport",
     "TargetSpec",
     "host_of",
 ]

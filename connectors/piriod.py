@@ -234,10 +234,10 @@ class PiriodConnector(Connector):
     @override
     async def update(
         self, remote_id: str, customer: Customer, external_id: str, *, fields: frozenset[str] | None = None
-    ) -> None:
+    ) -> RemoteCustomer | None:
         """Resolve the state's id, then PATCH the kept fields."""
         await self._load_states(customer)
-        await super().update(remote_id, customer, external_id, fields=fields)
+        return await super().update(remote_id, customer, external_id, fields=fields)
 
     @override
     def only(self, body: dict[str, Any], fields: frozenset[str] | None) -> dict[str, Any]:

@@ -1,0 +1,67 @@
+"""The secrets of this process, remembered by value so that no string leaving custsync shows one.
+
+Shapes (``Bearer ...``, ``sk_...``) catch many secrets, but not an API key
+an error body quotes without its prefix, nor a token an endpoint issued.
+Every configured secret and every token issued to us is remembered here;
+:func:`scrub` replaces each remembered value wherever it appears in a
+string, and :func:`scrub_any` does so through nested mappings and lists.
+Logs, exception messages, ``--json`` output and the state store call them.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+MASK = "***"
+#: shorter values are not masked: they would mask ordinary words and numbers.
+_MIN_LENGTH = 6
+
+_lock = threading.Lock()
+_values: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+
+def remember(*values: str | None) -> None:
+    """Remember secret values (configured credentials, issued tokens)."""
+    global _pattern
+    fresh = {v for v in values if v and len(v) >= _MIN_LENGTH} - _values
+    if not fresh:
+        return
+    with _lock:
+        _values.update(fresh)
+        # Longest first, so a token that contains another secret is masked whole.
+        alternatives = sorted(_values, key=len, reverse=True)
+        _pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+
+
+def forget_all() -> None:
+    """Forget every remembered value (tests)."""
+    global _pattern
+    with _lock:
+        _values.clear()
+        _pattern = None
+
+
+def scrub(text: str) -> str:
+    """``text`` with every remembered secret replaced by ``***``."""
+    pattern = _pattern
+    if pattern is None or not text:
+        return text
+    return pattern.sub(MASK, text)
+
+
+def scrub_any(value: Any) -> Any:
+    """``value`` with every string in it scrubbed, through mappings, lists and tuples."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, Mapping):
+        return {scrub_any(k): scrub_any(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(scrub_any(v) for v in value)
+    return value
+
+
+__all__ = ["MASK", "forget_all", "remember", "scrub", "scrub_any"]
