@@ -1,11 +1,23 @@
-"""Bigcapital customers (connector-apis.md, section 1).
+"""Bigcapital customers (connector-apis.md, section 1, and the real server's recordings).
 
-A data sheet plus three quirks the base cannot know about:
+A data sheet plus the quirks the base cannot know about, each seen on the
+real server (docs/api-assumptions-bigcapital.md says which exchange):
 
 - a complete pull walks two listings, ``inactiveMode=false`` (active only) and
-  ``inactiveMode=true`` (inactive only);
-- the postcode is written as ``billingAddressZipcode`` but read back as
-  ``billing_address_postcode``; the server silently drops a ``...Postcode`` key;
+  ``inactiveMode=true`` (inactive only), in pages of 1,000: the server sets no
+  maximum and allows 10 calls a minute per route;
+- no postcode can be written: ``billingAddressZipcode`` makes the server
+  answer 500 (even as ``null``) and ``...Postcode`` keys are dropped, so
+  ``postal_code`` is not a field Bigcapital keeps, and none is ever sent;
+- ``created_at`` is ``null`` for every record made through the API: there is
+  no incremental listing, and ``backfill --since`` is refused;
+- text over 255 characters, characters outside the Basic Multilingual Plane and
+  a currency that is not three letters are HTTP 500s, so they are refused here
+  first, naming the canonical field;
+- create and edit answer the raw row (``contact_type``, ``active`` as 1/0), GET
+  the transformed customer: both are read;
+- the tenant is the organization the key belongs to, asked once per run from
+  ``GET /api/organization/current`` when the config does not name it;
 - (in)activation is its own ``PATCH /api/contacts/{id}/(in)activate`` call, and
   repeating it is a 400 (``CONTACT_ALREADY_ACTIVE``) that we read as success.
 
@@ -15,10 +27,9 @@ record again, and a create is never retried once it may have reached the server.
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 import httpx
 from pydantic import SecretStr
@@ -28,14 +39,14 @@ from connectors.auth import HeaderAuth
 from connectors.base import (
     ConnectionSettings,
     Connector,
-    CreateResult,
     FieldMappingError,
     Listing,
     TargetSpec,
     host_of,
 )
+from connectors.errors import FatalError, NotFoundError, RejectedError
 from connectors.mapping import country_alpha2, country_name
-from connectors.model import Customer, clean
+from connectors.model import Customer, FieldProblem, clean
 from connectors.pagination import PageNumberPaginator
 
 #: canonical field → (request name, response name) for plain text fields.
@@ -51,23 +62,29 @@ _TEXT: Mapping[str, tuple[str, str]] = {
     "address_line2": ("billingAddress2", "billing_address2"),
     "city": ("billingAddressCity", "billing_address_city"),
     "state": ("billingAddressState", "billing_address_state"),
-    # The validator only knows ...Zipcode; storage and responses say ...postcode.
-    "postal_code": ("billingAddressZipcode", "billing_address_postcode"),
     "notes": ("note", "note"),
 }
 _OTHER_NAMES: Mapping[str, str] = {
     "displayName": "name", "display_name": "name",
-    "customerType": "kind", "customer_type": "kind",
+    "customerType": "kind", "customer_type": "kind", "contact_type": "kind",
     "billingAddressCountry": "country", "billing_address_country": "country",
     "currencyCode": "currency", "currency_code": "currency",
-    "billingAddressPostcode": "postal_code",
 }  # fmt: skip
 _KINDS: Mapping[str, Literal["company", "individual"]] = {
     "business": "company",
     "individual": "individual",
 }
 _KEPT = frozenset({*_TEXT, "country", "currency"})
-_LISTING = {"columnSortBy": "created_at", "sortOrder": "asc"}  # oldest first: stable pages
+#: Every text column is a varchar(255) (the note too, by the strict reading): longer is a 500.
+_LIMITED = frozenset({*_TEXT, "name"})
+_LISTING = {"columnSortBy": "created_at", "sortOrder": "asc"}
+_ACTIVE: Mapping[object, bool] = {1: True, 0: False, "1": True, "0": False, "true": True, "false": False}
+_ORGANIZATION_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _astral(value: str) -> bool:
+    """True when ``value`` holds a character utf8mb3 cannot store (beyond U+FFFF: emoji...)."""
+    return any(ord(char) > 0xFFFF for char in value)
 
 
 class BigcapitalSettings(ConnectionSettings):
@@ -91,7 +108,7 @@ class BigcapitalConnector(Connector):
     spec = TargetSpec(
         fields=_KEPT,
         required=frozenset({"name", "currency"}),  # currencyCode is required on create
-        limits={name: 255 for name in (_KEPT | {"name"}) - {"notes", "country", "currency"}},
+        limits=dict.fromkeys(sorted(_LIMITED), 255),
         identity_slot=False,
         archive=True,
         formats={"currency": (r"[A-Z]{3}", "an ISO 4217 currency code")},
@@ -100,23 +117,34 @@ class BigcapitalConnector(Connector):
         items_key="customers",
         page_param="page",
         size_param="pageSize",
-        page_size=100,
+        page_size=1000,  # no maximum, 10 calls a minute per route: few large pages
         total_items_path=("pagination", "total"),
     )
     create_path = "/api/customers"
     item_path = "/api/customers/{id}"
     update_method = "PUT"
-    can_filter_since = True  # created_at takes date comparators; updated_at takes none
+    can_filter_since = False
+    #: why ``backfill --since`` is refused, for the one-line message.
+    since_refusal: ClassVar[str] = (
+        "the server never sets created_at on customers made through its API, and no listing filters by date"
+    )
     vendor_fields = {
         **{name: canonical for canonical, names in _TEXT.items() for name in names},
         **_OTHER_NAMES,
     }
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: the organization ``GET /api/organization/current`` named, when the config names none.
+        self._organization: str | None = None
+
     @property
     @override
     def tenant(self) -> str:
-        settings = self._settings
-        return settings.organization_id or host_of(settings.base_url)
+        tenant = self._settings.organization_id or self._organization
+        if tenant is None:
+            raise RuntimeError("bigcapital: the organization is known once the connection is open")
+        return tenant
 
     @property
     def _settings(self) -> BigcapitalSettings:
@@ -130,57 +158,109 @@ class BigcapitalConnector(Connector):
         return HeaderAuth(headers)
 
     @override
+    async def start(self) -> None:
+        """Ask the key's organization once: it names the tenant in external ids.
+
+        Raises:
+            AuthError: the server refused the key.
+            FatalError: the server has no such route, or answered no usable id.
+        """
+        if self._settings.organization_id or self._organization is not None:
+            return
+        try:
+            self._organization = await self._ask_organization()
+        except BaseException:
+            await self.aclose()  # __aexit__ never runs when __aenter__ raises
+            raise
+
+    async def _ask_organization(self) -> str:
+        try:
+            response = await self.request("GET", "/api/organization/current", op="organization")
+        except NotFoundError:
+            raise FatalError(
+                "bigcapital organization: GET /api/organization/current answered 404; "
+                "check base_url, or set organization_id in the connection"
+            ) from None
+        except RejectedError as exc:
+            raise FatalError(f"bigcapital organization: the server refused the request ({exc.args[0]})") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        found = body.get("organization_id") if isinstance(body, dict) else None
+        if not isinstance(found, str) or _ORGANIZATION_ID.fullmatch(found) is None:
+            raise FatalError("bigcapital organization: the answer names no usable organization_id")
+        return found
+
+    @override
+    def external_id_aliases(self, remote_id: str) -> tuple[str, ...]:
+        # Before the organization was asked, external ids named the host (and port) of base_url.
+        if self._settings.organization_id:
+            return ()
+        return (f"{self.system}:{host_of(self._settings.base_url)}:{remote_id}",)
+
+    @override
     def listings(self) -> Sequence[Listing]:
-        params: dict[str, str | int] = dict(_LISTING)
-        if self.since is not None:
-            # "after" compares dates strictly: start the day before, a superset is harmless.
-            day = (self.since - timedelta(days=1)).isoformat()
-            role = {"fieldKey": "created_at", "comparator": "after", "value": day}
-            params["stringifiedFilterRoles"] = json.dumps([{**role, "condition": "and"}])
         # inactiveMode=false lists only active customers and true only inactive ones.
-        return [Listing(self.collection, {"inactiveMode": m, **params}) for m in ("false", "true")]
+        return [Listing(self.collection, {"inactiveMode": m, **_LISTING}) for m in ("false", "true")]
 
     @override
     def to_canonical(self, raw: Mapping[str, Any]) -> Customer:
-        kind = _KINDS.get(str(raw.get("customer_type")))
+        # GET answers customer_type (and contact_type); create and edit answer the raw row, contact_type only.
+        kind = _KINDS.get(str(raw.get("customer_type", raw.get("contact_type"))))
         if kind is None:
-            raise FieldMappingError("kind", "bigcapital customer_type is not business/individual")
+            raise FieldMappingError("kind", "bigcapital customer type is not business/individual")
         name = clean(raw.get("display_name"))
         if name is None:
             raise FieldMappingError("name", "bigcapital record has no display_name")
+        active = raw.get("active")
+        if isinstance(active, bool):
+            is_active = active
+        elif (found := _ACTIVE.get(active.strip().lower() if isinstance(active, str) else active)) is not None:
+            is_active = found
+        else:
+            raise FieldMappingError("active", "bigcapital active is not 1/0 or true/false")
         return Customer(
             kind=kind,
             name=name,
             # Free text ("United States"): a country we cannot place is a problem, never a guess.
             country=country_alpha2(raw.get("billing_address_country"), system=self.system),
             currency=clean(raw.get("currency_code")),
-            active=bool(raw.get("active", True)),
+            active=is_active,
+            # billing_address_postcode is not read: no request can write it (see the module doc).
             **{canonical: clean(raw.get(read)) for canonical, (_, read) in _TEXT.items()},
         )
 
     @override
     def to_payload(self, customer: Customer, external_id: str, *, create: bool) -> dict[str, Any]:
-        # Every field goes out, None included: PUT keeps the fields it is not sent,
-        # so a null is the only way to clear one. ``active`` is never sent: the
-        # engine creates active and archives through set_active.
+        # A PUT keeps the fields it is not sent, so it sends every field and null
+        # clears one ("" is refused for email). A create leaves empty fields out.
+        # ``active`` is never sent: the engine creates active and archives through set_active.
         body: dict[str, Any] = {
             "customerType": "individual" if customer.kind == "individual" else "business",
             "displayName": customer.name,  # required on every PUT too
-            **{write: getattr(customer, canonical) for canonical, (write, _) in _TEXT.items()},
+            **{write: getattr(customer, canonical) or None for canonical, (write, _) in _TEXT.items()},
             "billingAddressCountry": country_name(customer.country) if customer.country else None,
         }
         if create:
             body["currencyCode"] = customer.currency  # fixed once created; PUT ignores it
+            body = {key: value for key, value in body.items() if value is not None}
         return body
 
     @override
-    async def create(self, customer: Customer, external_id: str) -> CreateResult:
-        result = await super().create(customer, external_id)
-        # The doc does not say what the 201 carries; should it be an {id, message}
-        # envelope rather than the record, read the record back.
-        if result.remote.customer is None and result.remote.id != "?":
-            return CreateResult(await self.get(result.remote.id))
-        return result
+    def extra_problems(self, shaped: Customer) -> list[FieldProblem]:
+        # The tables are utf8mb3: a character beyond U+FFFF (emoji) makes the server answer 500.
+        return [
+            FieldProblem(name, "holds characters bigcapital cannot store (emoji or others beyond U+FFFF)")
+            for name in sorted(_LIMITED | {"currency"})
+            if isinstance(value := getattr(shaped, name), str) and _astral(value)
+        ]
+
+    @override
+    def parse_error(self, response: httpx.Response) -> list[tuple[str | None, str]]:
+        # The server's validation errors are objects; the base may read them too, this keeps them safe here.
+        found = _validation_problems(response)
+        return super().parse_error(response) if found is None else found
 
     @override
     async def set_active(self, remote_id: str, active: bool) -> None:
@@ -189,8 +269,42 @@ class BigcapitalConnector(Connector):
         if response.status_code == 400:
             # Already in the wanted state is success: a retry after a lost answer lands here.
             already = f"CONTACT_ALREADY_{'ACTIVE' if active else 'INACTIVE'}"
-            if not any(message.startswith(already) for _, message in self.parse_error(response)):
+            if already not in _error_types(response):
                 raise self.classify(response, verb)
+
+
+def _validation_problems(response: httpx.Response) -> list[tuple[str | None, str]] | None:
+    """(property, constraint messages) of class-validator objects; ``None`` for any other body.
+
+    Only ``property`` and ``constraints`` are read: ``target`` and ``value`` echo
+    the customer's data and must never reach a reason or a log.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    messages = body.get("message") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        return None
+    found: list[tuple[str | None, str]] = []
+    for message in messages[:10]:
+        prop = message.get("property")
+        constraints = message.get("constraints")
+        texts = [str(t) for t in constraints.values()] if isinstance(constraints, dict) else []
+        found.append((str(prop) if isinstance(prop, str) else None, "; ".join(texts) or "is invalid"))
+    return found
+
+
+def _error_types(response: httpx.Response) -> list[str]:
+    """The ``type`` of each business-rule error: ``{"errors":[{"type": ...}]}``."""
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return []
+    return [str(e.get("type")) for e in errors if isinstance(e, dict)]
 
 
 __all__ = ["BigcapitalConnector", "BigcapitalSettings"]

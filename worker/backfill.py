@@ -104,9 +104,12 @@ def backfill_command(
     """
     source = cfg.connections[cfg.pipeline(pipeline).source]
     if since is not None and not REGISTRY[source.system].can_filter_since:
+        why = getattr(REGISTRY[source.system], "since_refusal", None)
         err.print(
-            f"error: {source.system} cannot list customers created since a date, so --since cannot "
-            f"narrow this backfill; run it without --since (unchanged customers are not written again)"
+            f"error: {source.system} cannot list customers created since a date"
+            + (f" ({why})" if why else "")
+            + ", so --since cannot narrow this backfill; run it without --since (unchanged customers are not "
+            "written again)"
         )
         return 2
     if enqueue:

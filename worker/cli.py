@@ -167,8 +167,8 @@ def backfill(
     since: Annotated[
         str | None,
         typer.Option(
-            help="Only source customers created on or after this date (YYYY-MM-DD). Bigcapital and "
-            "Piriod filter by creation date; Thredfi and Timbrix cannot, so --since is refused for them."
+            help="Only source customers created on or after this date (YYYY-MM-DD). Piriod filters by "
+            "creation date; Bigcapital, Thredfi and Timbrix cannot, so --since is refused for them."
         ),
     ] = None,
     enqueue: Annotated[
