@@ -1,14 +1,27 @@
-"""Scenario tests of the Bigcapital emulator, driven over HTTP in process."""
+"""Scenario tests of the Bigcapital emulator, driven over HTTP in process.
+
+Each exchange of the real server's recordings is replayed as such by
+``test_bigcapital_recordings.py``; these tests cover what a single exchange
+cannot show (paging, the throttle's windows, seeding).
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from sandbox.bigcapital import SANDBOX_API_KEY, SANDBOX_ORGANIZATION_ID, BigcapitalEmulator
+from sandbox.bigcapital import (
+    ROW_KEYS,
+    SANDBOX_API_KEY,
+    SANDBOX_JWT,
+    SANDBOX_ORGANIZATION_ID,
+    BigcapitalEmulator,
+    Throttle,
+)
 
 AUTH = {"Authorization": f"Bearer {SANDBOX_API_KEY}"}
 MINIMAL = {"customerType": "business", "currencyCode": "USD", "displayName": "Acme Inc."}
@@ -63,12 +76,28 @@ async def test_given_wrong_key_when_creating_then_401_and_nothing_stored(
     assert emu.records == {}
 
 
-async def test_given_organization_header_when_it_matches_then_accepted_else_401(
+async def test_given_api_key_when_organization_header_is_wrong_then_still_accepted_as_recorded(
     client: httpx.AsyncClient,
 ) -> None:
     good = await client.get("/api/customers", headers={"organization-id": SANDBOX_ORGANIZATION_ID})
-    bad = await client.get("/api/customers", headers={"organization-id": "someone-else"})
-    assert (good.status_code, bad.status_code) == (200, 401)
+    other = await client.get("/api/customers", headers={"organization-id": "someone-else"})
+    assert (good.status_code, other.status_code) == (200, 200)
+
+
+async def test_given_jwt_when_organization_header_missing_or_wrong_then_401(client: httpx.AsyncClient) -> None:
+    jwt = {"Authorization": f"Bearer {SANDBOX_JWT}"}
+    missing = await client.get("/api/customers", headers=jwt)
+    wrong = await client.get("/api/customers", headers={**jwt, "organization-id": "someone-else"})
+    right = await client.get("/api/customers", headers={**jwt, "organization-id": SANDBOX_ORGANIZATION_ID})
+    assert missing.status_code == wrong.status_code == 401
+    assert missing.json() == {"message": "Organization ID is required.", "error": "Unauthorized", "statusCode": 401}
+    assert right.status_code == 200
+
+
+async def test_given_api_key_when_organization_asked_then_its_id(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/organization/current")
+    assert response.status_code == 200
+    assert response.json()["organization_id"] == SANDBOX_ORGANIZATION_ID
 
 
 def test_given_sandbox_key_then_it_looks_like_a_real_key() -> None:
@@ -96,8 +125,9 @@ async def test_given_default_paging_when_listing_then_12_newest_first_with_envel
     _active(emu, 13)
     body = (await client.get("/api/customers")).json()
     assert body["pagination"] == {"total": 13, "page": 1, "page_size": 12}
-    assert "filter_meta" in body
-    assert [c["id"] for c in body["customers"]] == list(range(13, 1, -1))
+    assert body["filter_meta"] == {"order": "desc", "field_key": "created_at"}
+    # Every API-made row has created_at null: the tie keeps the primary-key order, descending or not.
+    assert [c["id"] for c in body["customers"]] == list(range(1, 13))
 
 
 async def test_given_page_past_the_end_when_listing_then_empty_page_with_total(
@@ -121,14 +151,63 @@ async def test_given_inactive_customer_when_listing_default_then_excluded(
     assert snake == inactive
 
 
+@pytest.mark.parametrize("column", ["updated_at", "id"])
 async def test_given_unknown_sort_column_when_listing_then_400_sort_column_not_found(
+    client: httpx.AsyncClient, column: str
+) -> None:
+    response = await client.get("/api/customers", params={"columnSortBy": column})
+    assert response.status_code == 400
+    assert response.json() == {"errors": [{"statusCode": 400, "type": "sort_column_not_found", "message": None}]}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"columnSortBy": "status"}, {"page": "0"}, {"pageSize": "-1"}, {"pageSize": "0"},
+     {"stringifiedFilterRoles": "[not-json"}],
+)  # fmt: skip
+async def test_given_listing_the_server_crashes_on_when_listing_then_500(
+    client: httpx.AsyncClient, params: dict[str, str]
+) -> None:
+    response = await client.get("/api/customers", params=params)
+    assert response.status_code == 500
+    assert response.json() == {"statusCode": 500, "message": "Internal server error"}
+
+
+async def test_given_page_size_far_above_any_limit_when_listing_then_served(
+    emu: BigcapitalEmulator, client: httpx.AsyncClient
+) -> None:
+    _active(emu, 30)
+    body = (await client.get("/api/customers", params={"pageSize": 100000})).json()
+    assert len(body["customers"]) == 30
+    assert body["pagination"] == {"total": 30, "page": 1, "page_size": 100000}
+
+
+async def test_given_dates_set_by_sql_when_filtering_created_at_then_nothing_is_selected_by_date(
+    emu: BigcapitalEmulator, client: httpx.AsyncClient
+) -> None:
+    rows = _active(emu, 4)
+    emu.admin_edit(rows[0], {"created_at": "2026-01-05T10:00:00.000Z"})
+    emu.admin_edit(rows[1], {"created_at": "2026-06-20T12:00:00.000Z"})
+
+    async def ids(comparator: str, value: str) -> list[int]:
+        role = [{"fieldKey": "created_at", "comparator": comparator, "value": value, "condition": "and"}]
+        response = await client.get("/api/customers", params={"stringifiedFilterRoles": json.dumps(role)})
+        assert response.status_code == 200
+        return [c["id"] for c in response.json()["customers"]]
+
+    # "after" keeps every row that has a date, whatever the date; rows made by the API have none.
+    assert await ids("after", "2026-06-19") == [rows[1]["id"], rows[0]["id"]]  # newest first, the default
+    assert await ids("after", "2020-01-01") == [rows[1]["id"], rows[0]["id"]]
+    assert await ids("in", "2026-01-05") == []
+
+
+async def test_given_updated_at_filter_when_listing_then_400_filter_roles_fields_not_found(
     client: httpx.AsyncClient,
 ) -> None:
-    response = await client.get("/api/customers", params={"columnSortBy": "updated_at"})
+    role = [{"fieldKey": "updated_at", "comparator": "after", "value": "2020-01-01", "condition": "and"}]
+    response = await client.get("/api/customers", params={"stringifiedFilterRoles": json.dumps(role)})
     assert response.status_code == 400
-    error = response.json()["errors"][0]
-    assert error["type"] == "SORT_COLUMN_NOT_FOUND"
-    assert set(error) == {"statusCode", "type", "message", "payload"}
+    assert response.json()["errors"][0]["type"] == "filter_roles_fields_not_found"
 
 
 async def test_given_sort_by_display_name_asc_when_listing_then_ordered(
@@ -162,66 +241,104 @@ async def test_given_search_keyword_then_partial_on_name_and_exact_on_email(
 # -- create / validation ----------------------------------------------------
 
 
-async def test_given_valid_body_when_creating_then_201_with_snake_case_customer(
+async def test_given_valid_body_when_creating_then_201_with_the_raw_row_and_get_transformed(
     client: httpx.AsyncClient, emu: BigcapitalEmulator
 ) -> None:
     response = await client.post("/api/customers", json={**MINIMAL, "firstName": "Ana"})
     assert response.status_code == 201
     body = response.json()
-    assert body["id"] == 1
-    assert body["display_name"] == "Acme Inc."
-    assert body["first_name"] == "Ana"
-    assert body["contact_type"] == "customer"
-    assert body["active"] is True
-    assert body["created_at"].endswith("Z")
-    assert (await client.get("/api/customers/1")).json() == body
+    assert set(body) == set(ROW_KEYS)
+    assert (body["id"], body["display_name"], body["first_name"]) == (1, "Acme Inc.", "Ana")
+    assert (body["contact_type"], body["contact_service"], body["active"]) == ("business", "customer", 1)
+    assert body["created_at"] is None
+    assert body["updated_at"] is None
+    got = (await client.get("/api/customers/1")).json()
+    assert set(got) - set(body) == {
+        "customer_type", "formatted_customer_type", "formatted_balance", "formatted_opening_balance",
+        "formatted_opening_balance_at",
+    }  # fmt: skip
+    assert (got["customer_type"], got["formatted_customer_type"]) == ("business", "Business")
     assert emu.write_count == 1
 
 
-async def test_given_missing_required_fields_when_creating_then_400_nestjs_body(
+async def test_given_missing_required_fields_when_creating_then_400_class_validator_objects(
     client: httpx.AsyncClient, emu: BigcapitalEmulator
 ) -> None:
-    response = await client.post("/api/customers", json={"email": "not-an-email"})
+    sent = {"email": "not-an-email"}
+    response = await client.post("/api/customers", json=sent)
     assert response.status_code == 400
     body = response.json()
-    assert body["statusCode"] == 400
-    assert body["error"] == "Bad Request"
-    assert set(body["message"]) >= {
-        "customerType should not be empty",
-        "currencyCode should not be empty",
-        "displayName should not be empty",
-        "email must be an email",
-    }
+    assert (body["statusCode"], body["error"]) == (400, "Bad Request")
+    assert [m["property"] for m in body["message"]] == ["customerType", "currencyCode", "displayName", "email"]
+    assert all(m["target"] == sent and m["children"] == [] for m in body["message"])
+    assert body["message"][3]["value"] == "not-an-email"
+    assert "value" not in body["message"][0]  # absent from the body: no value
+    assert body["message"][3]["constraints"] == {"isEmail": "email must be an email"}
     assert emu.records == {}
 
 
 @pytest.mark.parametrize(
-    ("changes", "message"),
+    ("changes", "constraint"),
     [
-        ({"displayName": "x" * 256}, "displayName must be shorter than or equal to 255 characters"),
-        ({"billingAddressEmail": "nope"}, "billingAddressEmail must be an email"),
-        ({"customerType": "company"}, "customerType must be one of the following values"),
-        ({"currencyCode": "US"}, "currencyCode must be a valid ISO4217 currency code"),
-        ({"active": "yes"}, "active must be a boolean value"),
-        ({"workPhone": 5551234}, "workPhone must be a string"),
+        ({"billingAddressEmail": "nope"}, {"isEmail": "billingAddressEmail must be an email"}),
+        ({"billingAddressEmail": ""}, {"isEmail": "billingAddressEmail must be an email"}),
+        ({"active": "yes"}, {"isBoolean": "active must be a boolean value"}),
+        ({"workPhone": 5551234}, {"isString": "workPhone must be a string"}),
     ],
 )
 async def test_given_invalid_field_when_creating_then_400_names_it(
-    client: httpx.AsyncClient, changes: dict[str, Any], message: str
+    client: httpx.AsyncClient, changes: dict[str, Any], constraint: dict[str, str]
 ) -> None:
     response = await client.post("/api/customers", json={**MINIMAL, **changes})
     assert response.status_code == 400
-    assert any(m.startswith(message) for m in response.json()["message"])
+    (error,) = response.json()["message"]
+    assert error["constraints"] == constraint
 
 
-async def test_given_zipcode_and_postcode_keys_when_creating_then_zipcode_stored_postcode_dropped(
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"displayName": "x" * 256},
+        {"note": "n" * 256},  # a text column, but the strict reading: over 255 is a 500 too
+        {"billingAddressCity": "c" * 300},
+        {"displayName": "Café 😀 Ltd"},
+        {"note": "\U0001d504"},  # MATHEMATICAL FRAKTUR CAPITAL A, beyond U+FFFF
+        {"currencyCode": "USDX"},
+        {"currencyCode": "US"},
+        {"billingAddressZipcode": "78701"},
+        {"billingAddressZipcode": None},
+        {"shipping_address_zipcode": "78701"},
+    ],
+)
+async def test_given_body_the_database_refuses_when_creating_then_500_and_nothing_stored(
+    client: httpx.AsyncClient, emu: BigcapitalEmulator, changes: dict[str, Any]
+) -> None:
+    response = await client.post("/api/customers", json={**MINIMAL, **changes})
+    assert response.status_code == 500
+    assert response.json() == {"statusCode": 500, "message": "Internal server error"}
+    assert emu.records == {}
+    assert emu.server_errors() == [500]
+
+
+async def test_given_loose_values_the_server_keeps_when_creating_then_stored_as_sent(
     client: httpx.AsyncClient,
 ) -> None:
-    body = {**MINIMAL, "billingAddressZipcode": "78701", "shippingAddressPostcode": "99999"}
+    odd = (await client.post("/api/customers", json={**MINIMAL, "customerType": "company"})).json()
+    lower = (await client.post("/api/customers", json={**MINIMAL, "currencyCode": "usd"})).json()
+    empty = (await client.post("/api/customers", json={**MINIMAL, "email": ""})).json()
+    born = (await client.post("/api/customers", json={**MINIMAL, "active": False})).json()
+    assert odd["contact_type"] == "company"
+    assert (await client.get(f"/api/customers/{odd['id']}")).json()["formatted_customer_type"] == ""
+    assert lower["currency_code"] == "usd"
+    assert empty["email"] == ""
+    assert born["active"] == 0
+
+
+async def test_given_postcode_keys_when_creating_then_dropped(client: httpx.AsyncClient) -> None:
+    body = {**MINIMAL, "billingAddressPostcode": "78701", "shipping_address_postcode": "99999"}
     customer = (await client.post("/api/customers", json=body)).json()
-    assert customer["billing_address_postcode"] == "78701"
+    assert customer["billing_address_postcode"] is None
     assert customer["shipping_address_postcode"] is None
-    assert "billing_address_zipcode" not in customer
 
 
 async def test_given_snake_case_and_unknown_keys_when_creating_then_converted_and_dropped(
@@ -231,16 +348,14 @@ async def test_given_snake_case_and_unknown_keys_when_creating_then_converted_an
         "customer_type": "individual",
         "currency_code": "MXN",
         "display_name": "José Núñez",
-        "billing_address_zipcode": "44100",
-        "billing_address_postcode": "00000",
+        "external_id": "thredfi:x:1",
         "tax_id": "NUJO800101AB1",
     }
     response = await client.post("/api/customers", json=body)
     assert response.status_code == 201
     customer = response.json()
-    assert customer["customer_type"] == "individual"
-    assert customer["billing_address_postcode"] == "44100"
-    assert "tax_id" not in customer
+    assert customer["contact_type"] == "individual"
+    assert set(customer) == set(ROW_KEYS)
 
 
 # -- update -----------------------------------------------------------------
@@ -252,12 +367,10 @@ async def test_given_put_without_customer_type_and_display_name_then_400(
     _active(emu, 1)
     response = await client.put("/api/customers/1", json={"email": "x@example.com"})
     assert response.status_code == 400
-    assert {"customerType should not be empty", "displayName should not be empty"} <= set(
-        response.json()["message"]
-    )
+    assert [m["property"] for m in response.json()["message"]] == ["customerType", "displayName"]
 
 
-async def test_given_put_with_required_fields_then_omitted_fields_kept_and_currency_ignored(
+async def test_given_put_with_required_fields_then_omitted_fields_kept_currency_ignored_dates_null(
     client: httpx.AsyncClient, emu: BigcapitalEmulator
 ) -> None:
     emu.seed([{**MINIMAL, "email": "old@example.com", "note": "keep me"}])
@@ -265,19 +378,42 @@ async def test_given_put_with_required_fields_then_omitted_fields_kept_and_curre
     response = await client.put("/api/customers/1", json=body)
     assert response.status_code == 200
     customer = response.json()
+    assert set(customer) == set(ROW_KEYS)
     assert customer["display_name"] == "Renamed"
     assert customer["email"] == "old@example.com"
     assert customer["note"] == "keep me"
     assert customer["currency_code"] == "USD"
-    assert customer["updated_at"] > customer["created_at"]
+    assert customer["updated_at"] is None  # never set through the API
 
 
-async def test_given_missing_customer_when_getting_or_putting_then_404(
+@pytest.mark.parametrize(
+    ("changes", "status"),
+    [({"email": ""}, 400), ({"billingAddressEmail": ""}, 400), ({"email": None, "note": None}, 200),
+     ({"billingAddressZipcode": None}, 500), ({"displayName": "😀"}, 500)],
+)  # fmt: skip
+async def test_given_put_then_empty_strings_refused_nulls_clear_and_database_refusals_are_500(
+    client: httpx.AsyncClient, emu: BigcapitalEmulator, changes: dict[str, Any], status: int
+) -> None:
+    emu.seed([{**MINIMAL, "email": "old@example.com", "note": "n"}])
+    response = await client.put("/api/customers/1", json={"customerType": "business", "displayName": "A", **changes})
+    assert response.status_code == status
+    if status == 200:
+        assert (emu.records["1"]["email"], emu.records["1"]["note"]) == (None, None)
+    else:
+        assert emu.records["1"]["email"] == "old@example.com"
+
+
+async def test_given_missing_customer_when_getting_or_putting_then_404_not_found_error(
     client: httpx.AsyncClient,
 ) -> None:
-    assert (await client.get("/api/customers/42")).status_code == 404
-    assert (await client.put("/api/customers/42", json=MINIMAL)).status_code == 404
-    assert (await client.get("/api/customers/abc")).status_code == 400
+    for response in (
+        await client.get("/api/customers/42"),
+        await client.put("/api/customers/42", json=MINIMAL),
+        await client.get("/api/customers/abc"),  # no ParseIntPipe on this route: 404, not 400
+        await client.delete("/api/customers/42"),
+    ):
+        assert response.status_code == 404
+        assert response.json() == {"statusCode": 404, "message": "NotFoundError"}
 
 
 # -- activate / inactivate / delete -----------------------------------------
@@ -291,8 +427,8 @@ async def test_given_active_customer_when_inactivating_twice_then_second_is_alre
     second = await client.patch("/api/contacts/1/inactivate")
     assert first.json() == {"id": 1, "inactivated": True}
     assert second.status_code == 400
-    assert second.json()["errors"][0]["type"] == "CONTACT_ALREADY_INACTIVE"
-    assert emu.records["1"]["active"] is False
+    assert second.json() == {"errors": [{"statusCode": 400, "type": "CONTACT_ALREADY_INACTIVE", "message": None}]}
+    assert emu.records["1"]["active"] == 0
 
 
 async def test_given_active_customer_when_activating_then_400_already_active(
@@ -304,17 +440,22 @@ async def test_given_active_customer_when_activating_then_400_already_active(
     assert response.json()["errors"][0]["type"] == "CONTACT_ALREADY_ACTIVE"
     await client.patch("/api/contacts/1/inactivate")
     assert (await client.patch("/api/contacts/1/activate")).json() == {"id": 1, "activated": True}
+    assert (await client.patch("/api/contacts/abc/activate")).status_code == 400
 
 
-async def test_given_customer_when_deleting_then_gone_and_ids_not_reused(
+async def test_given_customer_when_deleting_then_empty_200_gone_and_ids_not_reused(
     client: httpx.AsyncClient, emu: BigcapitalEmulator
 ) -> None:
-    _active(emu, 1)
+    _active(emu, 2)
+    emu.undeletable.add("2")
     response = await client.delete("/api/customers/1")
     assert response.status_code == 200
-    assert response.json()["id"] == 1
+    assert response.content == b""
     assert (await client.get("/api/customers/1")).status_code == 404
-    assert (await client.post("/api/customers", json=MINIMAL)).json()["id"] == 2
+    blocked = await client.delete("/api/customers/2")
+    assert blocked.status_code == 400
+    assert blocked.json()["errors"][0]["message"] is None
+    assert (await client.post("/api/customers", json=MINIMAL)).json()["id"] == 3
 
 
 async def test_given_trailing_slash_when_listing_then_served_like_express(
@@ -346,24 +487,32 @@ async def test_given_rate_limit_fault_when_listing_then_429_with_retry_after(
     assert (await client.get("/api/customers")).status_code == 200
 
 
-async def test_given_admin_seed_and_edit_then_updated_at_bumps_and_log_shows_api_writes_only(
+async def test_given_admin_seed_and_edit_then_dates_stay_as_set_and_log_shows_api_writes_only(
     client: httpx.AsyncClient, emu: BigcapitalEmulator
 ) -> None:
     seeded = await client.post("/_admin/customers", json={"display_name": "Seeded"})
     assert seeded.status_code == 201
-    record = seeded.json()
+    assert seeded.json()["updated_at"] is None  # the web app sets no dates either
     edited = (await client.patch("/_admin/customers/1", json={"email": "new@example.com"})).json()
     assert edited["email"] == "new@example.com"
-    assert edited["updated_at"] > record["updated_at"]
+    assert edited["updated_at"] is None
+    pinned = (await client.patch("/_admin/customers/1", json={"created_at": "2026-01-05T10:00:00.000Z"})).json()
+    assert pinned["created_at"] == "2026-01-05T10:00:00.000Z"  # as SQL would set it
     await client.put("/api/customers/1", json={**MINIMAL, "displayName": "Via API"})
     log = (await client.get("/_admin/requests")).json()
-    assert [(r["method"], r["path"], r["is_write"]) for r in log] == [
-        ("PUT", "/api/customers/1", True)
-    ]
+    assert [(r["method"], r["path"], r["is_write"]) for r in log] == [("PUT", "/api/customers/1", True)]
     assert [w.path for w in emu.writes()] == ["/api/customers/1"]
 
 
-def test_given_fake_seed_then_countries_are_names_and_inactive_ones_inactive() -> None:
+def test_given_admin_seed_the_api_would_crash_on_then_refused() -> None:
+    emu = BigcapitalEmulator()
+    with pytest.raises(ValueError, match="500"):
+        emu.seed([{"displayName": "Café 😀"}])
+    with pytest.raises(ValueError, match="currencyCode"):
+        emu.seed([{"displayName": "x", "currencyCode": None}])
+
+
+def test_given_fake_seed_then_countries_are_names_postcodes_imported_and_inactive_ones_inactive() -> None:
     emu = BigcapitalEmulator()
     records = emu.seed_fake(20)
     assert {r["billing_address_country"] for r in records} == {
@@ -372,30 +521,63 @@ def test_given_fake_seed_then_countries_are_names_and_inactive_ones_inactive() -
         "Chile",
         "United Kingdom",
     }
-    assert [r["active"] for r in records].count(False) == 2
-    assert all(r["billing_address_postcode"] for r in records)
+    assert [r["active"] for r in records].count(0) == 2
+    assert all(r["billing_address_postcode"] for r in records)  # as an import would leave them
     assert emu.seed_fake(1, seed=3)[0]["id"] == 21
     assert emu.write_count == 0
 
 
-async def test_given_created_at_filter_role_when_listing_then_only_later_customers_come_back() -> None:
-    import json as _json
+# -- throttle -----------------------------------------------------------------------
 
-    emu = BigcapitalEmulator()
-    old, new = emu.seed(
-        [
-            {"customerType": "business", "currencyCode": "USD", "displayName": "Old"},
-            {"customerType": "business", "currencyCode": "USD", "displayName": "New"},
-        ]
-    )
-    old["created_at"] = "2026-01-01T10:00:00Z"
-    new["created_at"] = "2026-03-01T10:00:00Z"
-    role = [{"fieldKey": "created_at", "comparator": "after", "value": "2026-02-01", "condition": "and"}]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emu.app), base_url="http://test") as client:
-        response = await client.get(
-            "/api/customers",
-            params={"stringifiedFilterRoles": _json.dumps(role)},
-            headers={"Authorization": f"Bearer {SANDBOX_API_KEY}"},
-        )
-    assert response.status_code == 200
-    assert [c["display_name"] for c in response.json()["customers"]] == ["New"]
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_given_default_emulator_then_rate_headers_as_with_throttle_limits_of_100000(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/api/customers")
+    assert response.headers["X-RateLimit-Limit"] == response.headers["X-RateLimit-Limit-auth"] == "100000"
+    assert response.headers["X-RateLimit-Remaining-auth"] == "99999"
+
+
+async def test_given_recorded_throttle_when_11_calls_to_one_route_then_429_with_retry_after_auth_only() -> None:
+    clock = _Clock()
+    emu = BigcapitalEmulator(throttle=Throttle(), clock=clock)
+    transport = httpx.ASGITransport(app=emu.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=AUTH) as http:
+        answers = [await http.get("/api/customers") for _ in range(10)]
+        other_route = await http.get("/api/customers/1")  # counted on its own
+        refused = await http.get("/api/customers")
+        clock.now += 30
+        still = await http.get("/api/customers")
+        clock.now += 31
+        again = await http.get("/api/customers")
+
+    assert [a.status_code for a in answers] == [200] * 10
+    assert [a.headers["X-RateLimit-Remaining-auth"] for a in answers] == [str(n) for n in range(9, -1, -1)]
+    assert answers[0].headers["X-RateLimit-Limit"] == "100"
+    assert answers[0].headers["X-RateLimit-Reset-auth"] == "60"
+    assert (other_route.status_code, other_route.headers["X-RateLimit-Remaining-auth"]) == (404, "9")
+    assert refused.status_code == 429
+    assert refused.json() == {"statusCode": 429, "message": "ThrottlerException: Too Many Requests"}
+    assert refused.headers["Retry-After-auth"] == "60"
+    assert "Retry-After" not in refused.headers
+    assert "X-RateLimit-Remaining-auth" not in refused.headers
+    assert refused.headers["X-RateLimit-Remaining"] == "89"
+    assert (still.status_code, still.headers["Retry-After-auth"]) == (429, "30")
+    assert again.status_code == 200
+
+
+async def test_given_throttle_with_short_window_when_switched_on_later_then_counts_from_then(
+    emu: BigcapitalEmulator, client: httpx.AsyncClient
+) -> None:
+    await client.get("/api/customers")
+    emu.throttle = Throttle(auth_limit=2, global_limit=100, window_s=0.5)
+    statuses = [(await client.get("/api/customers")).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
