@@ -162,7 +162,7 @@ async def test_given_a_run_when_logged_then_one_start_one_summary_and_a_write_ev
     applied = [w for w in sandbox["thredfi"].writes() if w.status < 400]
     assert len(written) == len(applied) == 5, "one record_written per write that went through"
     for event in written:
-        assert event["external_id"].startswith("bigcapital:sandbox.test:")
+        assert event["external_id"].startswith(f"bigcapital:{bigcapital.SANDBOX_ORGANIZATION_ID}:")
         assert event["action"] in {"create", "update", "archive", "reactivate", "delete"}
     quarantined = [e for e in events if e["event"] == "record_quarantined"]
     assert [e["field"] for e in quarantined] == ["email"]

@@ -218,7 +218,7 @@ def test_given_dry_run_when_run_then_plan_is_printed_and_nothing_is_written(
     assert "dry run" in result.stdout
     assert "Planned changes:" in result.stdout
     for record in seeded:
-        assert f"bigcapital:{box_host(config_file)}:{record['id']}" in result.stdout
+        assert f"bigcapital:{bigcapital.SANDBOX_ORGANIZATION_ID}:{record['id']}" in result.stdout
     assert all(not box[s].writes() for s in ("bigcapital", "thredfi", "piriod", "timbrix"))
     store = Store(store_url)
     try:
@@ -252,7 +252,7 @@ def test_given_record_thredfi_refuses_when_run_then_exit_1_and_failures_lists_it
     assert listed.exit_code == 0
     (entry,) = json.loads(listed.stdout)
     assert entry["source_id"] == str(seeded[2]["id"])
-    assert entry["external_id"] == f"bigcapital:{box_host(config_file)}:{seeded[2]['id']}"
+    assert entry["external_id"] == f"bigcapital:{bigcapital.SANDBOX_ORGANIZATION_ID}:{seeded[2]['id']}"
     assert entry["field"] == "email"
     assert "email" in entry["reason"]
     text = invoke("failures", PIPELINE, "--config", str(config_file))
@@ -260,14 +260,6 @@ def test_given_record_thredfi_refuses_when_run_then_exit_1_and_failures_lists_it
     assert str(seeded[2]["id"]) in text.stdout
     assert "email" in text.stdout
     assert "1 quarantined" in text.stdout
-
-
-def box_host(config_file: Path) -> str:
-    """The Bigcapital tenant of the served sandbox: its host and port."""
-    for line in config_file.read_text().splitlines():
-        if "/bigcapital" in line:
-            return line.split("//", 1)[1].split("/", 1)[0]
-    raise AssertionError("no bigcapital base_url")
 
 
 def test_given_quarantine_when_status_then_runs_counts_and_quarantine_size_are_reported(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import func, select
 
+from sandbox.bigcapital import SANDBOX_ORGANIZATION_ID
 from sandbox.server import Sandbox
 from state.models import Identity, Link, QuarantineEntry, Run
 from state.store import Store
@@ -50,7 +51,7 @@ async def test_given_fresh_store_when_dry_run_then_no_writes_no_rows_and_plan_li
     assert len(planned) == SEEDED - 1
     assert {p["action"].split("+")[0] for p in planned} == {"create"}
     assert {p["external_id"] for p in planned} == {
-        f"bigcapital:sandbox.test:{r['id']}" for r in seeded if r is not seeded[1]
+        f"bigcapital:{SANDBOX_ORGANIZATION_ID}:{r['id']}" for r in seeded if r is not seeded[1]
     }
     inactive = [p for p in planned if p["action"] == "create+archive"]
     assert len(inactive) == sum(1 for r in seeded if not r["active"])
@@ -74,9 +75,10 @@ async def test_given_synced_when_source_edited_and_dry_run_then_plan_shows_only_
     assert _rows(store) == rows
     assert (result.counts.updated, result.counts.archived, result.counts.unchanged) == (1, 1, SEEDED - 2)
     by_id = {p.external_id: p for p in result.planned}
-    assert set(by_id) == {f"bigcapital:sandbox.test:{active[0]['id']}", f"bigcapital:sandbox.test:{active[1]['id']}"}
-    assert by_id[f"bigcapital:sandbox.test:{active[0]['id']}"].action == "update"
-    assert by_id[f"bigcapital:sandbox.test:{active[1]['id']}"].action == "archive"
+    first, second = (f"bigcapital:{SANDBOX_ORGANIZATION_ID}:{record['id']}" for record in active[:2])
+    assert set(by_id) == {first, second}
+    assert by_id[first].action == "update"
+    assert by_id[second].action == "archive"
     assert all(p.target_id for p in result.planned), "changes to linked records name the target record"
     # The real run then does exactly what was planned.
     real = await sync("bigcapital_to_thredfi")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from sandbox.bigcapital import SANDBOX_ORGANIZATION_ID
 from sandbox.server import Sandbox
 from state.store import Store
 from tests.conftest import SyncFn, make_config
@@ -39,10 +40,10 @@ async def test_given_email_thredfi_refuses_when_run_then_quarantined_naming_emai
     assert (result.counts.failed, result.counts.created) == (1, SEEDED - 1)
     assert len(sandbox["thredfi"].records) == SEEDED - 1
     landed = {r["external_id"] for r in sandbox["thredfi"].records.values()}
-    assert f"bigcapital:sandbox.test:{victim['id']}" not in landed
+    assert f"bigcapital:{SANDBOX_ORGANIZATION_ID}:{victim['id']}" not in landed
     (entry,) = store.quarantined("bigcapital_to_thredfi")
     assert entry.source_id == str(victim["id"])
-    assert entry.external_id == f"bigcapital:sandbox.test:{victim['id']}"
+    assert entry.external_id == f"bigcapital:{SANDBOX_ORGANIZATION_ID}:{victim['id']}"
     assert entry.field == "email"
     assert "email" in entry.reason
     assert "thredfi" in entry.reason
@@ -158,7 +159,9 @@ async def test_given_synced_record_when_edit_is_refused_then_quarantined_and_tar
     victim = next(r for r in records if r["active"])
     await sync("bigcapital_to_thredfi")
     (target,) = [
-        r for r in sandbox["thredfi"].records.values() if r["external_id"] == f"bigcapital:sandbox.test:{victim['id']}"
+        r
+        for r in sandbox["thredfi"].records.values()
+        if r["external_id"] == f"bigcapital:{SANDBOX_ORGANIZATION_ID}:{victim['id']}"
     ]
     good_email = target["email"]
     sandbox["bigcapital"].admin_edit(victim, {"email": "broken@", "work_phone": "+15550100333"})
