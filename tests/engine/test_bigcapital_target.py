@@ -47,13 +47,34 @@ def _thredfi(name: str, email: str, **changes: Any) -> dict[str, Any]:
 VALID = [
     _thredfi("Acme Widgets Inc.", "ap@acme.example"),
     _thredfi("Zoë O'Brien", "zoe@obrien.example", person=True, postal_code="80202", city="Denver"),
-    _thredfi("Ñandú Logística S.A.", "cxp@nandu.example", country="MX", postal_code="44100", city="Guadalajara",
-             state_county="Jalisco", address_line2="Col. Americana", notes="Factura ✓ — “mensual”"),  # fmt: skip
-    _thredfi("Zürich Tools Ltd", "accounts@zurich.example", country="GB", postal_code="EC2R 8EJ", city="London",
-             state_county="England", address_line1="1 Poultry"),  # fmt: skip
+    _thredfi(
+        "Ñandú Logística S.A.",
+        "cxp@nandu.example",
+        country="MX",
+        postal_code="44100",
+        city="Guadalajara",
+        state_county="Jalisco",
+        address_line2="Col. Americana",
+        notes="Factura ✓ — “mensual”",
+    ),
+    _thredfi(
+        "Zürich Tools Ltd",
+        "accounts@zurich.example",
+        country="GB",
+        postal_code="EC2R 8EJ",
+        city="London",
+        state_county="England",
+        address_line1="1 Poultry",
+    ),
     _thredfi("Globex Corporation", "billing@globex.example", postal_code="", address_line2="", notes=""),
-    _thredfi("Initech 東京", "tokyo@initech.example", country="JP", postal_code="100-0001", city="Tokyo",
-             state_county="Tokyo"),  # fmt: skip
+    _thredfi(
+        "Initech 東京",
+        "tokyo@initech.example",
+        country="JP",
+        postal_code="100-0001",
+        city="Tokyo",
+        state_county="Tokyo",
+    ),
 ]
 #: email → the canonical field the quarantine reason must start with.
 REFUSED = {
