@@ -125,9 +125,7 @@ class BigcapitalConnector(Connector):
     update_method = "PUT"
     can_filter_since = False
     #: why ``backfill --since`` is refused, for the one-line message.
-    since_refusal: ClassVar[str] = (
-        "the server never sets created_at on customers made through its API, and no listing filters by date"
-    )
+    since_refusal: ClassVar[str] = "its server never sets created_at, and no listing filters by date"
     vendor_fields = {
         **{name: canonical for canonical, names in _TEXT.items() for name in names},
         **_OTHER_NAMES,

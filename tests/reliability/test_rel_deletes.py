@@ -182,11 +182,18 @@ async def test_given_a_dry_run_when_source_customers_vanished_then_the_archives_
 async def test_given_a_backfill_since_a_date_when_customers_vanished_then_no_deletes_from_a_partial_scan(
     sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
 ) -> None:
-    config = await _synced(sandbox, store, transport, propagate_deletes=True, max_delete_share=1.0)
-    _hard_delete(sandbox, "bigcapital", 2)
+    # Piriod filters by creation date (Bigcapital cannot: its server never sets created_at).
+    sandbox["piriod"].seed_fake(COUNT)  # type: ignore[attr-defined]
+    for record in sandbox["piriod"].records.values():
+        record["status"] = "active"
+    config = _config(store, propagate_deletes=True, max_delete_share=1.0)
+    first = await _run(config, "piriod_to_thredfi", store, transport)
+    assert first.counts.created == COUNT, first.summary()
+    _hard_delete(sandbox, "piriod", 2)
 
-    result = await _run(config, "bigcapital_to_thredfi", store, transport, since=date(2000, 1, 1), kind="backfill")
+    result = await _run(config, "piriod_to_thredfi", store, transport, since=date(2000, 1, 1), kind="backfill")
 
+    assert result.counts.pulled == COUNT - 2
     assert result.counts.archived == 0
     assert _active_in_thredfi(sandbox) == COUNT
 
