@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from typer.testing import CliRunner
 
+from sandbox.bigcapital import RECORDED_THROTTLE, BigcapitalEmulator
 from sandbox.server import Sandbox, sandbox_config
 from state.store import Store
 from tests.conftest import SyncFn
@@ -95,10 +96,11 @@ async def test_given_thredfi_customers_when_synced_into_bigcapital_then_valid_la
     sandbox: Sandbox, sync: SyncFn, store: Store
 ) -> None:
     sandbox["thredfi"].seed(VALID + INVALID)
+    books = cast(BigcapitalEmulator, sandbox["bigcapital"])
+    books.throttle = RECORDED_THROTTLE  # the server's defaults: 10 calls a minute per route
 
     result = await sync("thredfi_to_bigcapital")
 
-    books = sandbox["bigcapital"]
     assert books.server_errors() == [], "no request may make the server answer 500"
     assert result.counts.created == len(VALID), result.summary()
     assert result.counts.failed == len(INVALID)
@@ -124,6 +126,7 @@ async def test_given_thredfi_customers_when_synced_into_bigcapital_then_valid_la
     assert reverse.counts.pulled == len(VALID)
     assert (reverse.counts.created, reverse.counts.updated, reverse.counts.archived) == (0, 0, 0), reverse.summary()
     assert sandbox["thredfi"].writes() == [], "the reverse run writes nothing to Thredfi"
+    assert [r for r in books.requests if r.status == 429] == [], "large pages stay within 10 calls per route"
     assert all(r["postal_code"] for r in sandbox["thredfi"].records.values() if r["email"] != "billing@globex.example")
     assert books.server_errors() == []
 
