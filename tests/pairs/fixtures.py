@@ -251,7 +251,7 @@ def _bigcapital(c: Customer) -> dict[str, Any]:
         "billingAddress2": c.address_line2,
         "billingAddressCity": c.city,
         "billingAddressState": c.state,
-        "billingAddressZipcode": c.postal_code,
+        "billing_address_postcode": c.postal_code,  # as an import leaves it: no API call can write one
         "billingAddressCountry": country.name if country else None,  # free text: "United Kingdom"
         "note": c.notes,
         "active": c.active,
