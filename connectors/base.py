@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -913,11 +914,18 @@ def _masked_url(url: str) -> str:
 
 
 def _unreachable(exc: httpx.ConnectError) -> str:
-    """Why a connection could not be opened, in words (the OS message names no secret)."""
+    """Why a connection could not be opened, in words, from the OS errors under ``exc``."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # the chain is short: httpx → httpcore → OSError → the socket's own
+        if seen is None:
+            break
+        if isinstance(seen, socket.gaierror):
+            return "the host name cannot be resolved"
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        seen = seen.__cause__ or seen.__context__
     text = str(exc).lower()
     if "name or service not known" in text or "nodename nor servname" in text or "name resolution" in text:
-        return "the host name cannot be resolved"
-    if "getaddrinfo" in text or "no address associated" in text:
         return "the host name cannot be resolved"
     if "refused" in text:
         return "connection refused"
