@@ -136,6 +136,9 @@ _UNSENDABLE = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.Invali
 #: Operations whose 2xx body is read: an unreadable one is an error of the call, not of the caller.
 _READ_OPS = frozenset({"create", "update"})
 _PARSED = "custsync.json"
+_PAST_BUDGET = "past the retry budget"
+#: reads of one record or of a side catalog: their 404 says that thing is missing, not that base_url is wrong.
+_ONE_THING_OPS = frozenset({"get", "states"})
 
 
 @dataclass(frozen=True)
@@ -663,7 +666,8 @@ class Connector(ABC):
                 left = deadline - loop.time()
                 if exc.retry_after > left:
                     # Sleeping past the budget only to fail then: give up now, the record is deferred.
-                    exc.args = (f"{exc} and asks to wait {exc.retry_after:.0f} s, past the retry budget",)
+                    if _PAST_BUDGET not in str(exc):
+                        exc.args = (f"{exc} and asks to wait {exc.retry_after:.0f} s, {_PAST_BUDGET}",)
                     return False
                 return exc.retry_after
             if not isinstance(exc, RetriableError):
@@ -691,7 +695,7 @@ class Connector(ABC):
                 raise FatalError(f"{self.where}: cannot reach {self.shown_url}: {_unreachable(exc.__cause__)}") from exc
             raise
         except NotFoundError as exc:
-            if not self._answered and method == "GET" and op != "get":
+            if not self._answered and method == "GET" and op not in _ONE_THING_OPS:
                 raise FatalError(
                     f"{self.where} {op}: {self.shown_url} answered 404 to its first call: check base_url "
                     "(a missing path prefix, such as Timbrix's /api?)"
@@ -770,7 +774,7 @@ class Connector(ABC):
             return
         left = (deadline - asyncio.get_running_loop().time()) if deadline is not None else wait
         if wait > left:
-            raise RateLimitedError(f"{self.system} {op}: the quota resets in {wait:.0f} s, past the retry budget", wait)
+            raise RateLimitedError(f"{self.system} {op}: the quota resets in {wait:.0f} s, {_PAST_BUDGET}", wait)
         log.info("throttle_wait", connection=self.name, system=self.system, op=op, seconds=round(wait, 2))
         await asyncio.sleep(wait)
 
