@@ -504,7 +504,10 @@ class Connector(ABC):
         page: PageRequest | None = self.paginator.first(listing.path, listing.params)
         fetched = 0
         while page is not None:
-            guard.check(page)
+            try:
+                guard.check(page)
+            except FatalError as exc:
+                raise FatalError(f"{self.where} {op}: {secrets.scrub(str(exc))}") from None
             # Django-style servers answer a page past the end with 404: after page one, that is the end.
             ok = frozenset({404}) if fetched else frozenset()
             response = await self.request("GET", page.url, params=page.params, op=op, ok=ok)
@@ -512,7 +515,10 @@ class Connector(ABC):
             if response.status_code == 404:
                 break
             body = _json(response)
-            listed = self.paginator.records(body)
+            try:
+                listed = self.paginator.records(body)
+            except FatalError as exc:
+                raise FatalError(f"{self.where} {op}: {exc}") from None
             keep = tally.fresh([self._id_or_none(raw) for raw in listed])
             records = [raw for raw, fresh in zip(listed, keep, strict=True) if fresh]
             following = self.paginator.next(page, body)

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from connectors.base import Connector
 from connectors.bigcapital import BigcapitalConnector, BigcapitalSettings
-from connectors.errors import RetriableError
+from connectors.errors import FatalError, RetriableError
 from connectors.piriod import PiriodConnector, PiriodSettings
 from connectors.thredfi import ThredfiConnector, ThredfiSettings
 from sandbox import thredfi as thredfi_sandbox
@@ -176,3 +176,25 @@ async def test_given_thredfi_emulator_with_exactly_full_pages_when_paged_then_co
         ids = await pull(connector)
     assert len(set(ids)) == count
     assert connector.scan.complete is True, connector.scan.reason
+
+
+async def test_given_next_link_to_itself_when_paged_then_loop_refused_naming_the_connection() -> None:
+    async def itself(request: Request) -> Response:
+        rows = [{"id": "c1", "name": "Acme", "address": "Av. 1"}]
+        return json({"count": 2, "next": "http://piriod.test/customers/?page=1", "results": rows})
+
+    settings = PiriodSettings(system="piriod", base_url="http://piriod.test", api_token="sk_test_x1", workspace="w")
+    async with PiriodConnector("billing", settings, transport=Hosts({"piriod.test": app(itself)})) as connector:
+        with pytest.raises(FatalError, match=r"^billing \(piriod\) list: paging loop"):
+            await pull(connector)
+    assert connector.scan.complete is False
+
+
+async def test_given_listing_without_its_records_key_when_paged_then_fatal_naming_the_connection() -> None:
+    async def envelope(request: Request) -> Response:
+        return json({"data": [], "pagination": {"total": 0}})
+
+    async with books(Hosts({"books.test": app(envelope, bigcapital=True)})) as connector:
+        with pytest.raises(FatalError, match=r"^books \(bigcapital\) list: listing answered an unexpected body"):
+            await pull(connector)
+    assert connector.scan.complete is False
