@@ -157,3 +157,14 @@ async def test_given_404_after_the_connection_answered_when_get_then_still_not_f
         with pytest.raises(NotFoundError):
             await connector.get("c-404")
     assert httpx.URL(settings.base_url).path == "/api"
+
+
+def test_given_empty_api_key_when_check_then_reported_at_once_naming_the_setting(tmp_path: Path) -> None:
+    path = config_with(tmp_path, "http://127.0.0.1:9/api", api_key="", only=True)
+
+    started = time.monotonic()
+    result = invoke("check", "--config", str(path))
+
+    assert time.monotonic() - started < 5.0
+    assert result.exit_code == 3
+    assert "api_key is empty" in bigcapital_line(result)
