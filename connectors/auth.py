@@ -4,22 +4,62 @@ Token flows renew shortly before expiry and, once, on a 401: a token the
 server forgot early (restart, revocation) costs one extra request, not a
 failed run. A second 401 in a row goes back to the caller, which classifies
 it as an :class:`~connectors.errors.AuthError`.
+
+Credentials go only to their own origin: once :func:`restrict_to_origin`
+bound a flow to the connection's base URL, a request for any other scheme,
+host or port leaves without them (the request loop refuses such requests
+before this; this is the second line). Every token a flow is issued is
+remembered by :mod:`connectors.secrets` the moment it arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
+from connectors import secrets
 from connectors.errors import AuthError, RateLimitedError, RetriableError
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
-class HeaderAuth(httpx.Auth):
-    """Sets fixed headers on every request (API keys, workspace headers).
+
+def origin_of(url: str | httpx.URL) -> str:
+    """``scheme://host:port`` of a URL, the port always explicit (``http://a`` is ``http://a:80``)."""
+    parsed = httpx.URL(url) if isinstance(url, str) else url
+    port = parsed.port or _DEFAULT_PORTS.get(parsed.scheme)
+    return f"{parsed.scheme}://{parsed.host}:{port}" if port else f"{parsed.scheme}://{parsed.host}"
+
+
+class _OriginBound:
+    """An auth flow that attaches credentials only to requests for one origin."""
+
+    _origin: str | None = None
+
+    def bind_origin(self, origin: str) -> None:
+        """Attach credentials only to requests whose :func:`origin_of` is ``origin``."""
+        self._origin = origin
+
+    def _foreign(self, request: httpx.Request) -> bool:
+        return self._origin is not None and origin_of(request.url) != self._origin
+
+
+def restrict_to_origin(auth: httpx.Auth, base_url: str) -> None:
+    """Bind ``auth`` (and the flows it wraps, one level down) to the origin of ``base_url``."""
+    origin = origin_of(base_url)
+    for flow in (auth, *vars(auth).values()):
+        if isinstance(flow, _OriginBound):
+            flow.bind_origin(origin)
+
+
+class HeaderAuth(_OriginBound, httpx.Auth):
+    """Sets fixed headers on every request for its origin (API keys, workspace headers).
 
     Args:
         headers: header name → value. Values are secrets: never log them.
@@ -29,12 +69,13 @@ class HeaderAuth(httpx.Auth):
         self._headers = dict(headers)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        """Add the headers and send."""
-        request.headers.update(self._headers)
+        """Add the headers and send (without them to another origin)."""
+        if not self._foreign(request):
+            request.headers.update(self._headers)
         yield request
 
 
-class TokenAuth(httpx.Auth):
+class TokenAuth(_OriginBound, httpx.Auth):
     """A bearer token fetched from a token endpoint and renewed on time.
 
     Subclasses say how to ask for a token (:meth:`token_request`) and where
@@ -72,13 +113,17 @@ class TokenAuth(httpx.Auth):
         if response.status_code != 200:
             self._refused = AuthError(f"token request refused ({response.status_code})")
             raise self._refused
-        body: Any = response.json()
+        try:
+            body: Any = response.json()
+        except (ValueError, RecursionError) as exc:
+            # A proxy's error page, a truncated answer: may be right on the next try.
+            raise RetriableError("token endpoint answered a body that is not JSON (HTTP 200)") from exc
         token = body.get("access_token") if isinstance(body, dict) else None
-        if not token:
+        if not isinstance(token, str) or not token:
             raise AuthError("token endpoint answered without an access_token")
-        raw_lifetime = body.get("expires_in")
-        # Missing: assume the documented hour. Zero or less: renew before every request.
-        lifetime = 3600.0 if raw_lifetime is None else max(float(raw_lifetime), 0.0)
+        secrets.remember(token)
+        # Missing or unreadable: assume the documented hour. Zero or less: renew before every request.
+        lifetime = _seconds(body.get("expires_in"), default=3600.0)
         # A margin longer than a short-lived token would renew on every call.
         margin = min(self._renew_margin_s, lifetime / 4)
         self._token = str(token)
@@ -86,7 +131,10 @@ class TokenAuth(httpx.Auth):
         self.renewals += 1
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        """Attach a fresh token; renew once and resend on a 401."""
+        """Attach a fresh token; renew once and resend on a 401 (no token to another origin)."""
+        if self._foreign(request):
+            yield request
+            return
         async with self._lock:
             if self._refused is not None:
                 raise AuthError(str(self._refused))
@@ -120,20 +168,51 @@ class TokenAuth(httpx.Auth):
         raise RuntimeError("TokenAuth supports httpx.AsyncClient only")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a ``Retry-After`` header; ``None`` when absent, bad or ≤ 0."""
-    for name in ("Retry-After", "Retry-After-auth"):
-        raw = response.headers.get(name)
-        if raw is None:
-            continue
+def _seconds(raw: object, *, default: float) -> float:
+    """A token lifetime as seconds ≥ 0; ``default`` when missing, not a number, or not finite."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        return default
+    return max(value, 0.0) if math.isfinite(value) else default
+
+
+def parse_delay(raw: str | None, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> float | None:
+    """Seconds from a ``Retry-After`` value: delay-seconds or an HTTP-date (RFC 9110 10.2.3).
+
+    Returns:
+        The delay, or ``None`` for a missing, unreadable, infinite, NaN or
+        negative value (ordinary backoff applies then). A date in the past is 0.
+    """
+    if raw is None or not raw.strip():
+        return None
+    text = raw.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
         try:
-            seconds = float(raw)
-        except ValueError:
-            return None  # HTTP-date form: fall back to ordinary backoff
-        return seconds if seconds > 0 else None
-    return None
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT
+            when = when.replace(tzinfo=UTC)
+        return max((when - now()).total_seconds(), 0.0)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds a 429 asks to wait (``Retry-After``, or Bigcapital's ``Retry-After-auth``).
+
+    The longest of the two when both come; ``None`` when neither is usable or
+    the wait is zero (ordinary backoff applies).
+    """
+    waits = [parse_delay(response.headers.get(name)) for name in ("Retry-After", "Retry-After-auth")]
+    usable = [w for w in waits if w is not None and w > 0]
+    return max(usable) if usable else None
 
 
 retry_after_seconds = _retry_after
 
-__all__ = ["HeaderAuth", "TokenAuth", "retry_after_seconds"]
+__all__ = ["HeaderAuth", "TokenAuth", "origin_of", "parse_delay", "restrict_to_origin", "retry_after_seconds"]

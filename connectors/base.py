@@ -8,11 +8,16 @@ is never re-implemented per system:
   concurrency and an optional rate limiter, classifies the answer through
   ``error_table`` and retries transient failures with stamina (exponential
   backoff with jitter, bounded in attempts and time; 429 waits
-  ``Retry-After`` when the API sent one). A request that is not idempotent
-  (a create without an identity slot) is retried only when it provably never
-  reached the server, or was refused with 429; otherwise the engine recovers
-  the identity before creating again.
-- ``pages`` walks every listing of the system to its end.
+  ``Retry-After`` when the API sent one, unless that is past the budget).
+  A request that is not idempotent (a create without an identity slot) is
+  retried only when it provably never reached the server, or was refused
+  with 429; otherwise the engine recovers the identity before creating again.
+  ``timeout_s`` bounds a whole exchange, body included; an answer that says
+  the quota is spent (``X-RateLimit-Remaining: 0``) holds the next request
+  until its reset. Requests go only to the base URL's origin, and a
+  connection that cannot be reached at all fails within seconds.
+- ``pages`` walks every listing of the system to its end, and records in
+  ``scan`` whether that walk proves the whole set.
 - ``read`` maps one vendor record to a :class:`~connectors.model.RemoteCustomer`;
   a record that cannot be mapped comes back with a ``problem`` naming the
   canonical field, never as an exception.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,9 +38,10 @@ from urllib.parse import urlsplit
 import httpx
 import stamina
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from connectors.auth import retry_after_seconds
+from connectors import secrets
+from connectors.auth import origin_of, restrict_to_origin, retry_after_seconds
 from connectors.errors import (
     AuthError,
     ConnectorError,
@@ -46,8 +53,8 @@ from connectors.errors import (
     RetriableError,
 )
 from connectors.model import CANONICAL_FIELDS, TEXT_FIELDS, Customer, FieldProblem, RemoteCustomer
-from connectors.pagination import LoopGuard, PageRequest, Paginator
-from connectors.ratelimit import RateLimiter
+from connectors.pagination import LoopGuard, PageRequest, PageTally, Paginator
+from connectors.ratelimit import RateLimiter, ThrottleGate
 
 log = structlog.get_logger("custsync.connector")
 
@@ -121,6 +128,17 @@ _OTHER_CLIENT_ERROR = ErrorRule(RejectedError, "refused the request")
 #: Transport errors raised before the request could have reached the server:
 #: safe to retry even for a create.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: A refused or unresolvable connection is a setup error, not a blip: a few quick tries, then it is reported.
+_CONNECT_WAITS = (0.5, 1.0)
+_CONNECT_BUDGET_S = 3.0
+#: Transport errors that no retry can change: a URL or a header httpx will not send.
+_UNSENDABLE = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL)
+#: Operations whose 2xx body is read: an unreadable one is an error of the call, not of the caller.
+_READ_OPS = frozenset({"create", "update"})
+_PARSED = "custsync.json"
+_PAST_BUDGET = "past the retry budget"
+#: reads of one record or of a side catalog: their 404 says that thing is missing, not that base_url is wrong.
+_ONE_THING_OPS = frozenset({"get", "states"})
 
 
 @dataclass(frozen=True)
@@ -216,6 +234,11 @@ class Connector(ABC):
         self._limiter = limiter
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._client: httpx.AsyncClient | None = None
+        self._throttle = ThrottleGate()
+        #: no answer came yet: a 404 now more likely means a wrong base_url than a missing record.
+        self._answered = False
+        # Configured secrets are masked wherever a message quotes them (an error body echoing the key).
+        secrets.remember(*_secret_values(settings))
         #: set by the engine for ``backfill --since`` (only where ``can_filter_since``).
         self.since: date | None = None
         #: what the last :meth:`pages` walk proves (read by the engine before deletes).
@@ -224,9 +247,12 @@ class Connector(ABC):
     # -- lifecycle ---------------------------------------------------------
 
     async def __aenter__(self) -> Connector:
+        self._refuse_unusable_settings()
+        auth = self.auth()
+        restrict_to_origin(auth, self.settings.base_url)
         self._client = httpx.AsyncClient(
             base_url=self.settings.base_url.rstrip("/"),
-            auth=self.auth(),
+            auth=auth,
             timeout=self.settings.timeout_s,
             transport=self._transport,
             headers={"User-Agent": "custsync/0.1", "Accept": "application/json"},
@@ -234,6 +260,29 @@ class Connector(ABC):
         )
         await self.start()
         return self
+
+    def _refuse_unusable_settings(self) -> None:
+        """Fail at once on a base URL httpx cannot use or an empty credential, instead of retrying."""
+        parts = urlsplit(self.settings.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FatalError(
+                f"{self.where}: base_url {self.shown_url} is not an http(s) URL with a host "
+                "(e.g. https://api.example.com)"
+            )
+        for name in type(self.settings).model_fields:
+            value = getattr(self.settings, name)
+            if isinstance(value, SecretStr) and not value.get_secret_value().strip():
+                raise FatalError(f"{self.where}: {name} is empty (an unset environment variable?)")
+
+    @property
+    def where(self) -> str:
+        """The connection as messages name it: ``name (system)``."""
+        return f"{self.name} ({self.system})"
+
+    @property
+    def shown_url(self) -> str:
+        """The base URL as messages may show it: no password, query or fragment."""
+        return _masked_url(self.settings.base_url)
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
@@ -419,26 +468,76 @@ class Connector(ABC):
         """Yield every customer, page by page, across all listings.
 
         ``self.scan`` says afterwards whether the walk was complete: it is
-        ``complete`` only when every listing reached its end.
+        ``complete`` only when every listing reached its end and nothing
+        (totals, repeats, short pages, :meth:`ScanReport.fail` from anywhere)
+        contradicted it.
         """
-        self.scan = ScanReport(complete=False, reason="the scan did not reach its end")
-        for listing in self.listings():
-            async for records in self.walk(listing):
-                self.scan.records += len(records)
-                yield [self.read(raw) for raw in records]
-        if self.scan.reason == "the scan did not reach its end":
-            self.scan.complete, self.scan.reason = True, None
+        # No reason yet: the first ``fail`` of the walk sets it (``fail`` keeps the first one).
+        self.scan = ScanReport(complete=False, reason=None)
+        finished = False
+        try:
+            for listing in self.listings():
+                async for records in self.walk(listing, scan=self.scan):
+                    self.scan.records += len(records)
+                    yield [self.read(raw) for raw in records]
+            finished = True
+        except Exception as exc:
+            self.scan.fail(f"the {self.system} listing stopped on an error ({type(exc).__name__})")
+            raise
+        finally:
+            if finished and self.scan.reason is None:
+                self.scan.complete = True
+            elif self.scan.reason is None:
+                self.scan.fail("the scan did not reach its end")
 
-    async def walk(self, listing: Listing, *, op: str = "list") -> AsyncIterator[Sequence[Mapping[str, Any]]]:
-        """Yield the raw records of one listing, page by page, to its end (loops refused)."""
+    async def walk(
+        self, listing: Listing, *, op: str = "list", scan: ScanReport | None = None
+    ) -> AsyncIterator[Sequence[Mapping[str, Any]]]:
+        """Yield the raw records of one listing, page by page, to its end (loops refused).
+
+        Records already yielded by this walk (a repeated page) are dropped.
+        What the listing claimed is checked against what was read; when they
+        disagree, ``scan`` (the customer walk's report) is failed with why.
+        """
         guard = LoopGuard()
+        tally = PageTally(listing.path)
         page: PageRequest | None = self.paginator.first(listing.path, listing.params)
+        fetched = 0
         while page is not None:
-            guard.check(page)
-            response = await self.request("GET", page.url, params=page.params, op=op)
+            try:
+                guard.check(page)
+            except FatalError as exc:
+                raise FatalError(f"{self.where} {op}: {secrets.scrub(str(exc))}") from None
+            # Django-style servers answer a page past the end with 404: after page one, that is the end.
+            ok = frozenset({404}) if fetched else frozenset()
+            response = await self.request("GET", page.url, params=page.params, op=op, ok=ok)
+            fetched += 1
+            if response.status_code == 404:
+                break
             body = _json(response)
-            yield self.paginator.records(body)
-            page = self.paginator.next(page, body)
+            try:
+                listed = self.paginator.records(body)
+            except FatalError as exc:
+                raise FatalError(f"{self.where} {op}: {exc}") from None
+            keep = tally.fresh([self._id_or_none(raw) for raw in listed])
+            records = [raw for raw, fresh in zip(listed, keep, strict=True) if fresh]
+            following = self.paginator.next(page, body)
+            tally.page(len(records), len(listed), self.paginator.reported(body), last=following is None)
+            yield records
+            page = following
+        verdict = tally.verdict()
+        if verdict is not None:
+            log.warning("listing_unproven", connection=self.name, system=self.system, op=op, reason=verdict)
+            if scan is not None:
+                scan.fail(f"{self.system}: {verdict}")
+
+    def _id_or_none(self, raw: Any) -> str | None:
+        if not isinstance(raw, Mapping):
+            return None
+        try:
+            return self.record_id(raw)
+        except (KeyError, TypeError, ValueError):
+            return None
 
     async def get(self, remote_id: str) -> RemoteCustomer:
         """Fetch one record by id."""
@@ -467,7 +566,12 @@ class Connector(ABC):
         response = await self.request(
             "POST", self.collection, json=body, op="create", idempotent=self.create_is_idempotent
         )
-        return CreateResult(self.read(_json(response)), existed=response.status_code == 200)
+        remote = self.read(_json(response))
+        if remote.id == "?":
+            # Applied, most likely, but unlinkable: a deferral (never a blind second POST);
+            # the engine finds the record again before it creates anything.
+            raise RetriableError(f"{self.system} answered the create without an id (HTTP {response.status_code})")
+        return CreateResult(remote, existed=response.status_code == 200)
 
     async def update(
         self, remote_id: str, customer: Customer, external_id: str, *, fields: frozenset[str] | None = None
@@ -547,28 +651,77 @@ class Connector(ABC):
             ok: extra statuses to return instead of raising.
 
         Raises:
-            RetriableError: still failing after the retry budget.
-            FatalError: credentials refused or the system cannot be used.
+            RetriableError: still failing after the retry budget, or a wait the
+                server asked for is longer than what is left of it.
+            FatalError: credentials refused, the system cannot be used (the
+                URL is malformed, refused or unresolvable; a 404 before any
+                answer), or ``url`` leads to another origin.
             RecordError: the system refused this record.
         """
+        self._refuse_foreign(url, op)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self.settings.retry_timeout_s
+        connects = 0
 
         def backoff(exc: Exception) -> bool | float:
+            nonlocal connects
             if isinstance(exc, RateLimitedError):
-                return min(exc.retry_after, 300.0) if exc.retry_after else True
+                if exc.retry_after is None:
+                    return True
+                left = deadline - loop.time()
+                if exc.retry_after > left:
+                    # Sleeping past the budget only to fail then: give up now, the record is deferred.
+                    if _PAST_BUDGET not in str(exc):
+                        exc.args = (f"{exc} and asks to wait {exc.retry_after:.0f} s, {_PAST_BUDGET}",)
+                    return False
+                return exc.retry_after
             if not isinstance(exc, RetriableError):
                 return False
+            if isinstance(exc.__cause__, httpx.ConnectError):
+                connects += 1
+                within = connects <= len(_CONNECT_WAITS) and loop.time() - started < _CONNECT_BUDGET_S
+                return _CONNECT_WAITS[connects - 1] if within else False
             return idempotent or isinstance(exc.__cause__, _NEVER_SENT)
 
-        async for attempt in stamina.retry_context(
-            on=backoff,
-            attempts=self.settings.retry_attempts,
-            timeout=self.settings.retry_timeout_s,
-            wait_initial=0.2,
-            wait_max=20.0,
-        ):
-            with attempt:
-                return await self._send(method, url, op=op, params=params, json=json, headers=headers, ok=ok)
+        try:
+            async for attempt in stamina.retry_context(
+                on=backoff,
+                attempts=self.settings.retry_attempts,
+                timeout=self.settings.retry_timeout_s,
+                wait_initial=0.2,
+                wait_max=20.0,
+            ):
+                with attempt:
+                    return await self._send(
+                        method, url, op=op, params=params, json=json, headers=headers, ok=ok, deadline=deadline
+                    )
+        except RetriableError as exc:
+            if isinstance(exc.__cause__, httpx.ConnectError):
+                raise FatalError(f"{self.where}: cannot reach {self.shown_url}: {_unreachable(exc.__cause__)}") from exc
+            raise
+        except NotFoundError as exc:
+            if not self._answered and method == "GET" and op not in _ONE_THING_OPS:
+                raise FatalError(
+                    f"{self.where} {op}: {self.shown_url} answered 404 to its first call: check base_url "
+                    "(a missing path prefix, such as Timbrix's /api?)"
+                ) from exc
+            raise
         raise AssertionError("unreachable")  # pragma: no cover - stamina re-raises
+
+    def _refuse_foreign(self, url: str, op: str) -> None:
+        """Refuse an absolute URL (a ``next`` link) outside the base URL's scheme, host and port."""
+        try:
+            target = httpx.URL(url)
+            foreign = target.is_absolute_url and origin_of(target) != origin_of(self.settings.base_url)
+        except (httpx.InvalidURL, TypeError, ValueError):
+            raise FatalError(f"{self.where} {op}: refusing a malformed URL the server sent") from None
+        if foreign:
+            # The origin only: a query string could carry anything.
+            raise FatalError(
+                f"{self.where} {op}: refusing to follow a link to {secrets.scrub(origin_of(target))}, "
+                f"outside {origin_of(self.settings.base_url)} (credentials go only to base_url)"
+            )
 
     async def _send(
         self,
@@ -580,29 +733,63 @@ class Connector(ABC):
         json: Any,
         headers: Mapping[str, str] | None,
         ok: frozenset[int],
+        deadline: float | None = None,
     ) -> httpx.Response:
         if self._client is None:
             raise RuntimeError("use the connector as an async context manager")
+        await self._pace(op, deadline)
         if self._limiter is not None:
             await self._limiter.acquire()
         async with self._slots:
             try:
-                response = await self._client.request(
-                    method, url, params=dict(params) if params else None, json=json, headers=headers
-                )
+                # One deadline for the whole exchange: httpx's timeout is per read, so an
+                # answer trickling a byte at a time would otherwise never time out.
+                async with asyncio.timeout(self.settings.timeout_s):
+                    response = await self._client.request(
+                        method, url, params=dict(params) if params else None, json=json, headers=headers
+                    )
             except ConnectorError as exc:
                 # Raised by an auth flow (token endpoint refused or limited): say which system and call.
-                if not str(exc).startswith(self.system):
-                    exc.args = (f"{self.system} {op}: {exc}", *exc.args[1:])
+                text = str(exc) if str(exc).startswith(self.system) else f"{self.system} {op}: {exc}"
+                exc.args = (secrets.scrub(text), *exc.args[1:])
                 raise
+            except TimeoutError as exc:
+                raise RetriableError(
+                    f"{self.system} {op}: no complete answer within {self.settings.timeout_s:g} s"
+                ) from exc
+            except _UNSENDABLE as exc:
+                raise FatalError(f"{self.where} {op}: cannot send to {self.shown_url}: {type(exc).__name__}") from exc
             except httpx.TransportError as exc:
                 raise RetriableError(f"{self.system} {op}: {type(exc).__name__}") from exc
-        if response.is_success or response.status_code in ok:
+        if self._throttle.observe(response.headers) is not None:
+            log.info("throttle_spent", connection=self.name, system=self.system, op=op)
+        if response.is_success:
+            self._answered = True
+            if (method == "GET" or op in _READ_OPS) and response.content.strip():
+                _parse(response, f"{self.system} answered the {op} with a body that is not JSON")
+            return response
+        if response.status_code in ok:
+            self._answered = True
             return response
         raise self.classify(response, op)
 
+    async def _pace(self, op: str, deadline: float | None) -> None:
+        """Wait while the server said this connection's quota is spent (bounded by the retry budget)."""
+        wait = self._throttle.wait()
+        if wait <= 0:
+            return
+        left = (deadline - asyncio.get_running_loop().time()) if deadline is not None else wait
+        if wait > left:
+            raise RateLimitedError(f"{self.system} {op}: the quota resets in {wait:.0f} s, {_PAST_BUDGET}", wait)
+        log.info("throttle_wait", connection=self.name, system=self.system, op=op, seconds=round(wait, 2))
+        await asyncio.sleep(wait)
+
     def classify(self, response: httpx.Response, op: str) -> ConnectorError:
-        """Turn a non-2xx response into the error the caller acts on."""
+        """Turn a non-2xx response into the error the caller acts on.
+
+        Messages quote the vendor's reasons, scrubbed of every remembered
+        secret, and never the values of the record.
+        """
         status = response.status_code
         rule = self.error_table.get(status) or (_SERVER_ERROR if status >= 500 else _OTHER_CLIENT_ERROR)
         head = f"{self.system} {rule.message} ({op}, HTTP {status})"
@@ -611,7 +798,7 @@ class Connector(ABC):
         problems = self.parse_error(response)
         canonical = [(self.vendor_fields.get(f, f) if f else None, m) for f, m in problems]
         detail = "; ".join(f"{f}: {m}" if f else m for f, m in canonical)
-        message = f"{head}: {detail}" if detail else head
+        message = secrets.scrub(f"{head}: {detail}" if detail else head)
         if issubclass(rule.error, RejectedError | NotFoundError):
             first_field = next((f for f, _ in canonical if f), None)
             return rule.error(message, field=first_field)
@@ -620,12 +807,12 @@ class Connector(ABC):
         return rule.error(message)
 
     def parse_error(self, response: httpx.Response) -> list[tuple[str | None, str]]:
-        """(vendor field or None, message) pairs from any of the vendors' error shapes."""
+        """(vendor field or None, message) pairs from any of the vendors' error shapes, scrubbed."""
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             return []
-        return _problems(body)
+        return [(f, secrets.scrub(m)) for f, m in _problems(body)]
 
 
 Problems = list[tuple[str | None, str]]
@@ -640,19 +827,49 @@ def _problems(body: Any) -> Problems:
     if isinstance(body.get("details"), dict):  # Thredfi validation
         return _field_lists(body["details"])
     message = body.get("message")
-    if isinstance(message, list):  # NestJS class-validator: "email must be an email"
-        return [(str(m).split(" ", 1)[0] or None, str(m)) for m in message][:10]
+    if isinstance(message, list):  # NestJS class-validator: objects, or strings "email must be an email"
+        found: Problems = []
+        for item in message:
+            if isinstance(item, dict):
+                found += _constraints(item)
+            else:
+                found.append((str(item).split(" ", 1)[0] or None, str(item)))
+        return found[:10]
     if isinstance(body.get("errors"), list):  # Bigcapital business rules
-        rules: Problems = [
-            (None, f"{e.get('type', 'ERROR')}: {e.get('message', '')}".strip(": "))
-            for e in body["errors"]
-            if isinstance(e, dict)
-        ]
+        rules: Problems = [_rule(e) for e in body["errors"] if isinstance(e, dict)]
         return rules[:10]
     for key in ("detail", "message", "error"):
         if isinstance(body.get(key), str):
             return [(None, body[key])]
     return _field_lists(body)  # Django REST: {"name": ["This field is required."]}
+
+
+def _constraints(item: Mapping[str, Any], prefix: str = "") -> Problems:
+    """A class-validator error object: its ``property`` and ``constraints`` messages.
+
+    ``target`` (the whole body sent) and ``value`` are the record's personal
+    data: they are never read.
+    """
+    prop = item.get("property")
+    name = f"{prefix}{prop}" if isinstance(prop, str | int) and str(prop) else None
+    out: Problems = []
+    constraints = item.get("constraints")
+    if isinstance(constraints, dict):
+        out += [(name, text) for text in constraints.values() if isinstance(text, str)]
+    children = item.get("children")
+    if isinstance(children, list):
+        for child in children:
+            if isinstance(child, dict):
+                out += _constraints(child, f"{name}." if name else "")
+    return out or [(name, "is invalid")]
+
+
+def _rule(error: Mapping[str, Any]) -> tuple[str | None, str]:
+    """A Bigcapital business-rule error: its type, and its message when it has one."""
+    kind = error.get("type")
+    text = error.get("message")
+    head = str(kind) if isinstance(kind, str | int) and str(kind) else "ERROR"
+    return None, f"{head}: {text}" if isinstance(text, str) and text.strip() else head
 
 
 def _field_lists(fields: Mapping[str, Any], prefix: str = "") -> list[tuple[str | None, str]]:
@@ -668,11 +885,61 @@ def _field_lists(fields: Mapping[str, Any], prefix: str = "") -> list[tuple[str 
     return out[:10]
 
 
-def _json(response: httpx.Response) -> Any:
+def _parse(response: httpx.Response, unreadable: str) -> Any:
+    """The JSON body of a response, parsed once; an unreadable one is a RetriableError.
+
+    Deep nesting (``RecursionError`` in the parser) is unreadable too. The
+    cause is the parse error, never a "never sent" transport error, so a
+    create whose answer is unreadable is not blindly sent again.
+    """
+    if _PARSED in response.extensions:
+        return response.extensions[_PARSED]
     try:
-        return response.json()
-    except ValueError as exc:
-        raise RetriableError(f"unreadable JSON body (HTTP {response.status_code})") from exc
+        body = response.json()
+    except (ValueError, RecursionError) as exc:
+        raise RetriableError(f"{unreadable} (HTTP {response.status_code})") from exc
+    response.extensions[_PARSED] = body
+    return body
+
+
+def _json(response: httpx.Response) -> Any:
+    return _parse(response, "unreadable JSON body")
+
+
+def _secret_values(settings: BaseModel) -> list[str]:
+    """The values of a connection's ``SecretStr`` settings, and a password in its base URL."""
+    values = [v.get_secret_value() for v in (getattr(settings, n) for n in type(settings).model_fields)
+              if isinstance(v, SecretStr)]  # fmt: skip
+    password = urlsplit(str(getattr(settings, "base_url", ""))).password
+    return [*values, *([password] if password else [])]
+
+
+def _masked_url(url: str) -> str:
+    """``url`` without a password, query or fragment (they may hold credentials)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:{secrets.MASK}@{netloc.rsplit('@', 1)[1]}"
+    return secrets.scrub(f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else url.split("?", 1)[0])
+
+
+def _unreachable(exc: httpx.ConnectError) -> str:
+    """Why a connection could not be opened, in words, from the OS errors under ``exc``."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # the chain is short: httpx → httpcore → OSError → the socket's own
+        if seen is None:
+            break
+        if isinstance(seen, socket.gaierror):
+            return "the host name cannot be resolved"
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).lower()
+    if "name or service not known" in text or "nodename nor servname" in text or "name resolution" in text:
+        return "the host name cannot be resolved"
+    if "refused" in text:
+        return "connection refused"
+    return f"cannot connect ({type(exc).__name__})"
 
 
 #: what the state store keeps of a record id (``links.remote_id``) and of an external_id.

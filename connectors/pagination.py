@@ -4,11 +4,18 @@ A paginator turns one page's response body into its records and the next
 request, or ``None`` at the end. Paginators refuse to loop: a repeated
 request (the same URL and parameters twice) or passing ``max_pages`` raises
 :class:`~connectors.errors.FatalError`, as the Singer SDK does.
+
+Totals are never trusted to decide where a listing ends: a walk goes on
+while pages come full and stops at the first empty or short one, whatever
+the envelope claims. What the envelope claims is only checked afterwards
+(:class:`PageTally`): a listing whose reported total disagrees with what
+was read, that repeats records, or that sent a short page before its last
+proves nothing about the records it did not show (the engine then deletes
+nothing).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,6 +31,9 @@ class PageRequest:
 
     url: str
     params: Params = field(default_factory=dict)
+    #: records a full page holds (``None``: the paginator's ``page_size``); a
+    #: server that serves fewer than asked sets it after the first page.
+    expect: int | None = None
 
     def key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
         """A hashable identity, for loop detection."""
@@ -41,6 +51,9 @@ class Paginator(Protocol):
 
     def next(self, current: PageRequest, body: Any) -> PageRequest | None:
         """The request for the page after ``current``, or ``None`` at the end."""
+
+    def reported(self, body: Any) -> tuple[int | None, int | None]:
+        """(records, pages) the envelope says the whole listing has, when it says."""
 
 
 def _items(body: Any, key: str | None) -> Sequence[Mapping[str, Any]]:
@@ -81,25 +94,31 @@ class PageNumberPaginator:
         return _items(body, self.items_key)
 
     def next(self, current: PageRequest, body: Any) -> PageRequest | None:
-        """The next page number, while the envelope says there is one."""
-        page = int(current.params[self.page_param])
-        total_pages = self._total_pages(body)
-        if total_pages is None:
-            # No total: a short page is the last one.
-            if len(self.records(body)) < self.page_size:
-                return None
-        elif page >= total_pages:
-            return None
-        return PageRequest(current.url, {**current.params, self.page_param: page + 1})
+        """The next page number while pages come full; the first empty or short page is the last.
 
-    def _total_pages(self, body: Any) -> int | None:
-        if self.total_pages_path:
-            value = _dig(body, self.total_pages_path)
-            return int(value) if value is not None else None
-        if self.total_items_path:
-            value = _dig(body, self.total_items_path)
-            return math.ceil(int(value) / self.page_size) if value is not None else None
-        return None
+        The envelope's total is not believed: a total too small must not cut
+        the walk short, a total too large must not send it on through empty
+        pages. It only helps with a first page shorter than asked: when the
+        envelope says there is more, the server serves pages of that size.
+        """
+        page = int(current.params[self.page_param])
+        count = len(self.records(body))
+        size = current.expect or self.page_size
+        if count == 0:
+            return None
+        if count < size:
+            items, pages = self.reported(body)
+            more = (items is not None and items > count) or (pages is not None and pages > 1)
+            if page != 1 or current.expect is not None or not more:
+                return None
+            size = count
+        return PageRequest(current.url, {**current.params, self.page_param: page + 1}, expect=size)
+
+    def reported(self, body: Any) -> tuple[int | None, int | None]:
+        """The total records and pages the envelope claims, when it has them."""
+        items = _count(_dig(body, self.total_items_path)) if self.total_items_path else None
+        pages = _count(_dig(body, self.total_pages_path)) if self.total_pages_path else None
+        return items, pages
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,7 @@ class NextLinkPaginator:
     next_key: str = "next"
     page_size: int = 100
     size_param: str = "page_size"
+    count_key: str | None = "count"
 
     def first(self, path: str, params: Params) -> PageRequest:
         """Ask for the first page at ``page_size``."""
@@ -120,9 +140,18 @@ class NextLinkPaginator:
         return _items(body, self.items_key)
 
     def next(self, current: PageRequest, body: Any) -> PageRequest | None:
-        """The ``next`` link as sent (it carries every parameter)."""
+        """The ``next`` link as sent (it carries every parameter); none after an empty page.
+
+        The request loop follows a link only to the connection's own origin.
+        """
         link = body.get(self.next_key) if isinstance(body, dict) else None
-        return PageRequest(str(link)) if link else None
+        if not link or not isinstance(link, str) or not self.records(body):
+            return None
+        return PageRequest(link)
+
+    def reported(self, body: Any) -> tuple[int | None, int | None]:
+        """The ``count`` of the envelope, when it has one."""
+        return (_count(_dig(body, (self.count_key,))) if self.count_key else None), None
 
 
 @dataclass(frozen=True)
@@ -140,6 +169,21 @@ class SinglePagePaginator:
     def next(self, current: PageRequest, body: Any) -> PageRequest | None:
         """There is never a next page."""
         return None
+
+    def reported(self, body: Any) -> tuple[int | None, int | None]:
+        """A bare array claims nothing."""
+        return None, None
+
+
+def _count(value: Any) -> int | None:
+    """A reported total as a count ≥ 0, or ``None`` when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        return None
+    return number if number >= 0 else None
 
 
 def _dig(body: Any, path: tuple[str, ...]) -> Any:
@@ -167,11 +211,72 @@ class LoopGuard:
         self._seen.add(key)
 
 
+class PageTally:
+    """What one walk of a listing read, against what its envelopes claimed.
+
+    Args:
+        listing: how the listing is named in reasons (its path; never values).
+    """
+
+    def __init__(self, listing: str) -> None:
+        self.listing = listing
+        self.pulled = 0
+        self.pages = 0
+        self.repeated = 0
+        self.short_before_last = False
+        self.full = 0
+        self.claimed: tuple[int | None, int | None] = (None, None)
+        self._seen: set[str] = set()
+
+    def fresh(self, ids: Sequence[str | None]) -> list[bool]:
+        """For each record id of a page, whether it was not read before in this walk."""
+        keep: list[bool] = []
+        for record_id in ids:
+            if record_id is not None and record_id in self._seen:
+                self.repeated += 1
+                keep.append(False)
+                continue
+            if record_id is not None:
+                self._seen.add(record_id)
+            keep.append(True)
+        return keep
+
+    def page(self, kept: int, listed: int, claimed: tuple[int | None, int | None], *, last: bool) -> None:
+        """Count one page: ``kept`` new records of the ``listed`` ones.
+
+        The first page sets what a full page holds (a server may serve fewer
+        than asked); a page with fewer that is not the last is suspect.
+        """
+        if self.pages == 0:
+            self.full = listed
+        elif not last and listed < self.full:
+            self.short_before_last = True
+        self.pulled += kept
+        self.pages += 1 if listed else 0
+        if claimed != (None, None):
+            self.claimed = claimed  # the latest claim: records created during the walk land last
+
+    def verdict(self) -> str | None:
+        """Why this walk is no proof of the whole listing, or ``None`` when it is."""
+        items, pages = self.claimed
+        if self.repeated:
+            return f"the listing {self.listing} repeated {self.repeated} records already read"
+        if self.short_before_last:
+            return f"the listing {self.listing} sent a short page before its last"
+        if items is not None and items != self.pulled:
+            return f"the listing {self.listing} reported {items} records, {self.pulled} were read"
+        # An empty listing is still one (empty) page to Django-style servers.
+        if pages is not None and pages != max(self.pages, 1):
+            return f"the listing {self.listing} reported {pages} pages, {self.pages} were read"
+        return None
+
+
 __all__ = [
     "LoopGuard",
     "NextLinkPaginator",
     "PageNumberPaginator",
     "PageRequest",
+    "PageTally",
     "Paginator",
     "Params",
     "SinglePagePaginator",
