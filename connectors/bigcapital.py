@@ -255,12 +255,6 @@ class BigcapitalConnector(Connector):
         ]
 
     @override
-    def parse_error(self, response: httpx.Response) -> list[tuple[str | None, str]]:
-        # The server's validation errors are objects; the base may read them too, this keeps them safe here.
-        found = _validation_problems(response)
-        return super().parse_error(response) if found is None else found
-
-    @override
     async def set_active(self, remote_id: str, active: bool) -> None:
         verb = "activate" if active else "inactivate"
         response = await self.request("PATCH", f"/api/contacts/{remote_id}/{verb}", op=verb, ok=frozenset({400}))
@@ -269,28 +263,6 @@ class BigcapitalConnector(Connector):
             already = f"CONTACT_ALREADY_{'ACTIVE' if active else 'INACTIVE'}"
             if already not in _error_types(response):
                 raise self.classify(response, verb)
-
-
-def _validation_problems(response: httpx.Response) -> list[tuple[str | None, str]] | None:
-    """(property, constraint messages) of class-validator objects; ``None`` for any other body.
-
-    Only ``property`` and ``constraints`` are read: ``target`` and ``value`` echo
-    the customer's data and must never reach a reason or a log.
-    """
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    messages = body.get("message") if isinstance(body, dict) else None
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        return None
-    found: list[tuple[str | None, str]] = []
-    for message in messages[:10]:
-        prop = message.get("property")
-        constraints = message.get("constraints")
-        texts = [str(t) for t in constraints.values()] if isinstance(constraints, dict) else []
-        found.append((str(prop) if isinstance(prop, str) else None, "; ".join(texts) or "is invalid"))
-    return found
 
 
 def _error_types(response: httpx.Response) -> list[str]:

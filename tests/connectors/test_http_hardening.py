@@ -200,7 +200,7 @@ async def test_given_nested_class_validator_children_when_parsed_then_property_p
         ],
         "statusCode": 400,
     }
-    async with bigcapital(Hosts({})) as connector:
+    async with bigcapital(Hosts({}), organization_id="3b2ozldmpmx52sv9a") as connector:
         problems = connector.parse_error(httpx.Response(400, json=body))
     assert problems == [("billingAddress.city", "city must be shorter than or equal to 5 characters")]
     assert "Arlington" not in repr(problems)
@@ -209,7 +209,7 @@ async def test_given_nested_class_validator_children_when_parsed_then_property_p
 
 async def test_given_business_rule_without_message_when_classified_then_type_alone() -> None:
     body = {"errors": [{"statusCode": 400, "type": "CONTACT_ALREADY_INACTIVE", "message": None}]}
-    async with bigcapital(Hosts({})) as connector:
+    async with bigcapital(Hosts({}), organization_id="3b2ozldmpmx52sv9a") as connector:
         error = connector.classify(httpx.Response(400, json=body), "inactivate")
     assert str(error).endswith(": CONTACT_ALREADY_INACTIVE")
     assert "None" not in str(error)
@@ -343,7 +343,7 @@ async def test_given_one_garbled_list_page_when_paged_then_retried_and_walk_comp
         records = [bigcapital_record(1)] if request.query_params.get("inactiveMode") == "false" else []
         return json({"customers": records, "pagination": {"total": len(records), "page": 1, "page_size": 100}})
 
-    async with bigcapital(Hosts({"books.test": app(flaky, bigcapital=False)})) as connector:
+    async with bigcapital(Hosts({"books.test": app(flaky, bigcapital=True)})) as connector:
         records = await pull(connector)
     assert [r.id for r in records] == ["1"]
     assert connector.scan.complete is True
@@ -355,7 +355,7 @@ async def test_given_list_page_always_garbled_when_paged_then_bounded_retries_th
     async def broken(request: Request) -> Response:
         return Response(b"not json at all", media_type="text/plain")
 
-    async with bigcapital(Hosts({"books.test": app(broken, seen, bigcapital=False)})) as connector:
+    async with bigcapital(Hosts({"books.test": app(broken, seen, bigcapital=True)})) as connector:
         with pytest.raises(RetriableError, match="answered the list with a body that is not JSON"):
             await pull(connector)
     assert len(seen.paths("GET")) == 3  # the test's retry budget, then the run gives up
