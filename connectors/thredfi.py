@@ -154,6 +154,7 @@ class ThredfiConnector(Connector):
         identity_slot=True,
         archive=True,
         formats={"country": (r"[A-Z]{2}", "an ISO 3166-1 alpha-2 country code")},
+        checks={"email": "email"},  # Thredfi refuses an invalid e-mail with a 400
     )
     paginator = PageNumberPaginator(items_key="results", page_size=100, total_pages_path=("page_info", "total_pages"))
     # The doc does not say PUT or PATCH: PATCH is partial, so a field we do not

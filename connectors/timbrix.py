@@ -82,6 +82,7 @@ class TimbrixConnector(Connector):
             "tax_id": (RFC_PATTERN, "an RFC of 12 or 13 characters"),
             "tax_system": (r"[0-9]{3}", "a 3-digit SAT régimen fiscal code"),
         },
+        checks={"email": "email"},  # class-validator's @IsEmail()
         identity_slot=False,
         archive=False,  # delete only: the base's set_active raises NotSupportedError
     )

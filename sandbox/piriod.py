@@ -29,7 +29,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any, ClassVar, TypedDict
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import phonenumbers
@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox._core import Emulator, iso, json_error, read_json, utcnow
+from sandbox._core import Emulator, is_email, iso, json_error, read_json, utcnow
 from sandbox.fake import fake_customers
 
 SANDBOX_API_TOKEN = "sk_test_piriod_sandbox"  # noqa: S105 - public sandbox value
@@ -94,7 +94,6 @@ _BOOLS = ("send_invoices", "send_collections", "send_vouchers")
 _STATUSES = ("active", "archived", "pending")
 _TRUE = {"true", "t", "yes", "y", "on", "1"}
 _FALSE = {"false", "f", "no", "n", "off", "0"}
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*\.[^\s]+$", re.IGNORECASE)
 _EXACT_FILTERS = ("email", "name", "tax_id", "status", "reference")
 _ORDERING_FIELDS = frozenset({"id", "name", "email", "created", "updated", "status",
@@ -137,6 +136,9 @@ class PiriodEmulator(Emulator):
     """
 
     system = "piriod"
+    field_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "address_line1": ("address",), "postal_code": ("zip_code",), "notes": ("metadata.notes",),
+    }
 
     def __init__(self, *, api_token: str = SANDBOX_API_TOKEN, workspace: str = SANDBOX_WORKSPACE,
                  account_country: str = SANDBOX_ACCOUNT_COUNTRY, fault_seed: int = 0) -> None:
@@ -403,7 +405,7 @@ def _char(name: str, value: Any) -> str | None:
         raise _Invalid(["This field may not be blank."])
     if len(text) > limit:
         raise _Invalid([f"Ensure this field has no more than {limit} characters."])
-    if text and name == "email" and not _EMAIL.match(text):
+    if text and name == "email" and not is_email(text):
         raise _Invalid(["Enter a valid email address."])
     if text and name == "website" and not _URL.match(text):
         raise _Invalid(["Enter a valid URL."])

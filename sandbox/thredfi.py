@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 import pycountry
@@ -89,6 +89,10 @@ class ThredfiEmulator(Emulator):
 
     system = "thredfi"
     non_write_paths = ("/oauth2/token/",)
+    field_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "name": ("company_name", "individual_name"), "phone": ("office_phone",),
+        "mobile": ("mobile_phone",), "state": ("state_county",), "tax_id": ("vat_number",),
+    }  # fmt: skip
 
     def __init__(
         self,

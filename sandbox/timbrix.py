@@ -27,14 +27,14 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import pycountry
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox._core import Emulator, iso, json_error, read_json, utcnow
+from sandbox._core import Emulator, is_email, iso, json_error, read_json, utcnow
 from sandbox.fake import fake_customers
 
 SANDBOX_API_KEY = "sk_test_timbrix_sandbox"
@@ -65,7 +65,6 @@ _FIELDS: dict[str, str | None] = {
 }
 _OPTIONAL = frozenset({"phone", "addressInterior", "addressCountry"})
 _RFC = re.compile(r"^[A-ZÑ&]{3,4}[0-9]{6}[A-Z0-9]{3}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ZIP = re.compile(r"^[0-9]{5}$")
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -96,6 +95,13 @@ class TimbrixEmulator(Emulator):
 
     system = "timbrix"
     non_write_paths = ("/oauth/token", "/api-keys/validate")
+    field_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "name": ("legalName",), "tax_id": ("taxId",), "tax_system": ("taxSystem",),
+        "invoice_use": ("defaultInvoiceUse",),
+        "address_line1": ("addressStreet", "addressExterior", "addressInterior"),
+        "address_line2": ("addressNeighborhood",), "city": ("addressCity", "addressMunicipality"),
+        "postal_code": ("addressZip",), "state": ("addressState",), "country": ("addressCountry",),
+    }
 
     def __init__(self, *, api_key: str = SANDBOX_API_KEY, client_id: str = SANDBOX_CLIENT_ID,
                  client_secret: str = SANDBOX_CLIENT_SECRET,
@@ -356,7 +362,7 @@ def _check(name: str, value: Any) -> list[str]:
                   "taxId must be a valid RFC (12 characters for companies, 13 for individuals)"),
         "taxSystem": (lambda v: v in TAX_SYSTEMS,
                       f"taxSystem must be one of the following values: {', '.join(TAX_SYSTEMS)}"),
-        "email": (lambda v: bool(_EMAIL.match(v)), "email must be an email"),
+        "email": (is_email, "email must be an email"),
         "defaultInvoiceUse": (lambda v: v in INVOICE_USES, "defaultInvoiceUse must be one of the "
                               f"following values: {', '.join(INVOICE_USES)}"),
         "addressZip": (lambda v: bool(_ZIP.match(v)), "addressZip must be a 5-digit postal code"),

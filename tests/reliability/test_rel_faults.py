@@ -159,6 +159,8 @@ def _client(sandbox: Sandbox) -> httpx.AsyncClient:
     ("timbrix:slow:delay_s=0.5,skip=2,status=503", ("timbrix", "slow", {"times": None, "delay_s": 0.5,
                                                                         "skip": 2, "status": 503})),
     ("timbrix:error_before", ("timbrix", "error_before", {"times": None})),
+    ("thredfi:drop_field:field=phone,times=1", ("thredfi", "drop_field", {"times": 1, "field": "phone"})),
+    ("thredfi:kill:skip=4", ("thredfi", "kill", {"times": None, "skip": 4})),
 ])
 def test_given_a_fault_spec_when_parsed_then_system_kind_and_options(spec: str, expected: tuple[object, ...]) -> None:
     assert parse_fault(spec) == expected
@@ -263,12 +265,13 @@ def test_given_an_unknown_fault_when_custsync_sandbox_starts_then_exit_2_naming_
 def test_given_the_sandbox_process_dies_after_n_writes_when_a_run_is_cut_off_then_it_never_reports_success(
     tmp_path: Path,
 ) -> None:
-    """The emulator-side kill (``CUSTSYNC_SANDBOX_KILL_AFTER_WRITES``): the API vanishes
-    mid-run. The run must end failed or partial (exit 3 or 1), never 0, never a traceback."""
+    """The emulator-side kill (``--fault thredfi:kill:skip=4``: the sandbox dies on its fifth
+    Thredfi write, before answering it): the API vanishes mid-run. The run must end failed or
+    partial (exit 3 or 1), never 0, never a traceback."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTSYNC_")}
-    server = subprocess.Popen([CUSTSYNC, "sandbox", "--port", str(port), "--seed", "40"],
-                              env={**env, "CUSTSYNC_SANDBOX_KILL_AFTER_WRITES": "5"},
+    server = subprocess.Popen([CUSTSYNC, "sandbox", "--port", str(port), "--seed", "40",
+                               "--fault", "thredfi:kill:skip=4"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(port, server)  # type: ignore[arg-type]
