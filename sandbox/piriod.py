@@ -14,7 +14,10 @@ Quirks kept on purpose, because connectors must cope with them:
   ``previous`` are absolute URLs, a page past the end is a 404;
 - only ``created`` range filters exist: ``updated__gte`` and other unknown
   query parameters are ignored, as django-filter does;
-- PATCH replaces ``metadata`` wholesale (a DRF JSON field), there is no DELETE.
+- PATCH replaces ``metadata`` wholesale (a DRF JSON field), there is no DELETE;
+- a PUT (the Node SDK's verb; the docs say PATCH) is DRF's full update: it
+  must carry the required ``name`` and ``address`` or it is a 400 (strict
+  reading; docs/api-assumptions.md).
 
 Where the docs are silent (assumptions): the default list ordering is newest
 first (``-created``, then ``-id``), a customer created without ``country``
@@ -133,6 +136,7 @@ class PiriodEmulator(Emulator):
         workspace: the account id expected in ``x-simple-workspace``.
         account_country: the account's country; decides when ``tax_id`` is required.
         fault_seed: seed of the fault RNG.
+        kill_after_writes: see :class:`sandbox._core.Emulator`.
     """
 
     system = "piriod"
@@ -141,12 +145,13 @@ class PiriodEmulator(Emulator):
     }
 
     def __init__(self, *, api_token: str = SANDBOX_API_TOKEN, workspace: str = SANDBOX_WORKSPACE,
-                 account_country: str = SANDBOX_ACCOUNT_COUNTRY, fault_seed: int = 0) -> None:
+                 account_country: str = SANDBOX_ACCOUNT_COUNTRY, fault_seed: int = 0,
+                 kill_after_writes: int | None = None) -> None:
         self.api_token = api_token  # assign a new value to "regenerate" the token
         self.workspace = workspace
         self.account_country = account_country
         self._next_id = 0
-        super().__init__(fault_seed=fault_seed)
+        super().__init__(fault_seed=fault_seed, kill_after_writes=kill_after_writes)
 
     # -- routes ------------------------------------------------------------
 
@@ -173,15 +178,18 @@ class PiriodEmulator(Emulator):
         record = self.records.get(request.path_params["id"])
         if record is None or record["test_mode"] != _test_mode(request):
             return json_error(404, {"detail": "Not found."})
-        # The official Node SDK sends PUT; the API treats it like PATCH (partial).
+        # The docs say PATCH; the official Node SDK sends PUT. Strict reading: PUT is DRF's
+        # full update, so a PUT must carry every required field, as a create does.
         return JSONResponse(record) if request.method == "GET" else await self._write(
-            request, record)
+            request, record, full=request.method == "PUT")
 
-    async def _write(self, request: Request, record: dict[str, Any] | None) -> Response:
+    async def _write(self, request: Request, record: dict[str, Any] | None, *, full: bool = False) -> Response:
         body = await read_json(request)
         if (bad := _body_error(body)) is not None:
             return bad
         fields, errors = self._clean(body, record)
+        if full:
+            errors = {**{n: [_REQUIRED_MSG] for n in _REQUIRED if n not in body}, **errors}
         if errors:
             return json_error(400, errors)
         if record is None:

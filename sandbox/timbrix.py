@@ -12,9 +12,12 @@ Quirks kept on purpose, because connectors must cope with them:
   flat address fields are then missing;
 - updates are PUT with partial semantics; delete is permanent; no status field.
 
-Where the docs are silent (assumptions): unknown write keys are dropped, as
-a ``ValidationPipe({whitelist: true})`` does (nothing shows that Timbrix
-forbids them); ``taxId`` is unique within an organization (409), except
+Where the docs are silent (assumptions, each the strict reading;
+docs/api-assumptions.md): unknown write keys are refused with 400 ``property X
+should not exist``, as ``ValidationPipe({whitelist: true,
+forbidNonWhitelisted: true})`` does (``forbid_unknown_keys=False``: dropped
+silently, plain ``whitelist``); ``legalName`` holds at most 254 characters
+(CFDI 4.0's ``Nombre``) and every other text at most 255; ``taxId`` is unique within an organization (409), except
 SAT's generic RFCs; the token endpoint answers 200 and counts requests in
 fixed one-minute windows (@nestjs/throttler); the OAuth app's scopes are
 ``SANDBOX_SCOPES`` and a token must hold the read or write scope it uses.
@@ -63,6 +66,8 @@ _FIELDS: dict[str, str | None] = {
     "addressMunicipality": "municipality", "addressZip": "zip", "addressState": "state",
     "addressCountry": "country",
 }
+#: text limits (not documented): CFDI 4.0's ``Nombre`` holds 254; 255 for the rest.
+_LIMITS = {"legalName": 254}
 _OPTIONAL = frozenset({"phone", "addressInterior", "addressCountry"})
 _RFC = re.compile(r"^[A-ZÑ&]{3,4}[0-9]{6}[A-Z0-9]{3}$")
 _ZIP = re.compile(r"^[0-9]{5}$")
@@ -90,7 +95,10 @@ class TimbrixEmulator(Emulator):
         token_rate_limit: token requests allowed per window.
         token_rate_window_s: length of the token endpoint's window.
         clock: monotonic seconds; tests pass a fake to expire tokens.
+        forbid_unknown_keys: refuse write keys the DTO does not declare (strict);
+            ``False`` drops them silently.
         fault_seed: seed of the fault RNG.
+        kill_after_writes: see :class:`sandbox._core.Emulator`.
     """
 
     system = "timbrix"
@@ -110,7 +118,9 @@ class TimbrixEmulator(Emulator):
                  token_ttl_s: float = SANDBOX_TOKEN_TTL_S,
                  token_rate_limit: int = TOKEN_RATE_LIMIT,
                  token_rate_window_s: float = TOKEN_RATE_WINDOW_S,
-                 clock: Callable[[], float] = time.monotonic, fault_seed: int = 0) -> None:
+                 clock: Callable[[], float] = time.monotonic, forbid_unknown_keys: bool = True,
+                 fault_seed: int = 0, kill_after_writes: int | None = None) -> None:
+        self.forbid_unknown_keys = forbid_unknown_keys
         self.api_key = api_key
         self.client_id = client_id
         self.client_secret = client_secret
@@ -123,7 +133,7 @@ class TimbrixEmulator(Emulator):
         self.tokens: dict[str, tuple[float, frozenset[str]]] = {}  # token → (expiry, scopes)
         self._window: tuple[float, int] | None = None  # (start, hits) of the token limiter
         self._next_id = 0
-        super().__init__(fault_seed=fault_seed)
+        super().__init__(fault_seed=fault_seed, kill_after_writes=kill_after_writes)
 
     def reset(self) -> None:
         """Forget records, requests, faults, issued tokens and the token limiter."""
@@ -155,7 +165,7 @@ class TimbrixEmulator(Emulator):
         body = await read_json(request)
         if body is None:
             return _error(400, "Unexpected token in JSON body", "Bad Request")
-        fields, messages = _clean(body if isinstance(body, dict) else {}, partial=False)
+        fields, messages = self._clean(body if isinstance(body, dict) else {}, partial=False)
         if messages:
             return _error(400, messages, "Bad Request")
         if self._tax_id_taken(fields["taxId"], None):
@@ -181,7 +191,7 @@ class TimbrixEmulator(Emulator):
         body = await read_json(request)
         if body is None:
             return _error(400, "Unexpected token in JSON body", "Bad Request")
-        fields, messages = _clean(body if isinstance(body, dict) else {}, partial=True)
+        fields, messages = self._clean(body if isinstance(body, dict) else {}, partial=True)
         if messages:
             return _error(400, messages, "Bad Request")
         if "taxId" in fields and self._tax_id_taken(fields["taxId"], record["id"]):
@@ -260,6 +270,12 @@ class TimbrixEmulator(Emulator):
         if scopes is not None and needed not in scopes:
             return _error(403, "Forbidden resource", "Forbidden")
         return None
+
+    def _clean(self, body: Mapping[str, Any], *, partial: bool) -> tuple[dict[str, Any], list[str]]:
+        fields, messages = _clean(body, partial=partial)
+        if self.forbid_unknown_keys:
+            messages = [f"property {key} should not exist" for key in body if key not in _FIELDS] + messages
+        return fields, messages
 
     def _tax_id_taken(self, tax_id: str, own_id: str | None) -> bool:
         return tax_id not in GENERIC_RFCS and any(
@@ -357,6 +373,9 @@ def _check(name: str, value: Any) -> list[str]:
             [f"{name} should not be empty"] if value is None and name not in _OPTIONAL else [])
     if not value.strip() and name not in _OPTIONAL:
         return [f"{name} should not be empty"]
+    limit = _LIMITS.get(name, 255)
+    if len(value) > limit:
+        return [f"{name} must be shorter than or equal to {limit} characters"]
     rules: dict[str, tuple[Callable[[str], bool], str]] = {
         "taxId": (lambda v: bool(_RFC.match(v)),
                   "taxId must be a valid RFC (12 characters for companies, 13 for individuals)"),
