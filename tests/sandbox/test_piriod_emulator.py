@@ -295,6 +295,18 @@ async def test_given_long_address_when_creating_then_400_names_address(
     assert emu.records == {}
 
 
+@pytest.mark.parametrize(("field", "limit"), [("name", 100), ("address", 64), ("phone", 16), ("zip_code", 16),
+                                              ("tax_id", 32), ("reference", 64), ("manager", 64)])
+async def test_given_a_documented_length_exceeded_when_creating_then_400_names_the_field(
+    emu: PiriodEmulator, client: httpx.AsyncClient, field: str, limit: int
+) -> None:
+    response = await client.post("/customers/", json=a_body(**{field: "7" * (limit + 1)}))
+    assert response.status_code == 400
+    assert response.json() == {field: [f"Ensure this field has no more than {limit} characters."]}
+    fits = await client.post("/customers/", json=a_body(**{field: "7" * limit}))
+    assert fits.status_code == 201
+
+
 async def test_given_missing_name_and_address_when_creating_then_400_required(
     client: httpx.AsyncClient,
 ) -> None:

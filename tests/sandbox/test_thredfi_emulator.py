@@ -322,6 +322,9 @@ async def test_given_valid_body_when_creating_then_201_with_derived_fields(
          "A valid integer is required."),
         ({"email": "a@example.com"}, "non_field_errors",
          "Either individual_name or company_name is required."),
+        # Lengths are not documented: the strict reading is DRF's CharField default, 255.
+        ({"company_name": "A" * 256}, "company_name", "Ensure this field has no more than 255 characters."),
+        ({"company_name": "A", "city": "C" * 256}, "city", "Ensure this field has no more than 255 characters."),
     ],
 )  # fmt: skip
 async def test_given_invalid_body_when_creating_then_400_validation_error(
