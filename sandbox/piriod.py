@@ -30,7 +30,7 @@ import math
 import operator
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypedDict
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -151,7 +151,20 @@ class PiriodEmulator(Emulator):
         self.workspace = workspace
         self.account_country = account_country
         self._next_id = 0
+        # metadata.external_id → ids of the records written with it (Piriod does not make it
+        # unique); a candidate still passes the real filter, so stale entries are harmless.
+        self._external_ids: dict[str, set[str]] = {}
         super().__init__(fault_seed=fault_seed, kill_after_writes=kill_after_writes)
+
+    def reset(self) -> None:
+        """Forget records, the request log, faults and the lookup index."""
+        super().reset()
+        self._external_ids.clear()
+
+    def _index(self, record: Mapping[str, Any]) -> None:
+        held = (record.get("metadata") or {}).get("external_id")
+        if held:
+            self._external_ids.setdefault(str(held), set()).add(record["id"])
 
     # -- routes ------------------------------------------------------------
 
@@ -196,6 +209,7 @@ class PiriodEmulator(Emulator):
             record, status = self._create(fields, test_mode=_test_mode(request)), 201
         else:
             _apply(record, fields)
+            self._index(record)
             record["updated"], status = iso(utcnow()), 200
         self.count_write()
         return JSONResponse(record, status_code=status)
@@ -230,7 +244,12 @@ class PiriodEmulator(Emulator):
 
     def _list(self, request: Request) -> Response:
         params = request.query_params
-        rows = [r for r in self.records.values() if r["test_mode"] == _test_mode(request)]
+        if wanted := params.get("metadata__external_id"):  # the connector's lookup: through the index
+            held = (self.records.get(i) for i in sorted(self._external_ids.get(wanted, ())))
+            candidates: Iterable[dict[str, Any]] = (r for r in held if r is not None)
+        else:
+            candidates = self.records.values()
+        rows = [r for r in candidates if r["test_mode"] == _test_mode(request)]
         for key, raw in params.multi_items():
             if not raw:  # django-filter skips empty values
                 continue
@@ -310,6 +329,7 @@ class PiriodEmulator(Emulator):
         }
         _apply(record, fields)
         self.records[record_id] = record
+        self._index(record)
         return record
 
     # -- admin and seeding ----------------------------------------------------
@@ -346,6 +366,7 @@ class PiriodEmulator(Emulator):
             country = changes.get("country") or (record["country"] or {}).get("id", "")
             changes["state"] = _resolve_state(country, changes["state"])
         _apply(record, changes)
+        self._index(record)
         record["updated"] = iso(utcnow())
 
     def seed_fake(self, count: int, seed: int = 7, test_mode: bool = True) -> list[dict[str, Any]]:

@@ -135,6 +135,9 @@ class ThredfiEmulator(Emulator):
         self.clock = clock
         self.tokens: dict[str, _Token] = {}
         self._replays: dict[str, dict[str, Any]] = {}
+        # external_id → record id, kept on every write: lookups never scan. An entry is
+        # trusted only when the record still holds that external_id (edits leave stale ones).
+        self._external_ids: dict[str, str] = {}
         self._ids = random.Random(0)  # reproducible customer ids across runs
         super().__init__(fault_seed=fault_seed, kill_after_writes=kill_after_writes)
 
@@ -159,6 +162,7 @@ class ThredfiEmulator(Emulator):
         """Forget records, the request log, faults and cached idempotent replies."""
         super().reset()
         self._replays.clear()
+        self._external_ids.clear()
 
     # -- admin / seeding ---------------------------------------------------
 
@@ -184,6 +188,7 @@ class ThredfiEmulator(Emulator):
             elif key in _WRITABLE:
                 record[key] = value
         _derive(record)
+        self._index(record)
         if "updated_at" in changes:  # tests may pin it
             record["updated_at"] = changes["updated_at"]
         elif record != before:
@@ -272,11 +277,13 @@ class ThredfiEmulator(Emulator):
         if request.method == "POST":
             return await self._create(request)
         params = request.query_params
-        rows = list(self.records.values())
+        if "external_id" in params:  # through the index: at most one holder, no scan
+            held = self._by_external_id(params["external_id"])
+            rows = [held] if held is not None else []
+        else:
+            rows = list(self.records.values())
         if params.get("include_archived", "").lower() not in ("true", "1"):
             rows = [r for r in rows if not r["is_archived"]]
-        if "external_id" in params:
-            rows = [r for r in rows if r["external_id"] == params["external_id"]]
         size = _page_size(params.get("page_size"), self.max_page_size)
         pages = max(1, math.ceil(len(rows) / size))  # Django keeps one empty first page
         raw = params.get("page", "1")
@@ -333,6 +340,7 @@ class ThredfiEmulator(Emulator):
             return _invalid(details, 409, "conflict", "duplicate_external_id")
         before = copy.deepcopy(record)
         _apply(record, clean)
+        self._index(record)
         if record != before:
             _touch(record)
         self.count_write()
@@ -351,7 +359,12 @@ class ThredfiEmulator(Emulator):
         return JSONResponse(record)
 
     def _by_external_id(self, external_id: str) -> dict[str, Any] | None:
-        return next((r for r in self.records.values() if r["external_id"] == external_id), None)
+        record = self.records.get(self._external_ids.get(external_id, ""))
+        return record if record is not None and record["external_id"] == external_id else None
+
+    def _index(self, record: Mapping[str, Any]) -> None:
+        if record["external_id"]:
+            self._external_ids[record["external_id"]] = record["id"]
 
     def _insert(self, clean: Mapping[str, Any]) -> dict[str, Any]:
         stamp = iso(utcnow())
@@ -380,6 +393,7 @@ class ThredfiEmulator(Emulator):
         }
         _apply(record, clean)
         self.records[record["id"]] = record
+        self._index(record)
         return record
 
 

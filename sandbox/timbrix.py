@@ -133,13 +133,21 @@ class TimbrixEmulator(Emulator):
         self.tokens: dict[str, tuple[float, frozenset[str]]] = {}  # token → (expiry, scopes)
         self._window: tuple[float, int] | None = None  # (start, hits) of the token limiter
         self._next_id = 0
+        # taxId → ids of records written with it, kept on every write so the uniqueness
+        # check never scans; a candidate is checked against the record itself.
+        self._tax_ids: dict[str, set[str]] = {}
         super().__init__(fault_seed=fault_seed, kill_after_writes=kill_after_writes)
 
     def reset(self) -> None:
-        """Forget records, requests, faults, issued tokens and the token limiter."""
+        """Forget records, requests, faults, issued tokens, the token limiter and the index."""
         super().reset()
         self.tokens.clear()
         self._window = None
+        self._tax_ids.clear()
+
+    def _index(self, record: Mapping[str, Any]) -> None:
+        if record["taxId"]:
+            self._tax_ids.setdefault(record["taxId"], set()).add(record["id"])
 
     # -- routes ------------------------------------------------------------
 
@@ -197,6 +205,7 @@ class TimbrixEmulator(Emulator):
         if "taxId" in fields and self._tax_id_taken(fields["taxId"], record["id"]):
             return _error(409, "Customer with this taxId already exists", "Conflict")
         _apply(record, fields)
+        self._index(record)
         record["updatedAt"] = iso(utcnow())
         self.count_write()
         return JSONResponse(record)
@@ -278,8 +287,10 @@ class TimbrixEmulator(Emulator):
         return fields, messages
 
     def _tax_id_taken(self, tax_id: str, own_id: str | None) -> bool:
-        return tax_id not in GENERIC_RFCS and any(
-            r["taxId"] == tax_id and r["id"] != own_id for r in self.records.values())
+        if tax_id in GENERIC_RFCS:
+            return False
+        holders = (self.records.get(i) for i in self._tax_ids.get(tax_id, ()) if i != own_id)
+        return any(r is not None and r["taxId"] == tax_id for r in holders)
 
     def _create(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         now = iso(utcnow())
@@ -297,6 +308,7 @@ class TimbrixEmulator(Emulator):
         record["address"]["country"] = "MEX"
         _apply(record, fields)
         self.records[record_id] = record
+        self._index(record)
         return record
 
     # -- admin and seeding ----------------------------------------------------
@@ -322,6 +334,7 @@ class TimbrixEmulator(Emulator):
                 record["address"].update(value)
             else:
                 record[key] = value
+        self._index(record)
         record["updatedAt"] = iso(utcnow())
 
     def seed_fake(self, count: int, seed: int = 7) -> list[dict[str, Any]]:

@@ -122,7 +122,10 @@ async def test_given_a_short_token_lifetime_when_time_passes_then_the_token_is_r
         token = (await client.post("/thredfi/v1/platform/oauth2/token/", headers={"Authorization": f"Basic {BASIC}"},
                                    data={"grant_type": "client_credentials"})).json()
         path = f"/thredfi/v1/platform/businesses/{thredfi.SANDBOX_BUSINESS_ID}/customers/"
-        bearer = {"Authorization": f"Bearer {token['access_token']}"}
+        # Customer routes take a business token (the sandbox's strict reading of the auth guide).
+        business = (await client.post(f"/thredfi/v1/platform/{thredfi.SANDBOX_BUSINESS_ID}/oauth2/token/",
+                                      headers={"Authorization": f"Bearer {token['access_token']}"})).json()
+        bearer = {"Authorization": f"Bearer {business['access_token']}"}
         fresh = await client.get(path, headers=bearer)
         now[0] = 2.5
         stale = await client.get(path, headers=bearer)
@@ -224,6 +227,9 @@ def test_given_custsync_sandbox_with_faults_when_called_then_each_fault_fires_as
         token = client.post("/thredfi/v1/platform/oauth2/token/", headers={"Authorization": f"Basic {BASIC}"},
                             data={"grant_type": "client_credentials"}).json()
         path = f"/thredfi/v1/platform/businesses/{thredfi.SANDBOX_BUSINESS_ID}/customers/"
+        # Customer routes take a business token (the sandbox's strict reading of the auth guide).
+        token = client.post(f"/thredfi/v1/platform/{thredfi.SANDBOX_BUSINESS_ID}/oauth2/token/",
+                            headers={"Authorization": f"Bearer {token['access_token']}"}).json()
         limited = client.get(path, headers={"Authorization": f"Bearer {token['access_token']}"})
         unavailable = client.get("/piriod/customers/", headers={"Authorization": "Token sk_test_piriod_sandbox",
                                                                 "x-simple-workspace": "acc_01H8XYZ123ABC"})
