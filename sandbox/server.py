@@ -84,6 +84,8 @@ def parse_fault(spec: str) -> tuple[str, str, dict[str, Any]]:
             parsed[key] = value.lower() in {"1", "true", "yes"}
         else:
             raise ValueError(f"fault {spec!r}: unknown option {key!r}")
+    if kind == "drop_field" and not parsed.get("field"):
+        raise ValueError(f"fault {spec!r}: drop_field needs field=NAME (e.g. field=phone)")
     return system, kind, parsed
 
 

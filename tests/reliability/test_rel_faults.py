@@ -171,7 +171,7 @@ def test_given_a_fault_spec_when_parsed_then_system_kind_and_options(spec: str, 
 
 @pytest.mark.parametrize(("spec", "names"), [
     ("quickbooks:error_before", "quickbooks"), ("thredfi:explode", "explode"),
-    ("thredfi:slow:colour=red", "colour"),
+    ("thredfi:slow:colour=red", "colour"), ("thredfi:drop_field", "field=NAME"),
 ])
 def test_given_a_bad_fault_spec_when_parsed_then_the_error_names_the_bad_part(spec: str, names: str) -> None:
     with pytest.raises(ValueError, match=names):
