@@ -307,8 +307,11 @@ class Emulator:
     async def _admin_faults(self, request: Request) -> Response:
         if request.method == "POST":
             body = await request.json()
-            for spec in body if isinstance(body, list) else [body]:
-                self.faults.add(**spec)
+            try:
+                for spec in body if isinstance(body, list) else [body]:
+                    self.faults.add(**spec)
+            except (TypeError, ValueError) as exc:  # an unknown option, or a drop_field without a field
+                return JSONResponse({"detail": str(exc)}, status_code=400)
         elif request.method == "DELETE":
             self.faults.clear()
         return JSONResponse([asdict(r) for r in self.faults.rules])

@@ -113,3 +113,12 @@ def test_given_a_drop_field_fault_without_a_field_then_refused() -> None:
     with pytest.raises(ValueError, match="field"):
         Sandbox()["thredfi"].faults.add("drop_field")
     assert parse_fault("piriod:drop_field:field=metadata.notes")[2] == {"times": None, "field": "metadata.notes"}
+
+
+async def test_given_a_bad_fault_posted_to_the_admin_surface_then_400_and_no_rule() -> None:
+    box = Sandbox()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=box.app), base_url=THREDFI) as http:
+        answer = await http.post("/_admin/faults", json={"kind": "drop_field"})
+    assert answer.status_code == 400
+    assert "field" in answer.json()["detail"]
+    assert box["thredfi"].faults.rules == []
