@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from connectors import secrets
 from connectors.auth import origin_of, restrict_to_origin, retry_after_seconds
+from connectors.checks import CHECKS
 from connectors.errors import (
     AuthError,
     ConnectorError,
@@ -89,6 +90,9 @@ class TargetSpec:
         archive: the system has an archived / inactive state.
         natural_keys: canonical fields usable to find a record again
             (``match_on``) when there is no identity slot.
+        checks: canonical field → name of a value check in
+            :data:`connectors.checks.CHECKS` (``email``, ``phone``, ``url``) the
+            system applies before it stores the field.
     """
 
     fields: frozenset[str]
@@ -99,6 +103,12 @@ class TargetSpec:
     natural_keys: tuple[str, ...] = ("tax_id", "email")
     formats: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     """canonical field → (regular expression it must match fully, what it means)."""
+    checks: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A misspelt check would silently let refused values through: fail at import instead.
+        if unknown := sorted(set(self.checks.values()) - set(CHECKS)):
+            raise ValueError(f"unknown value checks {unknown} (known: {sorted(CHECKS)})")
 
 
 @dataclass(frozen=True)
@@ -389,7 +399,7 @@ class Connector(ABC):
     def problems(self, shaped: Customer) -> list[FieldProblem]:
         """Why this system cannot take the (shaped) customer, field by field.
 
-        Checks the declared ``required``, ``limits`` and ``formats``, then
+        Checks the declared ``required``, ``limits``, ``formats`` and ``checks``, then
         :meth:`extra_problems` for rules that depend on several fields.
         """
         found: list[FieldProblem] = []
@@ -404,6 +414,10 @@ class Connector(ABC):
             value = getattr(shaped, name)
             if isinstance(value, str) and re.fullmatch(pattern, value) is None:
                 found.append(FieldProblem(name, f"{self.system} needs {meaning}"))
+        for name, check in sorted(self.spec.checks.items()):
+            value = getattr(shaped, name)
+            if isinstance(value, str) and value and (needs := CHECKS[check](value)) is not None:
+                found.append(FieldProblem(name, f"{self.system} needs {needs}"))
         found += self.extra_problems(shaped)
         # In canonical order, so the first named is the most basic field (name before company_name).
         order = {name: n for n, name in enumerate(CANONICAL_FIELDS)}

@@ -79,7 +79,10 @@ class PiriodConnector(Connector):
         fields=frozenset({"name", "email", "phone", "website", "address_line1", "state",
                           "postal_code", "country", "tax_id", "currency", "notes"}),
         required=frozenset({"name", "address_line1"}),
-        limits={"name": 100, "address_line1": 64, "phone": 16, "postal_code": 16, "tax_id": 32},
+        # The documented limits, and DRF's defaults for an EmailField (254) and a URLField (200).
+        limits={"name": 100, "address_line1": 64, "phone": 16, "postal_code": 16, "tax_id": 32,
+                "email": 254, "website": 200},
+        checks={"email": "email", "website": "url"},  # DRF's EmailField and URLField refuse others
         identity_slot=True,
     )
     # fmt: on

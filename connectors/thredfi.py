@@ -3,7 +3,8 @@
 A data sheet plus what the base cannot know about:
 
 - an OAuth2 client-credentials token (HTTP Basic with the partner UUID and
-  key), optionally exchanged for a token limited to one business;
+  key), exchanged by default for a token limited to the business (the
+  authentication guide says customer routes need one);
 - the business id is part of every path, and every path ends with a slash;
 - ``external_id`` is an identity slot: a create that repeats one answers 200
   with the existing record (or, per the error guide, 409), so creates are
@@ -60,14 +61,17 @@ class ThredfiSettings(ConnectionSettings):
         partner_uuid: the partner id, the Basic-auth user of the token endpoint.
         api_key: the partner key, the Basic-auth password.
         business_id: the business (UUID) whose customers are synced.
-        use_business_token: exchange the partner token for one limited to the business.
+        use_business_token: exchange the partner token for one limited to the
+            business (the default). The docs disagree on which token customer
+            routes need; a business token works under both readings, a partner
+            token only under the endpoint pages' (``false`` to use it anyway).
     """
 
     system: Literal["thredfi"]
     partner_uuid: str
     api_key: SecretStr
     business_id: str
-    use_business_token: bool = False
+    use_business_token: bool = True
 
 
 class _PartnerToken(TokenAuth):
@@ -154,6 +158,7 @@ class ThredfiConnector(Connector):
         identity_slot=True,
         archive=True,
         formats={"country": (r"[A-Z]{2}", "an ISO 3166-1 alpha-2 country code")},
+        checks={"email": "email"},  # Thredfi refuses an invalid e-mail with a 400
     )
     paginator = PageNumberPaginator(items_key="results", page_size=100, total_pages_path=("page_info", "total_pages"))
     # The doc does not say PUT or PATCH: PATCH is partial, so a field we do not

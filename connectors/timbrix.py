@@ -82,6 +82,11 @@ class TimbrixConnector(Connector):
             "tax_id": (RFC_PATTERN, "an RFC of 12 or 13 characters"),
             "tax_system": (r"[0-9]{3}", "a 3-digit SAT régimen fiscal code"),
         },
+        # Not documented: the emulator's strict reading (CFDI 4.0's Nombre: 254; other text: 255).
+        # The street line and the colonia lose a prefix or a number on the way, never gain one.
+        limits={"name": 254, "email": 255, "phone": 255, "address_line1": 255, "address_line2": 255,
+                "city": 255, "state": 255},
+        checks={"email": "email"},  # class-validator's @IsEmail()
         identity_slot=False,
         archive=False,  # delete only: the base's set_active raises NotSupportedError
     )

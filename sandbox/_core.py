@@ -13,12 +13,22 @@ Faults (``FaultRule``) are matched per request, in order:
 - ``error_after``: apply the write, then answer ``status``: a lost response;
 - ``rate_limit``: answer 429 with ``Retry-After: retry_after`` when set;
 - ``slow``: wait ``delay_s`` seconds, then answer normally;
-- ``drop``: drop the connection (after applying the write when ``after`` is set).
+- ``drop``: drop the connection (after applying the write when ``after`` is set);
+- ``drop_field``: silently drop ``field`` from a write body before the
+  emulator reads it (the write succeeds without it: a target that loses a
+  field). ``field`` is a vendor key (``office_phone``, dotted for a nested
+  one: ``metadata.notes``) or a canonical field the emulator maps in
+  ``field_aliases`` (Thredfi's ``phone`` is ``office_phone``). It combines
+  with one other rule on the same request;
+- ``kill``: apply the write, then SIGKILL the process serving the emulator
+  before it answers (loopback only: in process it would kill the test run;
+  tests replace ``Emulator.kill``).
 
 Each rule fires on requests matching ``method`` and the ``path`` regular
 expression, ``times`` times at most (``None``: forever), after skipping the
 first ``skip`` matches, and with ``probability`` drawn from a seeded RNG so a
-fault run is reproducible.
+fault run is reproducible. ``drop_field`` and ``kill`` without a ``method``
+match record writes only (never a read or a token request).
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
 from email_validator import EmailNotValidError, validate_email
@@ -43,7 +53,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-FaultKind = Literal["error_before", "error_after", "rate_limit", "slow", "drop"]
+FaultKind = Literal["error_before", "error_after", "rate_limit", "slow", "drop", "drop_field", "kill"]
+#: kinds that, without a ``method``, match record writes only.
+_WRITE_KINDS = frozenset({"drop_field", "kill"})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -70,12 +82,25 @@ class FaultRule:
     skip: int = 0
     probability: float = 1.0
     after: bool = False
+    field: str | None = None
     fired: int = 0
     seen: int = 0
 
-    def matches(self, method: str, path: str) -> bool:
-        """Tell whether this rule applies to a request (does not consume it)."""
+    def __post_init__(self) -> None:
+        if self.kind == "drop_field" and not self.field:
+            raise ValueError("a drop_field fault needs a field")
+
+    def matches(self, method: str, path: str, *, write: bool = True) -> bool:
+        """Tell whether this rule applies to a request (does not consume it).
+
+        Args:
+            method: the request's method.
+            path: the request's path.
+            write: whether the request is a record write (not a read or a token request).
+        """
         if self.method and self.method.upper() != method.upper():
+            return False
+        if not self.method and self.kind in _WRITE_KINDS and not write:
             return False
         return re.search(self.path, path) is not None
 
@@ -102,10 +127,20 @@ class Faults:
         """Remove every rule."""
         self.rules.clear()
 
-    def pick(self, method: str, path: str) -> FaultRule | None:
-        """Return the rule that fires for this request, consuming it, or None."""
+    def pick(self, method: str, path: str, *, write: bool = True, rewrite: bool = False) -> FaultRule | None:
+        """Return the rule that fires for this request, consuming it, or None.
+
+        Args:
+            method: the request's method.
+            path: the request's path.
+            write: whether the request is a record write.
+            rewrite: pick among ``drop_field`` rules (which change the body and
+                combine with another fault) instead of among the others.
+        """
         for rule in self.rules:
-            if rule.exhausted or not rule.matches(method, path):
+            if (rule.kind == "drop_field") != rewrite:
+                continue
+            if rule.exhausted or not rule.matches(method, path, write=write):
                 continue
             rule.seen += 1
             if rule.seen <= rule.skip:
@@ -154,23 +189,29 @@ class Emulator:
     of that system would) and ``admin_edit(record, changes)``.
 
     Args:
+        fault_seed: seed of the fault RNG.
         kill_after_writes: SIGKILL the process that *serves* the emulator
             after this many applied writes (only meaningful on loopback,
-            for kill tests; never in process).
-        fault_seed: seed of the fault RNG.
+            for kill tests; never in process). The ``kill`` fault does the
+            same per matched request; ``custsync sandbox --fault
+            SYSTEM:kill:skip=N`` reaches it from the command line.
     """
 
     system: str = "emulator"
     #: paths whose POSTs are not record writes (token endpoints).
     non_write_paths: tuple[str, ...] = ()
+    #: canonical field → the vendor write keys holding it, for ``drop_field`` faults.
+    field_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
-    def __init__(self, *, fault_seed: int = 0) -> None:
+    def __init__(self, *, fault_seed: int = 0, kill_after_writes: int | None = None) -> None:
         self.records: dict[str, dict[str, Any]] = {}
         self.requests: list[LoggedRequest] = []
         self.faults = Faults(fault_seed)
         self._lock = threading.Lock()
         self.write_count = 0
-        self.kill_after_writes: int | None = _env_int("CUSTSYNC_SANDBOX_KILL_AFTER_WRITES")
+        self.kill_after_writes = kill_after_writes
+        #: what a ``kill`` does; tests that run the emulator in process replace it.
+        self.kill: Callable[[], None] = _sigkill
         self.app = self._build_app()
 
     # -- subclass surface -------------------------------------------------
@@ -202,13 +243,21 @@ class Emulator:
 
     def writes(self) -> list[LoggedRequest]:
         """The record writes answered so far (token requests excluded)."""
-        return [r for r in self.requests if r.is_write and not any(r.path.endswith(p) for p in self.non_write_paths)]
+        return [r for r in self.requests if self.is_record_write(r.method, r.path)]
+
+    def is_record_write(self, method: str, path: str) -> bool:
+        """Whether a request changes records (a token request does not)."""
+        return method in WRITE_METHODS and not any(path.endswith(p) for p in self.non_write_paths)
+
+    def vendor_keys(self, field: str) -> tuple[str, ...]:
+        """The write-body keys a ``drop_field`` fault on ``field`` removes."""
+        return (field, *self.field_aliases.get(field, ()))
 
     def count_write(self) -> None:
         """Call once a write is applied; honours ``kill_after_writes``."""
         self.write_count += 1
         if self.kill_after_writes is not None and self.write_count >= self.kill_after_writes:
-            os.kill(os.getpid(), signal.SIGKILL)
+            self.kill()
 
     # -- app -------------------------------------------------------------
 
@@ -258,8 +307,11 @@ class Emulator:
     async def _admin_faults(self, request: Request) -> Response:
         if request.method == "POST":
             body = await request.json()
-            for spec in body if isinstance(body, list) else [body]:
-                self.faults.add(**spec)
+            try:
+                for spec in body if isinstance(body, list) else [body]:
+                    self.faults.add(**spec)
+            except (TypeError, ValueError) as exc:  # an unknown option, or a drop_field without a field
+                return JSONResponse({"detail": str(exc)}, status_code=400)
         elif request.method == "DELETE":
             self.faults.clear()
         return JSONResponse([asdict(r) for r in self.faults.rules])
@@ -291,7 +343,11 @@ class _FaultMiddleware:
             await self.app(scope, receive, send)
             return
         query = scope.get("query_string", b"").decode("latin-1")
-        rule = self.emulator.faults.pick(method, path)
+        write = self.emulator.is_record_write(method, path)
+        dropping = self.emulator.faults.pick(method, path, write=write, rewrite=True)
+        if dropping is not None and dropping.field:
+            receive = await _without_field(receive, self.emulator.vendor_keys(dropping.field))
+        rule = self.emulator.faults.pick(method, path, write=write)
         status_box: list[int] = []
 
         async def logging_send(message: Any) -> None:
@@ -315,14 +371,54 @@ class _FaultMiddleware:
             await _respond_fault(rule, scope, receive, send)
             log(rule.status if rule.kind == "error_before" else 429 if rule.kind == "rate_limit" else 0)
             return
-        # error_after / drop after: apply the write, then lose the response.
+        # error_after / drop after / kill: apply the write, then lose the response.
         await self.app(scope, receive, _discard)
+        if rule.kind == "kill":
+            log(0)
+            self.emulator.kill()
+            raise ConnectionDropped("sandbox fault: the emulator was killed")
         await _respond_fault(rule, scope, receive, send)
         log(rule.status if rule.kind == "error_after" else 0)
 
 
 async def _discard(message: Any) -> None:
     return None
+
+
+async def _without_field(receive: Receive, keys: tuple[str, ...]) -> Receive:
+    """Read the whole body, drop ``keys`` (dotted: nested) from a JSON object, replay it."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away: nothing to rewrite
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    raw = b"".join(chunks)
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in keys:
+            *parents, last = key.split(".")
+            holder: Any = body
+            for parent in parents:
+                holder = holder.get(parent) if isinstance(holder, dict) else None
+            if isinstance(holder, dict):
+                holder.pop(last, None)
+        raw = json.dumps(body).encode()
+    sent = False
+
+    async def replay() -> Any:
+        nonlocal sent
+        if sent:
+            return await receive()  # the disconnect, once the app waits for it
+        sent = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    return replay
 
 
 async def _respond_fault(rule: FaultRule, scope: Scope, receive: Receive, send: Send) -> None:
@@ -351,9 +447,8 @@ def _fmt(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
 
 
-def _env_int(name: str) -> int | None:
-    raw = os.environ.get(name)
-    return int(raw) if raw else None
+def _sigkill() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def is_email(value: str) -> bool:

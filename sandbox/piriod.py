@@ -14,7 +14,10 @@ Quirks kept on purpose, because connectors must cope with them:
   ``previous`` are absolute URLs, a page past the end is a 404;
 - only ``created`` range filters exist: ``updated__gte`` and other unknown
   query parameters are ignored, as django-filter does;
-- PATCH replaces ``metadata`` wholesale (a DRF JSON field), there is no DELETE.
+- PATCH replaces ``metadata`` wholesale (a DRF JSON field), there is no DELETE;
+- a PUT (the Node SDK's verb; the docs say PATCH) is DRF's full update: it
+  must carry the required ``name`` and ``address`` or it is a 400 (strict
+  reading; docs/api-assumptions.md).
 
 Where the docs are silent (assumptions): the default list ordering is newest
 first (``-created``, then ``-id``), a customer created without ``country``
@@ -27,9 +30,9 @@ import math
 import operator
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any, ClassVar, TypedDict
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import phonenumbers
@@ -38,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox._core import Emulator, iso, json_error, read_json, utcnow
+from sandbox._core import Emulator, is_email, iso, json_error, read_json, utcnow
 from sandbox.fake import fake_customers
 
 SANDBOX_API_TOKEN = "sk_test_piriod_sandbox"  # noqa: S105 - public sandbox value
@@ -94,7 +97,6 @@ _BOOLS = ("send_invoices", "send_collections", "send_vouchers")
 _STATUSES = ("active", "archived", "pending")
 _TRUE = {"true", "t", "yes", "y", "on", "1"}
 _FALSE = {"false", "f", "no", "n", "off", "0"}
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*\.[^\s]+$", re.IGNORECASE)
 _EXACT_FILTERS = ("email", "name", "tax_id", "status", "reference")
 _ORDERING_FIELDS = frozenset({"id", "name", "email", "created", "updated", "status",
@@ -134,17 +136,35 @@ class PiriodEmulator(Emulator):
         workspace: the account id expected in ``x-simple-workspace``.
         account_country: the account's country; decides when ``tax_id`` is required.
         fault_seed: seed of the fault RNG.
+        kill_after_writes: see :class:`sandbox._core.Emulator`.
     """
 
     system = "piriod"
+    field_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "address_line1": ("address",), "postal_code": ("zip_code",), "notes": ("metadata.notes",),
+    }
 
     def __init__(self, *, api_token: str = SANDBOX_API_TOKEN, workspace: str = SANDBOX_WORKSPACE,
-                 account_country: str = SANDBOX_ACCOUNT_COUNTRY, fault_seed: int = 0) -> None:
+                 account_country: str = SANDBOX_ACCOUNT_COUNTRY, fault_seed: int = 0,
+                 kill_after_writes: int | None = None) -> None:
         self.api_token = api_token  # assign a new value to "regenerate" the token
         self.workspace = workspace
         self.account_country = account_country
         self._next_id = 0
-        super().__init__(fault_seed=fault_seed)
+        # metadata.external_id → ids of the records written with it (Piriod does not make it
+        # unique); a candidate still passes the real filter, so stale entries are harmless.
+        self._external_ids: dict[str, set[str]] = {}
+        super().__init__(fault_seed=fault_seed, kill_after_writes=kill_after_writes)
+
+    def reset(self) -> None:
+        """Forget records, the request log, faults and the lookup index."""
+        super().reset()
+        self._external_ids.clear()
+
+    def _index(self, record: Mapping[str, Any]) -> None:
+        held = (record.get("metadata") or {}).get("external_id")
+        if held:
+            self._external_ids.setdefault(str(held), set()).add(record["id"])
 
     # -- routes ------------------------------------------------------------
 
@@ -171,21 +191,25 @@ class PiriodEmulator(Emulator):
         record = self.records.get(request.path_params["id"])
         if record is None or record["test_mode"] != _test_mode(request):
             return json_error(404, {"detail": "Not found."})
-        # The official Node SDK sends PUT; the API treats it like PATCH (partial).
+        # The docs say PATCH; the official Node SDK sends PUT. Strict reading: PUT is DRF's
+        # full update, so a PUT must carry every required field, as a create does.
         return JSONResponse(record) if request.method == "GET" else await self._write(
-            request, record)
+            request, record, full=request.method == "PUT")
 
-    async def _write(self, request: Request, record: dict[str, Any] | None) -> Response:
+    async def _write(self, request: Request, record: dict[str, Any] | None, *, full: bool = False) -> Response:
         body = await read_json(request)
         if (bad := _body_error(body)) is not None:
             return bad
         fields, errors = self._clean(body, record)
+        if full:
+            errors = {**{n: [_REQUIRED_MSG] for n in _REQUIRED if n not in body}, **errors}
         if errors:
             return json_error(400, errors)
         if record is None:
             record, status = self._create(fields, test_mode=_test_mode(request)), 201
         else:
             _apply(record, fields)
+            self._index(record)
             record["updated"], status = iso(utcnow()), 200
         self.count_write()
         return JSONResponse(record, status_code=status)
@@ -220,7 +244,12 @@ class PiriodEmulator(Emulator):
 
     def _list(self, request: Request) -> Response:
         params = request.query_params
-        rows = [r for r in self.records.values() if r["test_mode"] == _test_mode(request)]
+        if wanted := params.get("metadata__external_id"):  # the connector's lookup: through the index
+            held = (self.records.get(i) for i in sorted(self._external_ids.get(wanted, ())))
+            candidates: Iterable[dict[str, Any]] = (r for r in held if r is not None)
+        else:
+            candidates = self.records.values()
+        rows = [r for r in candidates if r["test_mode"] == _test_mode(request)]
         for key, raw in params.multi_items():
             if not raw:  # django-filter skips empty values
                 continue
@@ -300,6 +329,7 @@ class PiriodEmulator(Emulator):
         }
         _apply(record, fields)
         self.records[record_id] = record
+        self._index(record)
         return record
 
     # -- admin and seeding ----------------------------------------------------
@@ -336,6 +366,7 @@ class PiriodEmulator(Emulator):
             country = changes.get("country") or (record["country"] or {}).get("id", "")
             changes["state"] = _resolve_state(country, changes["state"])
         _apply(record, changes)
+        self._index(record)
         record["updated"] = iso(utcnow())
 
     def seed_fake(self, count: int, seed: int = 7, test_mode: bool = True) -> list[dict[str, Any]]:
@@ -403,7 +434,7 @@ def _char(name: str, value: Any) -> str | None:
         raise _Invalid(["This field may not be blank."])
     if len(text) > limit:
         raise _Invalid([f"Ensure this field has no more than {limit} characters."])
-    if text and name == "email" and not _EMAIL.match(text):
+    if text and name == "email" and not is_email(text):
         raise _Invalid(["Enter a valid email address."])
     if text and name == "website" and not _URL.match(text):
         raise _Invalid(["Enter a valid URL."])

@@ -28,7 +28,7 @@ from sandbox import bigcapital, piriod, thredfi, timbrix
 from sandbox._core import Emulator
 
 SYSTEMS = ("bigcapital", "thredfi", "piriod", "timbrix")
-FAULT_KINDS = ("error_before", "error_after", "rate_limit", "slow", "drop")
+FAULT_KINDS = ("error_before", "error_after", "rate_limit", "slow", "drop", "drop_field", "kill")
 
 
 @dataclass
@@ -56,7 +56,9 @@ def parse_fault(spec: str) -> tuple[str, str, dict[str, Any]]:
     """Parse ``SYSTEM:KIND[:key=value,...]`` (the ``--fault`` option).
 
     Example: ``thredfi:error_after:method=POST,probability=0.1,times=``
-    (an empty value means "no limit").
+    (an empty value means "no limit"); ``thredfi:drop_field:field=phone``
+    (Thredfi silently loses the phone on every write); ``thredfi:kill:skip=4``
+    (the sandbox process dies once it applied its fifth Thredfi write).
 
     Raises:
         ValueError: the text names no system or kind, or a bad option.
@@ -76,12 +78,14 @@ def parse_fault(spec: str) -> tuple[str, str, dict[str, Any]]:
             parsed[key] = int(value) if value else None
         elif key in {"retry_after", "delay_s", "probability"}:
             parsed[key] = float(value)
-        elif key in {"method", "path"}:
+        elif key in {"method", "path", "field"}:
             parsed[key] = value
         elif key == "after":
             parsed[key] = value.lower() in {"1", "true", "yes"}
         else:
             raise ValueError(f"fault {spec!r}: unknown option {key!r}")
+    if kind == "drop_field" and not parsed.get("field"):
+        raise ValueError(f"fault {spec!r}: drop_field needs field=NAME (e.g. field=phone)")
     return system, kind, parsed
 
 

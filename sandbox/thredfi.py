@@ -4,23 +4,29 @@ Quirks kept on purpose, because the connector must cope with them:
 
 - every path ends with a slash and, as in Django, the slash-less path is a 404
   (no redirect);
-- a partner token from ``POST /v1/platform/oauth2/token/`` (HTTP Basic) or a
-  business token from ``POST /v1/platform/{business_id}/oauth2/token/`` both
-  work on customer routes (the docs disagree; both are accepted); tokens
-  expire after ``token_ttl_s`` on the injected clock and there is no refresh;
+- a partner token comes from ``POST /v1/platform/oauth2/token/`` (HTTP Basic),
+  a business token from ``POST /v1/platform/{business_id}/oauth2/token/``; the
+  docs disagree on which customer routes need, so the strict reading of the
+  authentication guide is the default: a partner token on a customer route is
+  a 403 ``permission_denied`` (``require_business_token=False`` takes the
+  endpoint pages' reading); tokens expire after ``token_ttl_s`` on the
+  injected clock and there is no refresh;
 - archived customers are left out of lists unless ``include_archived=true``,
   also when filtering by ``external_id``;
 - creating with an ``external_id`` that exists answers 200 with the existing
-  record, untouched; an ``Idempotency-Key`` replay answers the cached body with 200;
+  record, untouched (``duplicate_external_id="conflict"``: the error guide's
+  409 instead); an ``Idempotency-Key`` replay answers the cached body with 200;
 - two error shapes: ``{error, error_code, details}`` for validation and
   ``{error_code, message, detail, request_id}`` for the rest.
 
-Choices where the doc is silent: ``page_size`` defaults to 20 and is capped at
-100 (DRF style: an invalid or oversize value falls back or is clamped, never an
-error); a page past the end is DRF's 404 ``invalid_page`` (an empty list still
-has one, empty, page); lists are in creation order; updates accept PUT and PATCH,
-both partial; DELETE is 405; text fields longer than 255 characters (``notes``
-excepted) are refused; a ``null`` text field is stored as ``""``; changing
+Choices where the doc is silent, each the strict reading (docs/api-assumptions.md):
+``page_size`` defaults to 20 and is capped at ``max_page_size`` (100; DRF style:
+an invalid or oversize value falls back or is clamped, never an error); a page
+past the end is DRF's 404 ``invalid_page`` (an empty list still has one, empty,
+page); lists are in creation order; PATCH is partial but PUT *replaces* the
+record: every writable field it does not send is cleared; DELETE is 405; text
+fields longer than 255 characters (``notes`` excepted) are refused; a ``null``
+text field is stored as ``""``; changing
 ``external_id`` to one another customer holds is a 409; ``type`` is
 ``"CustomerData"`` as the OpenAPI seed says, and ``documents`` is only on the
 detail and write responses ("retrieve only, not in list").
@@ -40,7 +46,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs
 
 import pycountry
@@ -66,6 +72,11 @@ _TEXT = (
 )  # fmt: skip
 _INTS = ("payment_terms_days", "credit_limit_cents")
 _WRITABLE = frozenset({*_TEXT, *_INTS, "external_id", "tax_exempt", "status", "metadata", "transaction_tags"})
+#: what a PUT sends for each writable field it leaves out (``status`` is kept: not "cleared").
+_EMPTY: Mapping[str, Any] = {
+    **dict.fromkeys(_TEXT, None), **dict.fromkeys(_INTS, None), "external_id": None,
+    "tax_exempt": False, "metadata": None, "transaction_tags": None,
+}  # fmt: skip
 _ADDRESS = ("address_line1", "address_line2", "city", "state_county", "postal_code", "country")
 
 
@@ -84,11 +95,21 @@ class ThredfiEmulator(Emulator):
         business_id: the one business (owned by the partner) holding the customers.
         token_ttl_s: token lifetime, also returned as ``expires_in``.
         clock: monotonic seconds, the seam tests use to expire tokens.
+        require_business_token: refuse a partner token on customer routes (the
+            authentication guide's reading; ``False``: the endpoint pages').
+        duplicate_external_id: what a create repeating an ``external_id``
+            answers: ``"existing"`` (200 with the record) or ``"conflict"`` (409).
+        max_page_size: the largest page served; bigger requests are clamped.
         fault_seed: seed of the fault RNG.
+        kill_after_writes: see :class:`sandbox._core.Emulator`.
     """
 
     system = "thredfi"
     non_write_paths = ("/oauth2/token/",)
+    field_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "name": ("company_name", "individual_name"), "phone": ("office_phone",),
+        "mobile": ("mobile_phone",), "state": ("state_county",), "tax_id": ("vat_number",),
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -98,8 +119,15 @@ class ThredfiEmulator(Emulator):
         business_id: str = SANDBOX_BUSINESS_ID,
         token_ttl_s: float = 3600,
         clock: Callable[[], float] = time.monotonic,
+        require_business_token: bool = True,
+        duplicate_external_id: Literal["existing", "conflict"] = "existing",
+        max_page_size: int = MAX_PAGE_SIZE,
         fault_seed: int = 0,
+        kill_after_writes: int | None = None,
     ) -> None:
+        self.require_business_token = require_business_token
+        self.duplicate_external_id = duplicate_external_id
+        self.max_page_size = max_page_size
         self.partner_uuid = partner_uuid
         self.api_key = api_key
         self.business_id = business_id
@@ -107,8 +135,11 @@ class ThredfiEmulator(Emulator):
         self.clock = clock
         self.tokens: dict[str, _Token] = {}
         self._replays: dict[str, dict[str, Any]] = {}
+        # external_id → record id, kept on every write: lookups never scan. An entry is
+        # trusted only when the record still holds that external_id (edits leave stale ones).
+        self._external_ids: dict[str, str] = {}
         self._ids = random.Random(0)  # reproducible customer ids across runs
-        super().__init__(fault_seed=fault_seed)
+        super().__init__(fault_seed=fault_seed, kill_after_writes=kill_after_writes)
 
     def routes(self) -> list[BaseRoute]:
         """The vendor routes, mounted without slash redirects (Django answers 404)."""
@@ -131,6 +162,7 @@ class ThredfiEmulator(Emulator):
         """Forget records, the request log, faults and cached idempotent replies."""
         super().reset()
         self._replays.clear()
+        self._external_ids.clear()
 
     # -- admin / seeding ---------------------------------------------------
 
@@ -156,6 +188,7 @@ class ThredfiEmulator(Emulator):
             elif key in _WRITABLE:
                 record[key] = value
         _derive(record)
+        self._index(record)
         if "updated_at" in changes:  # tests may pin it
             record["updated_at"] = changes["updated_at"]
         elif record != before:
@@ -230,7 +263,11 @@ class ThredfiEmulator(Emulator):
 
     def _guard(self, request: Request) -> Response | None:
         token, error = self._token(request)
-        return error or self._check_business(request, token)
+        if error or (error := self._check_business(request, token)):
+            return error
+        if token.business_id is None and self.require_business_token:
+            return _error(403, "permission_denied", "Customer routes need a business-scoped token.")
+        return None
 
     # -- customers ---------------------------------------------------------
 
@@ -240,12 +277,14 @@ class ThredfiEmulator(Emulator):
         if request.method == "POST":
             return await self._create(request)
         params = request.query_params
-        rows = list(self.records.values())
+        if "external_id" in params:  # through the index: at most one holder, no scan
+            held = self._by_external_id(params["external_id"])
+            rows = [held] if held is not None else []
+        else:
+            rows = list(self.records.values())
         if params.get("include_archived", "").lower() not in ("true", "1"):
             rows = [r for r in rows if not r["is_archived"]]
-        if "external_id" in params:
-            rows = [r for r in rows if r["external_id"] == params["external_id"]]
-        size = _page_size(params.get("page_size"))
+        size = _page_size(params.get("page_size"), self.max_page_size)
         pages = max(1, math.ceil(len(rows) / size))  # Django keeps one empty first page
         raw = params.get("page", "1")
         page = pages if raw == "last" else int(raw) if raw.isdigit() else 0
@@ -267,6 +306,9 @@ class ThredfiEmulator(Emulator):
         if details:
             return _invalid(details)
         if clean.get("external_id") and (existing := self._by_external_id(clean["external_id"])):
+            if self.duplicate_external_id == "conflict":
+                details = {"external_id": ["customer with this external id already exists."]}
+                return _invalid(details, 409, "conflict", "duplicate_external_id")
             return JSONResponse(existing)  # 200, not 201: the idempotent answer
         record = self._insert(clean)
         self.count_write()
@@ -287,6 +329,8 @@ class ThredfiEmulator(Emulator):
         body = await read_json(request)
         if not isinstance(body, dict):
             return _invalid({"non_field_errors": ["Invalid data. Expected a dictionary."]})
+        if request.method == "PUT":  # a replace: what is not sent goes back to its empty value
+            body = {**_EMPTY, **body}
         clean, details = _validate(body, current=record)
         if details:
             return _invalid(details)
@@ -296,6 +340,7 @@ class ThredfiEmulator(Emulator):
             return _invalid(details, 409, "conflict", "duplicate_external_id")
         before = copy.deepcopy(record)
         _apply(record, clean)
+        self._index(record)
         if record != before:
             _touch(record)
         self.count_write()
@@ -314,7 +359,12 @@ class ThredfiEmulator(Emulator):
         return JSONResponse(record)
 
     def _by_external_id(self, external_id: str) -> dict[str, Any] | None:
-        return next((r for r in self.records.values() if r["external_id"] == external_id), None)
+        record = self.records.get(self._external_ids.get(external_id, ""))
+        return record if record is not None and record["external_id"] == external_id else None
+
+    def _index(self, record: Mapping[str, Any]) -> None:
+        if record["external_id"]:
+            self._external_ids[record["external_id"]] = record["id"]
 
     def _insert(self, clean: Mapping[str, Any]) -> dict[str, Any]:
         stamp = iso(utcnow())
@@ -343,6 +393,7 @@ class ThredfiEmulator(Emulator):
         }
         _apply(record, clean)
         self.records[record["id"]] = record
+        self._index(record)
         return record
 
 
@@ -443,10 +494,10 @@ def _touch(record: dict[str, Any]) -> None:
     record["updated_at"] = iso(max(utcnow(), previous + timedelta(seconds=1)))
 
 
-def _page_size(raw: str | None) -> int:
+def _page_size(raw: str | None, largest: int) -> int:
     if raw is None or not raw.isdigit() or int(raw) < 1:
-        return DEFAULT_PAGE_SIZE
-    return min(int(raw), MAX_PAGE_SIZE)
+        return min(DEFAULT_PAGE_SIZE, largest)
+    return min(int(raw), largest)
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:

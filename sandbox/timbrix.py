@@ -12,9 +12,12 @@ Quirks kept on purpose, because connectors must cope with them:
   flat address fields are then missing;
 - updates are PUT with partial semantics; delete is permanent; no status field.
 
-Where the docs are silent (assumptions): unknown write keys are dropped, as
-a ``ValidationPipe({whitelist: true})`` does (nothing shows that Timbrix
-forbids them); ``taxId`` is unique within an organization (409), except
+Where the docs are silent (assumptions, each the strict reading;
+docs/api-assumptions.md): unknown write keys are refused with 400 ``property X
+should not exist``, as ``ValidationPipe({whitelist: true,
+forbidNonWhitelisted: true})`` does (``forbid_unknown_keys=False``: dropped
+silently, plain ``whitelist``); ``legalName`` holds at most 254 characters
+(CFDI 4.0's ``Nombre``) and every other text at most 255; ``taxId`` is unique within an organization (409), except
 SAT's generic RFCs; the token endpoint answers 200 and counts requests in
 fixed one-minute windows (@nestjs/throttler); the OAuth app's scopes are
 ``SANDBOX_SCOPES`` and a token must hold the read or write scope it uses.
@@ -27,14 +30,14 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import pycountry
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox._core import Emulator, iso, json_error, read_json, utcnow
+from sandbox._core import Emulator, is_email, iso, json_error, read_json, utcnow
 from sandbox.fake import fake_customers
 
 SANDBOX_API_KEY = "sk_test_timbrix_sandbox"
@@ -63,9 +66,10 @@ _FIELDS: dict[str, str | None] = {
     "addressMunicipality": "municipality", "addressZip": "zip", "addressState": "state",
     "addressCountry": "country",
 }
+#: text limits (not documented): CFDI 4.0's ``Nombre`` holds 254; 255 for the rest.
+_LIMITS = {"legalName": 254}
 _OPTIONAL = frozenset({"phone", "addressInterior", "addressCountry"})
 _RFC = re.compile(r"^[A-ZÑ&]{3,4}[0-9]{6}[A-Z0-9]{3}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ZIP = re.compile(r"^[0-9]{5}$")
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -91,11 +95,21 @@ class TimbrixEmulator(Emulator):
         token_rate_limit: token requests allowed per window.
         token_rate_window_s: length of the token endpoint's window.
         clock: monotonic seconds; tests pass a fake to expire tokens.
+        forbid_unknown_keys: refuse write keys the DTO does not declare (strict);
+            ``False`` drops them silently.
         fault_seed: seed of the fault RNG.
+        kill_after_writes: see :class:`sandbox._core.Emulator`.
     """
 
     system = "timbrix"
     non_write_paths = ("/oauth/token", "/api-keys/validate")
+    field_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "name": ("legalName",), "tax_id": ("taxId",), "tax_system": ("taxSystem",),
+        "invoice_use": ("defaultInvoiceUse",),
+        "address_line1": ("addressStreet", "addressExterior", "addressInterior"),
+        "address_line2": ("addressNeighborhood",), "city": ("addressCity", "addressMunicipality"),
+        "postal_code": ("addressZip",), "state": ("addressState",), "country": ("addressCountry",),
+    }
 
     def __init__(self, *, api_key: str = SANDBOX_API_KEY, client_id: str = SANDBOX_CLIENT_ID,
                  client_secret: str = SANDBOX_CLIENT_SECRET,
@@ -104,7 +118,9 @@ class TimbrixEmulator(Emulator):
                  token_ttl_s: float = SANDBOX_TOKEN_TTL_S,
                  token_rate_limit: int = TOKEN_RATE_LIMIT,
                  token_rate_window_s: float = TOKEN_RATE_WINDOW_S,
-                 clock: Callable[[], float] = time.monotonic, fault_seed: int = 0) -> None:
+                 clock: Callable[[], float] = time.monotonic, forbid_unknown_keys: bool = True,
+                 fault_seed: int = 0, kill_after_writes: int | None = None) -> None:
+        self.forbid_unknown_keys = forbid_unknown_keys
         self.api_key = api_key
         self.client_id = client_id
         self.client_secret = client_secret
@@ -117,13 +133,21 @@ class TimbrixEmulator(Emulator):
         self.tokens: dict[str, tuple[float, frozenset[str]]] = {}  # token → (expiry, scopes)
         self._window: tuple[float, int] | None = None  # (start, hits) of the token limiter
         self._next_id = 0
-        super().__init__(fault_seed=fault_seed)
+        # taxId → ids of records written with it, kept on every write so the uniqueness
+        # check never scans; a candidate is checked against the record itself.
+        self._tax_ids: dict[str, set[str]] = {}
+        super().__init__(fault_seed=fault_seed, kill_after_writes=kill_after_writes)
 
     def reset(self) -> None:
-        """Forget records, requests, faults, issued tokens and the token limiter."""
+        """Forget records, requests, faults, issued tokens, the token limiter and the index."""
         super().reset()
         self.tokens.clear()
         self._window = None
+        self._tax_ids.clear()
+
+    def _index(self, record: Mapping[str, Any]) -> None:
+        if record["taxId"]:
+            self._tax_ids.setdefault(record["taxId"], set()).add(record["id"])
 
     # -- routes ------------------------------------------------------------
 
@@ -149,7 +173,7 @@ class TimbrixEmulator(Emulator):
         body = await read_json(request)
         if body is None:
             return _error(400, "Unexpected token in JSON body", "Bad Request")
-        fields, messages = _clean(body if isinstance(body, dict) else {}, partial=False)
+        fields, messages = self._clean(body if isinstance(body, dict) else {}, partial=False)
         if messages:
             return _error(400, messages, "Bad Request")
         if self._tax_id_taken(fields["taxId"], None):
@@ -175,12 +199,13 @@ class TimbrixEmulator(Emulator):
         body = await read_json(request)
         if body is None:
             return _error(400, "Unexpected token in JSON body", "Bad Request")
-        fields, messages = _clean(body if isinstance(body, dict) else {}, partial=True)
+        fields, messages = self._clean(body if isinstance(body, dict) else {}, partial=True)
         if messages:
             return _error(400, messages, "Bad Request")
         if "taxId" in fields and self._tax_id_taken(fields["taxId"], record["id"]):
             return _error(409, "Customer with this taxId already exists", "Conflict")
         _apply(record, fields)
+        self._index(record)
         record["updatedAt"] = iso(utcnow())
         self.count_write()
         return JSONResponse(record)
@@ -255,9 +280,17 @@ class TimbrixEmulator(Emulator):
             return _error(403, "Forbidden resource", "Forbidden")
         return None
 
+    def _clean(self, body: Mapping[str, Any], *, partial: bool) -> tuple[dict[str, Any], list[str]]:
+        fields, messages = _clean(body, partial=partial)
+        if self.forbid_unknown_keys:
+            messages = [f"property {key} should not exist" for key in body if key not in _FIELDS] + messages
+        return fields, messages
+
     def _tax_id_taken(self, tax_id: str, own_id: str | None) -> bool:
-        return tax_id not in GENERIC_RFCS and any(
-            r["taxId"] == tax_id and r["id"] != own_id for r in self.records.values())
+        if tax_id in GENERIC_RFCS:
+            return False
+        holders = (self.records.get(i) for i in self._tax_ids.get(tax_id, ()) if i != own_id)
+        return any(r is not None and r["taxId"] == tax_id for r in holders)
 
     def _create(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         now = iso(utcnow())
@@ -275,6 +308,7 @@ class TimbrixEmulator(Emulator):
         record["address"]["country"] = "MEX"
         _apply(record, fields)
         self.records[record_id] = record
+        self._index(record)
         return record
 
     # -- admin and seeding ----------------------------------------------------
@@ -300,6 +334,7 @@ class TimbrixEmulator(Emulator):
                 record["address"].update(value)
             else:
                 record[key] = value
+        self._index(record)
         record["updatedAt"] = iso(utcnow())
 
     def seed_fake(self, count: int, seed: int = 7) -> list[dict[str, Any]]:
@@ -351,12 +386,15 @@ def _check(name: str, value: Any) -> list[str]:
             [f"{name} should not be empty"] if value is None and name not in _OPTIONAL else [])
     if not value.strip() and name not in _OPTIONAL:
         return [f"{name} should not be empty"]
+    limit = _LIMITS.get(name, 255)
+    if len(value) > limit:
+        return [f"{name} must be shorter than or equal to {limit} characters"]
     rules: dict[str, tuple[Callable[[str], bool], str]] = {
         "taxId": (lambda v: bool(_RFC.match(v)),
                   "taxId must be a valid RFC (12 characters for companies, 13 for individuals)"),
         "taxSystem": (lambda v: v in TAX_SYSTEMS,
                       f"taxSystem must be one of the following values: {', '.join(TAX_SYSTEMS)}"),
-        "email": (lambda v: bool(_EMAIL.match(v)), "email must be an email"),
+        "email": (is_email, "email must be an email"),
         "defaultInvoiceUse": (lambda v: v in INVOICE_USES, "defaultInvoiceUse must be one of the "
                               f"following values: {', '.join(INVOICE_USES)}"),
         "addressZip": (lambda v: bool(_ZIP.match(v)), "addressZip must be a 5-digit postal code"),

@@ -364,9 +364,10 @@ def sandbox(
             "--fault",
             "--faults",
             help="Inject a fault (repeatable): SYSTEM:KIND[:key=value,...]. KIND is error_before, "
-            "error_after (applied, then 500: a lost response), rate_limit, slow or drop. Options: "
-            "method, path (regex), status, retry_after, delay_s, times (empty: forever), skip, "
-            "probability, after. E.g. --fault thredfi:error_after:method=POST,probability=0.1,times=",
+            "error_after (applied, then 500: a lost response), rate_limit, slow, drop, drop_field "
+            "(a write silently loses field=X) or kill (the process dies once a write is applied). "
+            "Options: method, path (regex), status, retry_after, delay_s, times (empty: forever), skip, "
+            "probability, after, field. E.g. --fault thredfi:error_after:method=POST,probability=0.1,times=",
         ),
     ] = None,
     token_ttl: Annotated[float | None, typer.Option(help="Thredfi/Timbrix token lifetime in seconds.")] = None,

@@ -151,6 +151,15 @@ async def ledger(recorder: Recorder, clock: FakeClock) -> AsyncIterator[ThredfiC
         yield connector
 
 
+@pytest.fixture
+async def partner_ledger(emu: ThredfiEmulator, recorder: Recorder, clock: FakeClock) -> AsyncIterator[ThredfiConnector]:
+    """The partner-token mode, against a server that takes the endpoint pages' reading."""
+    emu.require_business_token = False
+    connector = ThredfiConnector("ledger", settings(use_business_token=False), transport=recorder, clock=clock)
+    async with connector:
+        yield connector
+
+
 async def pull_all(connector: Connector) -> list[RemoteCustomer]:
     return [remote async for page in connector.pages() for remote in page]
 
@@ -337,7 +346,7 @@ async def test_given_250_customers_some_archived_when_paged_then_all_read_once(
     lists = [r for r in emu.requests if r.path == CUSTOMERS]
     assert len(lists) == 3
     assert all("include_archived=true" in r.query and "page_size=100" in r.query for r in lists)
-    assert len(token_requests(emu)) == 1  # one token for the whole pull
+    assert token_requests(emu) == [TOKEN_PATH, BUSINESS_TOKEN_PATH]  # one of each for the whole pull
 
 
 @pytest.mark.parametrize("original", [a_customer(), a_person()], ids=["company", "individual"])
@@ -472,8 +481,9 @@ async def test_given_missing_customer_when_fetched_then_not_found(
 
 
 async def test_given_token_when_it_nears_expiry_then_renewed_before_it_fails(
-    emu: ThredfiEmulator, ledger: ThredfiConnector, clock: FakeClock
+    emu: ThredfiEmulator, partner_ledger: ThredfiConnector, clock: FakeClock
 ) -> None:
+    ledger = partner_ledger
     await pull_all(ledger)
     await pull_all(ledger)
     assert len(token_requests(emu)) == 1
@@ -488,8 +498,9 @@ async def test_given_token_when_it_nears_expiry_then_renewed_before_it_fails(
 
 
 async def test_given_token_forgotten_by_server_when_requesting_then_renewed_once(
-    emu: ThredfiEmulator, ledger: ThredfiConnector
+    emu: ThredfiEmulator, partner_ledger: ThredfiConnector
 ) -> None:
+    ledger = partner_ledger
     await pull_all(ledger)
     emu.tokens.clear()  # a restart or revocation on the server side
 
@@ -517,8 +528,43 @@ async def test_given_foreign_business_when_listing_then_auth_error(emu: ThredfiE
     transport = httpx.ASGITransport(app=emu.app)
     foreign = settings(business_id=FOREIGN_BUSINESS_ID)
     async with ThredfiConnector("ledger", foreign, transport=transport) as connector:
+        with pytest.raises(AuthError, match="403"):  # the business token is refused
+            await connector.check()
+
+
+async def test_given_partner_token_mode_when_the_server_needs_a_business_token_then_auth_error(
+    emu: ThredfiEmulator,
+) -> None:
+    """The strict reading of the auth guide: why ``use_business_token`` defaults to true."""
+    transport = httpx.ASGITransport(app=emu.app)
+    async with ThredfiConnector("ledger", settings(use_business_token=False), transport=transport) as connector:
         with pytest.raises(AuthError, match="HTTP 403"):
             await connector.check()
+    assert customer_statuses(emu) == [403]
+
+
+async def test_given_server_answers_409_for_a_repeated_external_id_when_created_twice_then_holder_adopted(
+    emu: ThredfiEmulator, ledger: ThredfiConnector
+) -> None:
+    emu.duplicate_external_id = "conflict"  # the error guide's reading, instead of the 200 replay
+    first = await ledger.create(a_customer(), "bigcapital:org:9")
+
+    again = await ledger.create(a_customer(name="Renamed SpA"), "bigcapital:org:9")
+
+    assert (again.existed, again.remote.id) == (True, first.remote.id)
+    assert len(emu.records) == 1
+
+
+async def test_given_server_capping_pages_below_what_we_ask_when_paged_then_every_record_once(
+    emu: ThredfiEmulator, ledger: ThredfiConnector
+) -> None:
+    emu.max_page_size = 7  # the maximum is not documented: a smaller cap must not lose records
+    seeded = emu.seed_fake(30)
+
+    pulled = await pull_all(ledger)
+
+    assert sorted(r.id for r in pulled) == sorted(r["id"] for r in seeded)
+    assert ledger.scan.complete
 
 
 async def test_given_business_token_mode_when_listing_then_business_token_used_and_renewed(

@@ -32,8 +32,9 @@ async def test_given_fresh_store_when_dry_run_then_no_writes_no_rows_and_plan_li
     sandbox: Sandbox, sync: SyncFn, store: Store
 ) -> None:
     seeded = sandbox["bigcapital"].seed_fake(SEEDED)
-    sandbox["bigcapital"].admin_edit(seeded[0], {"email": "not-an-email"})  # refused only by the real push
-    sandbox["bigcapital"].admin_edit(seeded[1], {"billing_address_country": "Atlantis"})  # refused before
+    # Both are refused before any push, so the plan counts them as the real run would.
+    sandbox["bigcapital"].admin_edit(seeded[0], {"email": "not-an-email"})  # thredfi's e-mail check
+    sandbox["bigcapital"].admin_edit(seeded[1], {"billing_address_country": "Atlantis"})  # cannot be mapped
 
     result = await sync("bigcapital_to_thredfi", dry_run=True)
 
@@ -43,18 +44,18 @@ async def test_given_fresh_store_when_dry_run_then_no_writes_no_rows_and_plan_li
     assert result.dry_run
     assert result.run_id == "dry-run"
     assert result.counts.pulled == SEEDED
-    assert result.counts.created == SEEDED - 1
-    assert result.counts.failed == 1, "a record that cannot be mapped is counted as it would be"
+    assert result.counts.created == SEEDED - 2
+    assert result.counts.failed == 2, "a record the target would refuse is counted as it would be"
     summary = result.summary()
     assert summary["dry_run"] is True
     planned = summary["planned"]
-    assert len(planned) == SEEDED - 1
+    assert len(planned) == SEEDED - 2
     assert {p["action"].split("+")[0] for p in planned} == {"create"}
     assert {p["external_id"] for p in planned} == {
-        f"bigcapital:{SANDBOX_ORGANIZATION_ID}:{r['id']}" for r in seeded if r is not seeded[1]
+        f"bigcapital:{SANDBOX_ORGANIZATION_ID}:{r['id']}" for r in seeded[2:]
     }
     inactive = [p for p in planned if p["action"] == "create+archive"]
-    assert len(inactive) == sum(1 for r in seeded if not r["active"])
+    assert len(inactive) == sum(1 for r in seeded[2:] if not r["active"])
 
 
 async def test_given_synced_when_source_edited_and_dry_run_then_plan_shows_only_the_changes(

@@ -105,9 +105,14 @@ async def test_given_quarantined_record_when_fixed_at_source_then_it_lands_and_l
 async def test_given_quarantined_record_when_retried_unchanged_then_pushed_again_and_attempts_counted(
     sandbox: Sandbox, sync: SyncFn, store: Store
 ) -> None:
-    _seed_with_one_bad(sandbox, {"email": "not-an-email"})
+    # A refusal no check before the push can foresee: Thredfi answers 400 to one create, and again
+    # to the retry (the only create then). An invalid e-mail would never be sent at all.
+    sandbox["bigcapital"].seed_fake(SEEDED)
+    refuse = {"method": "POST", "path": "/customers/$", "status": 400, "times": 1}
+    sandbox["thredfi"].faults.add("error_before", **refuse)
     await sync("bigcapital_to_thredfi")
     before = len(sandbox["thredfi"].writes())
+    sandbox["thredfi"].faults.add("error_before", **refuse)
 
     retried = await sync("bigcapital_to_thredfi", retry_quarantined=True, kind="retry")
 

@@ -122,7 +122,10 @@ async def test_given_a_short_token_lifetime_when_time_passes_then_the_token_is_r
         token = (await client.post("/thredfi/v1/platform/oauth2/token/", headers={"Authorization": f"Basic {BASIC}"},
                                    data={"grant_type": "client_credentials"})).json()
         path = f"/thredfi/v1/platform/businesses/{thredfi.SANDBOX_BUSINESS_ID}/customers/"
-        bearer = {"Authorization": f"Bearer {token['access_token']}"}
+        # Customer routes take a business token (the sandbox's strict reading of the auth guide).
+        business = (await client.post(f"/thredfi/v1/platform/{thredfi.SANDBOX_BUSINESS_ID}/oauth2/token/",
+                                      headers={"Authorization": f"Bearer {token['access_token']}"})).json()
+        bearer = {"Authorization": f"Bearer {business['access_token']}"}
         fresh = await client.get(path, headers=bearer)
         now[0] = 2.5
         stale = await client.get(path, headers=bearer)
@@ -159,6 +162,8 @@ def _client(sandbox: Sandbox) -> httpx.AsyncClient:
     ("timbrix:slow:delay_s=0.5,skip=2,status=503", ("timbrix", "slow", {"times": None, "delay_s": 0.5,
                                                                         "skip": 2, "status": 503})),
     ("timbrix:error_before", ("timbrix", "error_before", {"times": None})),
+    ("thredfi:drop_field:field=phone,times=1", ("thredfi", "drop_field", {"times": 1, "field": "phone"})),
+    ("thredfi:kill:skip=4", ("thredfi", "kill", {"times": None, "skip": 4})),
 ])
 def test_given_a_fault_spec_when_parsed_then_system_kind_and_options(spec: str, expected: tuple[object, ...]) -> None:
     assert parse_fault(spec) == expected
@@ -166,7 +171,7 @@ def test_given_a_fault_spec_when_parsed_then_system_kind_and_options(spec: str, 
 
 @pytest.mark.parametrize(("spec", "names"), [
     ("quickbooks:error_before", "quickbooks"), ("thredfi:explode", "explode"),
-    ("thredfi:slow:colour=red", "colour"),
+    ("thredfi:slow:colour=red", "colour"), ("thredfi:drop_field", "field=NAME"),
 ])
 def test_given_a_bad_fault_spec_when_parsed_then_the_error_names_the_bad_part(spec: str, names: str) -> None:
     with pytest.raises(ValueError, match=names):
@@ -222,6 +227,9 @@ def test_given_custsync_sandbox_with_faults_when_called_then_each_fault_fires_as
         token = client.post("/thredfi/v1/platform/oauth2/token/", headers={"Authorization": f"Basic {BASIC}"},
                             data={"grant_type": "client_credentials"}).json()
         path = f"/thredfi/v1/platform/businesses/{thredfi.SANDBOX_BUSINESS_ID}/customers/"
+        # Customer routes take a business token (the sandbox's strict reading of the auth guide).
+        token = client.post(f"/thredfi/v1/platform/{thredfi.SANDBOX_BUSINESS_ID}/oauth2/token/",
+                            headers={"Authorization": f"Bearer {token['access_token']}"}).json()
         limited = client.get(path, headers={"Authorization": f"Bearer {token['access_token']}"})
         unavailable = client.get("/piriod/customers/", headers={"Authorization": "Token sk_test_piriod_sandbox",
                                                                 "x-simple-workspace": "acc_01H8XYZ123ABC"})
@@ -263,12 +271,13 @@ def test_given_an_unknown_fault_when_custsync_sandbox_starts_then_exit_2_naming_
 def test_given_the_sandbox_process_dies_after_n_writes_when_a_run_is_cut_off_then_it_never_reports_success(
     tmp_path: Path,
 ) -> None:
-    """The emulator-side kill (``CUSTSYNC_SANDBOX_KILL_AFTER_WRITES``): the API vanishes
-    mid-run. The run must end failed or partial (exit 3 or 1), never 0, never a traceback."""
+    """The emulator-side kill (``--fault thredfi:kill:skip=4``: the sandbox dies on its fifth
+    Thredfi write, before answering it): the API vanishes mid-run. The run must end failed or
+    partial (exit 3 or 1), never 0, never a traceback."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTSYNC_")}
-    server = subprocess.Popen([CUSTSYNC, "sandbox", "--port", str(port), "--seed", "40"],
-                              env={**env, "CUSTSYNC_SANDBOX_KILL_AFTER_WRITES": "5"},
+    server = subprocess.Popen([CUSTSYNC, "sandbox", "--port", str(port), "--seed", "40",
+                               "--fault", "thredfi:kill:skip=4"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(port, server)  # type: ignore[arg-type]

@@ -295,6 +295,18 @@ async def test_given_long_address_when_creating_then_400_names_address(
     assert emu.records == {}
 
 
+@pytest.mark.parametrize(("field", "limit"), [("name", 100), ("address", 64), ("phone", 16), ("zip_code", 16),
+                                              ("tax_id", 32), ("reference", 64), ("manager", 64)])
+async def test_given_a_documented_length_exceeded_when_creating_then_400_names_the_field(
+    emu: PiriodEmulator, client: httpx.AsyncClient, field: str, limit: int
+) -> None:
+    response = await client.post("/customers/", json=a_body(**{field: "7" * (limit + 1)}))
+    assert response.status_code == 400
+    assert response.json() == {field: [f"Ensure this field has no more than {limit} characters."]}
+    fits = await client.post("/customers/", json=a_body(**{field: "7" * limit}))
+    assert fits.status_code == 201
+
+
 async def test_given_missing_name_and_address_when_creating_then_400_required(
     client: httpx.AsyncClient,
 ) -> None:
@@ -400,8 +412,10 @@ async def test_given_partial_body_when_updating_then_only_those_fields_change(
 ) -> None:
     [seeded] = emu.seed([{**a_body(), "updated": "2020-01-01T00:00:00Z"}])
     before = dict(seeded)
+    # A PUT must carry the required fields (a full update); both keep what they do not send.
+    required = {"name": seeded["name"], "address": seeded["address"]} if method == "PUT" else {}
     response = await client.request(method, f"/customers/{seeded['id']}/",
-                                    json={"email": "new@acme.cl"})
+                                    json={"email": "new@acme.cl", **required})
     assert response.status_code == 200
     after = response.json()
     assert after["email"] == "new@acme.cl"
@@ -409,6 +423,27 @@ async def test_given_partial_body_when_updating_then_only_those_fields_change(
     assert {k: v for k, v in after.items() if k not in ("email", "updated")} == {
         k: v for k, v in before.items() if k not in ("email", "updated")}
     assert emu.write_count == 1
+
+
+async def test_given_put_without_required_fields_then_400_and_nothing_changes(
+    emu: PiriodEmulator, client: httpx.AsyncClient
+) -> None:
+    """The docs say PATCH, the Node SDK sends PUT: strict reading, PUT is a full update."""
+    [seeded] = emu.seed([a_body()])
+    response = await client.put(f"/customers/{seeded['id']}/", json={"email": "new@acme.cl"})
+    assert response.status_code == 400
+    assert response.json() == {"name": ["This field is required."], "address": ["This field is required."]}
+    assert emu.records[seeded["id"]]["email"] == seeded["email"]
+    assert emu.write_count == 0
+
+
+@pytest.mark.parametrize("email", ["ana@acme", "ana@@acme.cl", "ana@acme.cl.", "ana acme@acme.cl"])
+async def test_given_an_email_django_would_refuse_when_creating_then_400_names_email(
+    client: httpx.AsyncClient, email: str
+) -> None:
+    response = await client.post("/customers/", json={**a_body(), "email": email})
+    assert response.status_code == 400
+    assert response.json() == {"email": ["Enter a valid email address."]}
 
 
 async def test_given_status_archived_when_patching_then_archived(

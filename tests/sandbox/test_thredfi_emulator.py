@@ -50,9 +50,19 @@ async def anon(emu: ThredfiEmulator) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def client(anon: httpx.AsyncClient) -> httpx.AsyncClient:
+async def partner(anon: httpx.AsyncClient) -> httpx.AsyncClient:
+    """A client holding a partner token."""
     anon.headers["Authorization"] = f"Bearer {await _partner_token(anon)}"
     return anon
+
+
+@pytest.fixture
+async def client(partner: httpx.AsyncClient) -> httpx.AsyncClient:
+    """A client holding a business token (customer routes need one, by default)."""
+    issued = await partner.post(f"/v1/platform/{SANDBOX_BUSINESS_ID}/oauth2/token/")
+    assert issued.status_code == 200
+    partner.headers["Authorization"] = f"Bearer {issued.json()['access_token']}"
+    return partner
 
 
 async def _partner_token(http: httpx.AsyncClient) -> str:
@@ -97,9 +107,25 @@ async def test_given_good_credentials_when_requesting_token_with_json_then_beare
     body = response.json()
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 60
-    listed = await anon.get(CUSTOMERS, headers={"Authorization": f"Bearer {body['access_token']}"})
+    business = await anon.post(
+        f"/v1/platform/{SANDBOX_BUSINESS_ID}/oauth2/token/", headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
+    listed = await anon.get(CUSTOMERS, headers={"Authorization": f"Bearer {business.json()['access_token']}"})
     assert listed.status_code == 200
     assert emu.writes() == []  # token POSTs are not record writes
+
+
+async def test_given_partner_token_on_a_customer_route_then_403_unless_the_lenient_reading(
+    partner: httpx.AsyncClient, emu: ThredfiEmulator
+) -> None:
+    """The docs disagree (auth guide: a business token; endpoint pages: a partner token works).
+
+    Strict by default: the auth guide's reading."""
+    strict = await partner.get(CUSTOMERS)
+    emu.require_business_token = False
+    lenient = await partner.get(CUSTOMERS)
+    assert (strict.status_code, strict.json()["error_code"]) == (403, "permission_denied")
+    assert lenient.status_code == 200
 
 
 async def test_given_wrong_grant_type_when_requesting_token_then_400(
@@ -133,22 +159,21 @@ async def test_given_token_past_its_ttl_when_listing_then_401_invalid_token(
 
 
 async def test_given_business_token_when_used_on_its_business_then_ok_elsewhere_403(
-    client: httpx.AsyncClient,
+    partner: httpx.AsyncClient,
 ) -> None:
-    issued = await client.post(f"/v1/platform/{SANDBOX_BUSINESS_ID}/oauth2/token/")
+    issued = await partner.post(f"/v1/platform/{SANDBOX_BUSINESS_ID}/oauth2/token/")
     assert issued.status_code == 200
     business = {"Authorization": f"Bearer {issued.json()['access_token']}"}
-    assert (await client.get(CUSTOMERS, headers=business)).status_code == 200
+    assert (await partner.get(CUSTOMERS, headers=business)).status_code == 200
     foreign = f"/v1/platform/businesses/{FOREIGN_BUSINESS_ID}/customers/"
-    assert (await client.get(foreign, headers=business)).json()["error_code"] == "permission_denied"
+    assert (await partner.get(foreign, headers=business)).json()["error_code"] == "permission_denied"
 
 
 async def test_given_partner_token_when_business_is_unknown_or_foreign_then_404_or_403(
-    client: httpx.AsyncClient,
+    partner: httpx.AsyncClient,
 ) -> None:
-    unknown = await client.get(
-        "/v1/platform/businesses/00000000-0000-4000-8000-000000000000/customers/"
-    )
+    client = partner
+    unknown = await client.get("/v1/platform/businesses/00000000-0000-4000-8000-000000000000/customers/")
     foreign = await client.get(f"/v1/platform/businesses/{FOREIGN_BUSINESS_ID}/customers/")
     assert (unknown.status_code, unknown.json()["error_code"]) == (404, "business_not_found")
     assert (foreign.status_code, foreign.json()["error_code"]) == (403, "permission_denied")
@@ -196,6 +221,27 @@ async def test_given_oversize_or_bad_page_size_then_clamped_or_defaulted(
     assert bad["page_info"]["page_size"] == 20
 
 
+async def test_given_a_smaller_page_cap_then_every_size_is_clamped_to_it(
+    emu: ThredfiEmulator, client: httpx.AsyncClient
+) -> None:
+    emu.max_page_size = 5  # the maximum is not documented: tests can take a stricter one
+    _seed(emu, 12)
+    body = (await client.get(CUSTOMERS, params={"page_size": 100})).json()
+    assert (len(body["results"]), body["page_info"]["page_size"], body["page_info"]["total_pages"]) == (5, 5, 3)
+
+
+async def test_given_conflict_reading_when_creating_a_repeated_external_id_then_409_and_nothing_written(
+    emu: ThredfiEmulator, client: httpx.AsyncClient
+) -> None:
+    """The error guide lists a 409 for a duplicate external id (the guide shows a 200 replay)."""
+    emu.duplicate_external_id = "conflict"
+    emu.seed([{"company_name": "A", "external_id": "x-1"}])
+    response = await client.post(CUSTOMERS, json={"company_name": "B", "external_id": "x-1"})
+    assert response.status_code == 409
+    assert response.json()["error_code"] == "duplicate_external_id"
+    assert [r["company_name"] for r in emu.records.values()] == ["A"]
+
+
 async def test_given_archived_customer_when_listing_then_only_with_include_archived(
     emu: ThredfiEmulator, client: httpx.AsyncClient
 ) -> None:
@@ -211,9 +257,7 @@ async def test_given_archived_customer_when_listing_then_only_with_include_archi
     assert (await client.get(CUSTOMERS, params=params)).json()["results"][0]["is_archived"]
 
 
-async def test_given_external_id_filter_then_exact_match_only(
-    emu: ThredfiEmulator, client: httpx.AsyncClient
-) -> None:
+async def test_given_external_id_filter_then_exact_match_only(emu: ThredfiEmulator, client: httpx.AsyncClient) -> None:
     emu.seed(
         [
             {"company_name": "A", "external_id": "bc-1"},
@@ -224,9 +268,7 @@ async def test_given_external_id_filter_then_exact_match_only(
     assert [c["company_name"] for c in body["results"]] == ["A"]
 
 
-async def test_given_missing_trailing_slash_then_404(
-    emu: ThredfiEmulator, client: httpx.AsyncClient
-) -> None:
+async def test_given_missing_trailing_slash_then_404(emu: ThredfiEmulator, client: httpx.AsyncClient) -> None:
     customer = _seed(emu, 1)[0]
     assert (await client.get(CUSTOMERS.rstrip("/"))).status_code == 404
     assert (await client.get(f"{CUSTOMERS}{customer['id']}")).status_code == 404
@@ -280,6 +322,9 @@ async def test_given_valid_body_when_creating_then_201_with_derived_fields(
          "A valid integer is required."),
         ({"email": "a@example.com"}, "non_field_errors",
          "Either individual_name or company_name is required."),
+        # Lengths are not documented: the strict reading is DRF's CharField default, 255.
+        ({"company_name": "A" * 256}, "company_name", "Ensure this field has no more than 255 characters."),
+        ({"company_name": "A", "city": "C" * 256}, "city", "Ensure this field has no more than 255 characters."),
     ],
 )  # fmt: skip
 async def test_given_invalid_body_when_creating_then_400_validation_error(
@@ -318,14 +363,41 @@ async def test_given_idempotency_key_replay_when_creating_then_cached_200(
 # -- update / archive ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["PUT", "PATCH"])
-async def test_given_partial_update_then_only_sent_fields_change(
-    client: httpx.AsyncClient, emu: ThredfiEmulator, method: str
+async def test_given_put_then_the_record_is_replaced_and_fields_not_sent_are_cleared(
+    client: httpx.AsyncClient, emu: ThredfiEmulator
 ) -> None:
-    customer = emu.seed([{"company_name": "Acme", "email": "old@example.com", "city": "Leeds"}])[0]
-    response = await client.request(
-        method, f"{CUSTOMERS}{customer['id']}/", json={"email": "new@example.com"}
+    """Whether updates are PUT or PATCH is not documented: PUT takes the strict (replace) reading."""
+    customer = emu.seed(
+        [
+            {
+                "company_name": "Acme",
+                "email": "old@example.com",
+                "city": "Leeds",
+                "external_id": "x-1",
+                "metadata": {"k": "v"},
+            }
+        ]
+    )[0]
+    response = await client.put(
+        f"{CUSTOMERS}{customer['id']}/", json={"company_name": "Acme", "email": "new@example.com"}
     )
+    assert response.status_code == 200
+    updated = response.json()
+    assert (updated["email"], updated["company_name"]) == ("new@example.com", "Acme")
+    assert (updated["city"], updated["external_id"], updated["metadata"]) == ("", None, {})
+    assert updated["status"] == "ACTIVE"
+
+
+async def test_given_put_without_a_name_then_400_like_a_create(client: httpx.AsyncClient, emu: ThredfiEmulator) -> None:
+    customer = _seed(emu, 1)[0]
+    response = await client.put(f"{CUSTOMERS}{customer['id']}/", json={"email": "new@example.com"})
+    assert response.status_code == 400
+    assert "non_field_errors" in response.json()["details"]
+
+
+async def test_given_patch_then_only_sent_fields_change(client: httpx.AsyncClient, emu: ThredfiEmulator) -> None:
+    customer = emu.seed([{"company_name": "Acme", "email": "old@example.com", "city": "Leeds"}])[0]
+    response = await client.patch(f"{CUSTOMERS}{customer['id']}/", json={"email": "new@example.com"})
     assert response.status_code == 200
     updated = response.json()
     assert (updated["email"], updated["city"], updated["company_name"]) == (
@@ -336,9 +408,7 @@ async def test_given_partial_update_then_only_sent_fields_change(
     assert updated["updated_at"] > customer["created_at"]
 
 
-async def test_given_update_that_blanks_both_names_then_400(
-    client: httpx.AsyncClient, emu: ThredfiEmulator
-) -> None:
+async def test_given_update_that_blanks_both_names_then_400(client: httpx.AsyncClient, emu: ThredfiEmulator) -> None:
     customer = _seed(emu, 1)[0]
     response = await client.patch(f"{CUSTOMERS}{customer['id']}/", json={"company_name": ""})
     assert response.status_code == 400
@@ -348,9 +418,7 @@ async def test_given_update_that_blanks_both_names_then_400(
 async def test_given_update_to_another_customers_external_id_then_409(
     client: httpx.AsyncClient, emu: ThredfiEmulator
 ) -> None:
-    _, second = emu.seed(
-        [{"company_name": "A", "external_id": "x-1"}, {"company_name": "B", "external_id": "x-2"}]
-    )
+    _, second = emu.seed([{"company_name": "A", "external_id": "x-1"}, {"company_name": "B", "external_id": "x-2"}])
     response = await client.patch(f"{CUSTOMERS}{second['id']}/", json={"external_id": "x-1"})
     assert response.status_code == 409
     assert response.json()["error_code"] == "duplicate_external_id"
@@ -425,7 +493,8 @@ async def test_given_admin_seed_and_edit_then_updated_at_bumps_and_log_shows_wri
     assert record["updated_at"] > seeded["updated_at"]
     await client.post(f"{CUSTOMERS}{seeded['id']}/archive/")
     log = (await client.get("/_admin/requests")).json()
-    assert [(r["method"], r["is_write"]) for r in log] == [("POST", True), ("POST", True)]
+    # The partner and business token requests, then the archive: only the last is a record write.
+    assert [(r["method"], r["is_write"]) for r in log] == [("POST", True)] * 3
     assert [w.path for w in emu.writes()] == [f"{CUSTOMERS}{seeded['id']}/archive/"]
 
 

@@ -232,6 +232,7 @@ async def test_given_nested_address_when_creating_then_400_flat_fields_missing(
     body["address"] = {"street": "Blvd. Atardecer", "exterior": "142", "zip": "86500"}
     response = await client.post(CUSTOMERS, json=body)
     assert response.status_code == 400
+    assert "property address should not exist" in response.json()["message"]
     assert "addressStreet should not be empty" in response.json()["message"]
     assert "addressZip should not be empty" in response.json()["message"]
 
@@ -255,11 +256,35 @@ async def test_given_invalid_field_when_creating_then_400_class_validator_messag
     assert found.startswith(message)
 
 
-async def test_given_unknown_keys_when_creating_then_dropped(client: httpx.AsyncClient) -> None:
+async def test_given_unknown_keys_when_creating_then_400_naming_each_and_nothing_stored(
+    client: httpx.AsyncClient, emu: TimbrixEmulator
+) -> None:
+    """Not documented: the strict reading is NestJS's ``forbidNonWhitelisted``."""
+    response = await client.post(CUSTOMERS, json=a_body(notes="vip", status="active"))
+    assert response.status_code == 400
+    assert response.json()["message"] == ["property notes should not exist", "property status should not exist"]
+    assert emu.records == {}
+
+
+async def test_given_unknown_keys_when_the_lenient_reading_then_dropped(
+    client: httpx.AsyncClient, emu: TimbrixEmulator
+) -> None:
+    emu.forbid_unknown_keys = False  # plain ``whitelist: true``
     response = await client.post(CUSTOMERS, json=a_body(notes="vip", status="active"))
     assert response.status_code == 201
     assert "notes" not in response.json()
     assert "status" not in response.json()
+
+
+@pytest.mark.parametrize(("field", "limit"), [("legalName", 254), ("addressStreet", 255), ("email", 255)])
+async def test_given_text_over_its_limit_when_creating_then_400_names_it(
+    client: httpx.AsyncClient, field: str, limit: int
+) -> None:
+    """Lengths are not documented: CFDI 4.0's 254 for the legal name, 255 for other text."""
+    value = ("a" * (limit - 11) + "@example.com") if field == "email" else "A" * (limit + 1)
+    response = await client.post(CUSTOMERS, json=a_body(**{field: value}))
+    assert response.status_code == 400
+    assert response.json()["message"] == [f"{field} must be shorter than or equal to {limit} characters"]
 
 
 async def test_given_existing_tax_id_when_creating_then_409_conflict(
