@@ -119,9 +119,9 @@ class LiveProgress:
         self.started = time.monotonic()
         columns: list[Any] = [SpinnerColumn(), TextColumn(label)]
         if total:
-            columns += [BarColumn(bar_width=20), TextColumn("{task.completed}/~{task.total} pulled")]
+            columns += [BarColumn(bar_width=20), TextColumn("{task.completed}/~{task.total} customers pulled")]
         else:
-            columns.append(TextColumn("{task.completed} pulled"))
+            columns.append(TextColumn("[bold]{task.completed}[/] customers pulled"))
         columns += [TextColumn("{task.fields[written]} written, {task.fields[failed]} failed"), TimeElapsedColumn()]
         if total:
             columns.append(TimeRemainingColumn())
