@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from worker.sync import Progress as ProgressCallback
 
@@ -49,9 +49,21 @@ class RecordTally:
 
     def __init__(self, *, verbose: bool = False) -> None:
         self.verbose = verbose
-        self.written = 0
         self.quarantined = 0
         self.events: Counter[str] = Counter()
+        # A record may take two writes (a create, then its inactivation): it counts once, as in the run's counts.
+        self._written: set[str] = set()
+        self._extra_written = 0
+
+    @property
+    def written(self) -> int:
+        """Records written so far (each once)."""
+        return len(self._written) + self._extra_written
+
+    @written.setter
+    def written(self, value: int) -> None:
+        self._written.clear()
+        self._extra_written = value
 
     def __call__(self, _logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         """Count the event; drop it when it is per-record and the log level is above debug."""
@@ -60,7 +72,7 @@ class RecordTally:
             return event
         self.events[str(name)] += 1
         if name == "record_written":
-            self.written += 1
+            self._written.add(str(event.get("external_id")))
         elif name == "record_quarantined":
             self.quarantined += 1
         if self.verbose:
@@ -117,14 +129,14 @@ class LiveProgress:
         self.tally = tally
         self.total = total
         self.started = time.monotonic()
+        # Kept under 80 columns for a usual pipeline name: the time left replaces the elapsed time when known.
         columns: list[Any] = [SpinnerColumn(), TextColumn(label)]
         if total:
-            columns += [BarColumn(bar_width=20), TextColumn("{task.completed}/~{task.total} customers pulled")]
+            columns.append(TextColumn("{task.completed}/~{task.total} pulled,"))
         else:
-            columns.append(TextColumn("[bold]{task.completed}[/] customers pulled"))
-        columns += [TextColumn("{task.fields[written]} written, {task.fields[failed]} failed"), TimeElapsedColumn()]
-        if total:
-            columns.append(TimeRemainingColumn())
+            columns.append(TextColumn("[bold]{task.completed}[/] customers pulled,"))
+        columns.append(TextColumn("{task.fields[written]} written, {task.fields[failed]} failed"))
+        columns.append(TimeRemainingColumn() if total else TimeElapsedColumn())
         self.bar = Progress(*columns, console=console, transient=False)
         self.task = self.bar.add_task(label, total=total, written=0, failed=0)
 
