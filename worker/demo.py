@@ -91,8 +91,8 @@ def run_demo(*, source: str, target: str, count: int, workdir: Path, console: Co
         _show(console, f"Second run: {writes} write(s) for {edited} edited customers", second)
         third = asyncio.run(run_pipeline(config, pipeline, store=store))
         console.print(
-            f"A third run right away writes {_writes(third) or 'nothing'}: {third.counts.unchanged} unchanged, "
-            f"{third.counts.failed} still quarantined."
+            f"A third run right away writes {_writes(third) or 'nothing'}: {third.counts.unchanged} unchanged"
+            + (f", {third.counts.failed} still quarantined." if third.counts.failed else ".")
         )
         quarantined = store.count_quarantined(pipeline)
         fields = fields_at_fault(entry.reason for entry in store.quarantined(pipeline))
