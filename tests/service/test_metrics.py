@@ -14,6 +14,7 @@ import structlog
 from sandbox.server import BackgroundServer, Sandbox, free_port, sandbox_config
 from worker import metrics
 from worker.app import service_config
+from worker.config import load_config
 from worker.settings import get_settings
 
 PIPELINE = "bigcapital_to_thredfi"
@@ -98,3 +99,86 @@ def test_given_metrics_not_enabled_then_observing_a_run_records_nothing(monkeypa
 
     labels = {"pipeline": "nowhere_to_nothing", "status": "succeeded"}
     assert REGISTRY.get_sample_value("custsync_runs_total", labels) is None
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_given_a_prefork_worker_with_a_metrics_port_when_a_task_runs_then_its_parent_serves_the_childrens_counts(
+    tmp_path: Path,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from worker.app import make_app
+
+    box = Sandbox()
+    box["bigcapital"].seed_fake(5)  # type: ignore[attr-defined]
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    port = free_port()
+    with BackgroundServer(box.app) as server:
+        path = tmp_path / "custsync.toml"
+        path.write_text(sandbox_config(server.url, state_url=f"sqlite:///{tmp_path}/state.db", broker_url=REDIS_URL))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTSYNC_", "CELERY_", "PROMETHEUS_"))}
+        env.update(
+            CUSTSYNC_CONFIG=str(path),
+            CUSTSYNC_METRICS_PORT=str(port),
+            CUSTSYNC_LOG_FORMAT="json",
+            CUSTSYNC_VISIBILITY_TIMEOUT_S="60",
+            CUSTSYNC_TASK_TIME_LIMIT_S="50",
+        )
+        log = (tmp_path / "worker.log").open("wb")
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.app",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "INFO",
+                "--hostname",
+                f"metrics-{port}@%h",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            text = ""
+            while time.monotonic() < deadline and "worker_ready" not in text:
+                time.sleep(0.5)
+                text = (tmp_path / "worker.log").read_text(errors="replace")
+            assert "worker_ready" in text, text[-3000:]
+            config = load_config(path)
+            result = make_app(config).send_task("custsync.sync_pipeline", args=[PIPELINE])
+            assert result.get(timeout=60)["created"] == 5
+            scraped = ""
+            while time.monotonic() < deadline:
+                scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                if _sample(scraped, "custsync_runs_total", pipeline=PIPELINE, status="succeeded"):
+                    break
+                time.sleep(0.5)
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=10)
+            log.close()
+            client.flushdb()
+            client.close()
+    assert _sample(scraped, "custsync_runs_total", pipeline=PIPELINE, status="succeeded") == 1.0, scraped[-2000:]
+    assert _sample(scraped, "custsync_records_total", pipeline=PIPELINE, outcome="created") == 5.0
+    assert _sample(scraped, "custsync_quarantined_records", pipeline=PIPELINE) == 0.0
