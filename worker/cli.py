@@ -459,8 +459,9 @@ def _add_schedules(cfg: AppConfig, report: list[dict[str, Any]]) -> None:
         when = next_run(schedule)
         entry["schedule"] = schedule
         entry["next_run"] = when.isoformat() if when else None
-        worker = workers.get(entry["pipeline"])
-        entry["last_worker"] = worker.get("worker") if worker else None
+        worker = workers.get(entry["pipeline"]) or {}
+        entry["last_worker"] = worker.get("worker")
+        entry["last_worker_run_id"] = worker.get("run_id")
 
 
 @contextmanager

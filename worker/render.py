@@ -69,7 +69,7 @@ def print_overview(console: Console, report: Sequence[Mapping[str, Any]]) -> Non
         table.add_column(col, no_wrap=True)
     for entry in report:
         last = entry["runs"][0] if entry["runs"] else None
-        tail = (entry.get("schedule") or "on demand", _short(entry.get("next_run")), entry.get("last_worker") or "")
+        tail = (entry.get("schedule") or "on demand", _short(entry.get("next_run")), _worker(entry))
         if last is None:
             table.add_row(entry["pipeline"], "never run", "", *("" for _ in brief), str(entry["quarantined"]), *tail)
         else:
@@ -100,7 +100,7 @@ def _plain_entry(entry: Mapping[str, Any]) -> str:
     schedule = entry.get("schedule")
     head += f"; schedule {schedule}, next {_short(entry.get('next_run'))} UTC" if schedule else "; on demand"
     if entry.get("last_worker"):
-        head += f"; last worker {entry['last_worker']}"
+        head += f"; last worker {_worker(entry)}"
     return head
 
 
@@ -119,7 +119,7 @@ def print_runs(console: Console, entry: Mapping[str, Any]) -> None:
     schedule = entry.get("schedule")
     footer = f"schedule {schedule}, next run {_short(entry.get('next_run'))} UTC" if schedule else "on demand"
     if entry.get("last_worker"):
-        footer += f"; last worker {entry['last_worker']}"
+        footer += f"; last worker {_worker(entry)}"
     if fits(console, table):
         console.print(table)
     else:
@@ -151,6 +151,17 @@ def print_failures(console: Console, pipeline: str, rows: Iterable[Mapping[str, 
     for r in rows:
         console.print(f"{r['source_id']}  {r['external_id'] or '-'}  {r['field']}", markup=False)
         console.print(f"    {r['reason']}", markup=False)
+
+
+def _worker(entry: Mapping[str, Any]) -> str:
+    """The last worker's host, marked when a later run (from the CLI) is not its own."""
+    host = entry.get("last_worker")
+    if not host:
+        return ""
+    runs = entry.get("runs") or []
+    if runs and entry.get("last_worker_run_id") not in (None, runs[0]["run_id"]):
+        return f"{host} (an earlier run)"
+    return str(host)
 
 
 def _short(iso: str | None) -> str:

@@ -90,7 +90,9 @@ def test_version_prints_the_installed_version() -> None:
     assert re.fullmatch(r"custsync \d+\.\d+\.\d+\S*", result.stdout.strip())
 
 
-def test_shell_completion_is_offered() -> None:
+def test_shell_completion_is_offered(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Typer guesses the shell from the process tree unless told; here it is told, as `--show-completion bash`.
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
     result = invoke("--help")
     assert "--install-completion" in result.stdout
     assert "--show-completion" in result.stdout
