@@ -23,7 +23,7 @@ from connectors.model import CANONICAL_FIELDS
 from sandbox.fake import TIMBRIX_COUNTRIES
 from sandbox.server import SYSTEMS, BackgroundServer, Sandbox, sandbox_config
 from state.store import Store
-from worker.config import load_config
+from worker.config import AppConfig, load_config
 from worker.progress import tally_records
 from worker.sync import RunResult, run_pipeline
 
@@ -81,15 +81,15 @@ def run_demo(*, source: str, target: str, count: int, workdir: Path, console: Co
         console.print(f"[bold]custsync demo[/]: sandbox on {server.url}, state in {state_path}", markup=True)
         mix = " (three in four Mexican: Timbrix invoices Mexican CFDI)" if target == "timbrix" else ""
         console.print(f"Seeded {len(seeded)} customers in {source}{mix}. Syncing {source} → {target}…\n")
-        first = asyncio.run(run_pipeline(config, pipeline, store=store))
+        first = _sync(console, config, pipeline, store, "first run")
         _show(console, f"First run: {_landed(first)}", first)
 
         edited = _edit_some(server.url, source, box)
         console.print(f"\nEdited {edited} customers in {source}, the way a user of {source} would. Syncing again…\n")
-        second = asyncio.run(run_pipeline(config, pipeline, store=store))
+        second = _sync(console, config, pipeline, store, "second run")
         writes = _writes(second)
         _show(console, f"Second run: {writes} write(s) for {edited} edited customers", second)
-        third = asyncio.run(run_pipeline(config, pipeline, store=store))
+        third = _sync(console, config, pipeline, store, "third run")
         console.print(
             f"A third run right away writes {_writes(third) or 'nothing'}: {third.counts.unchanged} unchanged"
             + (f", {third.counts.failed} still quarantined." if third.counts.failed else ".")
@@ -118,13 +118,25 @@ def run_demo(*, source: str, target: str, count: int, workdir: Path, console: Co
         f"  custsync --help\n"
         f"  custsync status --config {config_path}\n"
         f"  custsync failures {pipeline} --config {config_path}\n"
-        f"  custsync demo --source thredfi --target timbrix    # any pair of the four systems\n"
+        f"  custsync demo {_other_pair(source, target)}    # any pair of the four systems\n"
         f"  custsync sandbox --seed 50 --write-config sandbox.toml\n"
         f"  custsync run bigcapital_to_thredfi -c sandbox.toml      # in another terminal, while the sandbox runs"
     )
     if first.status == "failed" or second.status == "failed":
         return 3
     return 1 if mostly_failed else 0
+
+
+def _sync(console: Console, config: AppConfig, pipeline: str, store: Store, label: str) -> RunResult:
+    """One run; on a terminal, a live count of the customers pulled so far."""
+    if not console.is_terminal:
+        return asyncio.run(run_pipeline(config, pipeline, store=store))
+    with console.status(f"{label}: syncing…") as status:
+
+        def progress(pulled: int) -> None:
+            status.update(f"{label}: {pulled} customers pulled…")
+
+        return asyncio.run(run_pipeline(config, pipeline, store=store, progress=progress))
 
 
 def _seed(box: Sandbox, source: str, target: str, count: int) -> list[dict[str, Any]]:
@@ -152,6 +164,14 @@ def _landed(result: RunResult) -> str:
         return "every customer lands once"
     landed = c.created + c.updated + c.archived + c.unchanged
     return f"{landed} of {c.pulled} customers land, {c.failed} quarantined"
+
+
+def _other_pair(source: str, target: str) -> str:
+    """A pair worth trying next: one that lands, other than this one."""
+    for pair in (("thredfi", "timbrix"), ("timbrix", "piriod"), ("bigcapital", "thredfi")):
+        if pair != (source, target):
+            return f"--source {pair[0]} --target {pair[1]}"
+    raise AssertionError("unreachable")  # pragma: no cover - three pairs, one excluded
 
 
 def _writes(result: RunResult) -> int:
