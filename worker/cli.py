@@ -163,7 +163,7 @@ def run(
     """
     cfg = _load(config)
     _check_pipeline(cfg, pipeline)
-    with _run_display(cfg, pipeline, verbose=verbose) as progress:
+    with _run_display(cfg, pipeline, verbose=verbose, dry_run=dry_run) as progress:
         result = _execute(cfg, pipeline, dry_run=dry_run, full=full, progress=progress)
     _print_result(result, as_json)
     raise typer.Exit(result.exit_code)
@@ -477,18 +477,20 @@ def _quiet_records(verbose: bool) -> Iterator[None]:
 
 
 @contextmanager
-def _run_display(cfg: AppConfig, pipeline: str, *, verbose: bool) -> Iterator[Any]:
+def _run_display(cfg: AppConfig, pipeline: str, *, verbose: bool, dry_run: bool) -> Iterator[Any]:
     """A live progress line for `run` on a terminal (pulled of ~total, written, failed, ETA); else nothing."""
     if not err.is_terminal:
         yield None
         return
     from worker.progress import last_pulled, live_progress, tally_records
 
-    store = _store(cfg)
-    try:
-        total = last_pulled(store, pipeline)
-    finally:
-        store.close()
+    total = None
+    if not dry_run:  # a dry run must not create or migrate a state store, even to read an estimate
+        store = _store(cfg)
+        try:
+            total = last_pulled(store, pipeline)
+        finally:
+            store.close()
     with tally_records(verbose=verbose) as tally, live_progress(f"run {pipeline}", err, tally, total) as progress:
         yield progress
 

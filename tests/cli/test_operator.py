@@ -275,3 +275,21 @@ def test_demo_of_a_pair_that_lands_exits_0(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert re.search(r"First run: (1[1-9]|20) of 20 customers land", result.stdout), result.stdout
     assert "record_quarantined" not in result.stderr, "a summary, not one line per record"
+
+
+def test_run_on_a_terminal_shows_progress_and_a_summary_not_one_line_per_record(
+    box: Sandbox, served: tuple[Sandbox, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box["bigcapital"].seed_fake(30)  # type: ignore[attr-defined]
+    path = _config(tmp_path, served[1])
+    terminal = io.StringIO()
+    monkeypatch.setattr(cli, "err", Console(file=terminal, force_terminal=True, width=100, color_system=None))
+    first = invoke("run", PIPELINE, "--config", str(path))
+    second = invoke("run", PIPELINE, "--config", str(path))
+
+    assert (first.exit_code, second.exit_code) == (0, 0), first.output + second.output
+    shown = terminal.getvalue()
+    assert "30 customers pulled, 30 written, 0 failed" in shown, shown[-2000:]
+    assert "30/~30 pulled, 0 written, 0 failed" in shown, "the second run knows the first one's count"
+    assert "record_written" not in first.stderr + second.stderr
+    assert f"{PIPELINE}: succeeded" in first.stdout
