@@ -56,7 +56,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox._core import Emulator, Handler, is_email, json_error, read_json
-from sandbox.fake import fake_customers
+from sandbox.fake import DEFAULT_COUNTRIES, fake_customers
 
 SANDBOX_API_KEY = "bc_d61fd102bb302717dbfafe5e7f487bc3b927e3850751142e1fcb0034e67f31dcc4e7c2ae375e7fe992375074ce6181fe"
 """The sandbox's API key (``bc_`` + 96 hex characters, as real keys look)."""
@@ -260,10 +260,12 @@ class BigcapitalEmulator(Emulator):
             if column in record and column != "id":
                 record[column] = int(value) if column == "active" else value
 
-    def seed_fake(self, count: int, seed: int = 7) -> list[dict[str, Any]]:
+    def seed_fake(
+        self, count: int, seed: int = 7, countries: tuple[str, ...] = DEFAULT_COUNTRIES
+    ) -> list[dict[str, Any]]:
         """Store ``count`` deterministic fake customers (country as a name, postcode as imported)."""
         created = []
-        for fake in fake_customers(count, seed=seed):
+        for fake in fake_customers(count, seed=seed, countries=countries):
             country = pycountry.countries.get(alpha_2=fake.country)
             created.append(
                 self.admin_seed(

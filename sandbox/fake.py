@@ -108,9 +108,15 @@ class FakeCustomer:
     active: bool
 
 
-def fake_customers(
-    count: int, *, seed: int = 7, countries: tuple[str, ...] = ("US", "MX", "CL", "GB")
-) -> list[FakeCustomer]:
+#: The default mix: one customer in four from each country, in turn.
+DEFAULT_COUNTRIES = ("US", "MX", "CL", "GB")
+#: A mix for a Timbrix (Mexican CFDI) target: three Mexican customers in four, each with an RFC, a
+#: street and number, a colonia, a city, a state and a 5-digit zip; the fourth, from the US, cannot
+#: be invoiced in Mexico and shows what a quarantine looks like.
+TIMBRIX_COUNTRIES = ("MX", "MX", "US", "MX")
+
+
+def fake_customers(count: int, *, seed: int = 7, countries: tuple[str, ...] = DEFAULT_COUNTRIES) -> list[FakeCustomer]:
     """Make ``count`` customers, the same ones for the same seed.
 
     Args:
@@ -194,4 +200,4 @@ def _rut_check(body: int) -> str:
     return {11: "0", 10: "K"}.get(rest, str(rest))
 
 
-__all__ = ["FakeCustomer", "fake_customers"]
+__all__ = ["DEFAULT_COUNTRIES", "TIMBRIX_COUNTRIES", "FakeCustomer", "fake_customers"]

@@ -42,7 +42,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox._core import Emulator, is_email, iso, json_error, read_json, utcnow
-from sandbox.fake import fake_customers
+from sandbox.fake import DEFAULT_COUNTRIES, fake_customers
 
 SANDBOX_API_TOKEN = "sk_test_piriod_sandbox"  # noqa: S105 - public sandbox value
 SANDBOX_WORKSPACE = "acc_01H8XYZ123ABC"
@@ -369,7 +369,9 @@ class PiriodEmulator(Emulator):
         self._index(record)
         record["updated"] = iso(utcnow())
 
-    def seed_fake(self, count: int, seed: int = 7, test_mode: bool = True) -> list[dict[str, Any]]:
+    def seed_fake(
+        self, count: int, seed: int = 7, test_mode: bool = True, countries: tuple[str, ...] = DEFAULT_COUNTRIES
+    ) -> list[dict[str, Any]]:
         """Seed ``count`` fake customers in Piriod's shape (city folded into ``address``)."""
         return self.seed([{
             "name": c.name[:100],
@@ -378,7 +380,7 @@ class PiriodEmulator(Emulator):
             "phone": c.phone, "website": c.website, "zip_code": c.postal_code,
             "tax_id": c.tax_id, "metadata": {"notes": c.notes} if c.notes else {},
             "status": "active" if c.active else "archived",
-        } for c in fake_customers(count, seed=seed)], test_mode=test_mode)
+        } for c in fake_customers(count, seed=seed, countries=countries)], test_mode=test_mode)
 
     def _resolve_country(self, value: Any) -> str:
         if value is None:

@@ -14,6 +14,7 @@ benchmarks.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 import time
@@ -139,11 +140,31 @@ def sandbox_config(
             lines += [f"[pipelines.{source}_to_{target}]", f'source = "{source}"', f'target = "{target}"']
             if target == "bigcapital":
                 lines.append('defaults = { currency = "USD" }')
+            elif target == "timbrix" and source == "bigcapital":
+                # Bigcapital keeps no tax id, so no customer of it carries an RFC: invoice them as the
+                # general public (SAT's generic RFC, régimen 616 "sin obligaciones fiscales", uso S01).
+                # A generic RFC is shared by many customers, so it cannot identify one: match on e-mail.
+                lines.append('defaults = { tax_id = "XAXX010101000", tax_system = "616", invoice_use = "S01" }')
+                lines.append('match_on = ["email"]')
             elif target == "timbrix":
-                # CFDI needs a régimen fiscal and a uso CFDI that the other systems do not hold.
+                # CFDI needs a régimen fiscal and a uso CFDI that Bigcapital and Piriod do not hold.
                 lines.append('defaults = { tax_system = "601", invoice_use = "G03" }')
             lines.append("")
     return "\n".join(lines)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine (``127.0.0.0/8``, ``::1``, ``localhost``).
+
+    The emulators accept their public sandbox credentials and serve an
+    unauthenticated admin surface, so they must not be reachable from a network.
+    """
+    if host.lower() in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name other than localhost: it may resolve to anything
+        return False
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -188,4 +209,4 @@ class BackgroundServer:
         self._thread.join(timeout=10)
 
 
-__all__ = ["SYSTEMS", "BackgroundServer", "Sandbox", "free_port", "parse_fault", "sandbox_config"]
+__all__ = ["SYSTEMS", "BackgroundServer", "Sandbox", "free_port", "is_loopback", "parse_fault", "sandbox_config"]

@@ -55,7 +55,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 
 from sandbox._core import Emulator, is_email, iso, json_error, read_json, utcnow
-from sandbox.fake import fake_customers
+from sandbox.fake import DEFAULT_COUNTRIES, fake_customers
 
 SANDBOX_PARTNER_UUID = "cb77028d-a8b4-581e-9a8d-95c7ad672e9d"
 SANDBOX_API_KEY = "thred_sk_sandbox_4f1c9a7e2b6d4e08a3c5f7b9d1e3a5c7"
@@ -194,7 +194,9 @@ class ThredfiEmulator(Emulator):
         elif record != before:
             _touch(record)
 
-    def seed_fake(self, count: int, seed: int = 7) -> list[dict[str, Any]]:
+    def seed_fake(
+        self, count: int, seed: int = 7, countries: tuple[str, ...] = DEFAULT_COUNTRIES
+    ) -> list[dict[str, Any]]:
         """Store ``count`` deterministic fake customers (inactive ones archived)."""
         return [
             self.admin_seed(
@@ -215,7 +217,7 @@ class ThredfiEmulator(Emulator):
                     "status": "active" if fake.active else "archived",
                 }
             )
-            for fake in fake_customers(count, seed=seed)
+            for fake in fake_customers(count, seed=seed, countries=countries)
         ]
 
     # -- tokens ------------------------------------------------------------

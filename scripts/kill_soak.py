@@ -97,7 +97,12 @@ def config_text(base_url: str, state_url: str, *, connections: Mapping[str, Mapp
     text = sandbox_config(base_url, state_url=state_url, broker_url=broker_url)
     lines: list[str] = []
     has_defaults = {table for table, body in tomllib.loads(text).get("pipelines", {}).items() if "defaults" in body}
+    section = ""
     for line in text.splitlines():
+        if line.startswith("["):
+            section = line
+        elif section.startswith("[pipelines.") and line.split(" = ", 1)[0] in pipeline_options:
+            continue  # the caller's value replaces the sandbox's (TOML forbids a key twice)
         lines.append(line)
         if line.startswith("[connections.") and line[13:-1] in (connections or {}):
             lines.extend(f"{key} = {_toml(value)}" for key, value in (connections or {})[line[13:-1]].items())

@@ -33,6 +33,7 @@ import structlog
 from celery import Celery, signals
 from kombu.utils.url import maybe_sanitize_url
 
+from worker import metrics
 from worker.config import AppConfig, BrokerConfig, ConfigError, load_config
 from worker.logging import configure_logging
 from worker.schedule import beat_schedule
@@ -115,6 +116,9 @@ def celery_settings(config: AppConfig | None, settings: Settings) -> dict[str, A
         "task_soft_time_limit": soft,
         "task_time_limit": hard,
         "task_track_started": True,
+        # Task events for Flower and `celery events`; custsync's own metrics come in addition.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
         "timezone": "UTC",
         "enable_utc": True,
         "beat_scheduler": "redbeat.RedBeatScheduler",
@@ -190,8 +194,19 @@ def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
     settings = get_settings()
     level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else (loglevel or settings.log_level)
     configure_logging(fmt=settings.log_format, level=str(level))
+    if metrics.enabled():  # configure_logging replaced the processors: count field_not_stored again
+        metrics.install_processor()
     # Every process that opens the store runs its (no-op) migration, which Alembic announces at INFO.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _start_metrics(**_: Any) -> None:
+    """In the worker's parent, before the pool forks: serve Prometheus metrics when a port is set."""
+    port = get_settings().metrics_port
+    if port is None:
+        return
+    metrics.prepare_worker(port)
+    metrics.serve(port)
 
 
 def _bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
@@ -208,6 +223,7 @@ def _unbind_task(**_: Any) -> None:
 signals.import_modules.connect(_require_config)
 signals.beat_init.connect(_log_schedule)
 signals.worker_ready.connect(_log_ready)
+signals.worker_init.connect(_start_metrics)
 signals.setup_logging.connect(_setup_logging)
 signals.task_prerun.connect(_bind_task)
 signals.task_postrun.connect(_unbind_task)

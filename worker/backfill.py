@@ -31,13 +31,13 @@ from kombu.exceptions import OperationalError as BrokerError
 from kombu.utils.url import maybe_sanitize_url
 from redis.exceptions import RedisError
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from connectors import REGISTRY
 from state.store import Store
 from worker.config import AppConfig, ConfigError
 from worker.lock import dead_local_process, reachable, run_exclusive
+from worker.progress import last_pulled, live_progress, tally_records
 from worker.settings import get_settings
 from worker.sync import Progress as ProgressCallback
 from worker.sync import RunResult
@@ -57,9 +57,10 @@ class ProgressLog:
         interval_s: least time between two events.
     """
 
-    def __init__(self, pipeline: str, *, interval_s: float = 2.0) -> None:
+    def __init__(self, pipeline: str, *, interval_s: float = 2.0, total: int | None = None) -> None:
         self.pipeline = pipeline
         self.interval_s = interval_s
+        self.total = total  # an estimate (the last run's count): no API gives a total to trust
         self._started = time.monotonic()
         self._last: float | None = None
 
@@ -70,12 +71,16 @@ class ProgressLog:
             return
         self._last = now
         elapsed = now - self._started
+        per_s = pulled / elapsed if elapsed > 0 else None
+        left = max(0, self.total - pulled) if self.total is not None else None
         log.info(
             "backfill_progress",
             pipeline=self.pipeline,
             pulled=pulled,
             elapsed_s=round(elapsed, 1),
-            per_s=round(pulled / elapsed, 1) if elapsed > 0 else None,
+            per_s=round(per_s, 1) if per_s else None,
+            total_estimate=self.total,
+            eta_s=round(left / per_s, 1) if left is not None and per_s else None,
         )
 
 
@@ -159,7 +164,7 @@ def _inline(cfg: AppConfig, pipeline: str, *, since: date | None, console: Conso
         redis_url = None
     store = Store(cfg.state.url)
     try:
-        with _progress(pipeline, err) as progress:
+        with _progress(pipeline, err, total=last_pulled(store, pipeline)) as progress:
             result = run_exclusive(
                 cfg,
                 pipeline,
@@ -197,27 +202,20 @@ def _inline(cfg: AppConfig, pipeline: str, *, since: date | None, console: Conso
 
 
 @contextmanager
-def _progress(pipeline: str, err: Console) -> Iterator[ProgressCallback]:
-    """A progress callback: a live spinner on a terminal, log events otherwise."""
+def _progress(pipeline: str, err: Console, *, total: int | None) -> Iterator[ProgressCallback]:
+    """A progress callback: a live line on a terminal (of ~total, with an ETA, when the last run
+    gives an estimate), log events otherwise."""
     if not err.is_terminal:
-        yield ProgressLog(pipeline)
+        yield ProgressLog(pipeline, total=total)
         return
-    bar = Progress(
-        SpinnerColumn(),
-        TextColumn(f"backfill {pipeline}"),
-        TextColumn("[bold]{task.completed}[/] customers pulled"),
-        TimeElapsedColumn(),
-        console=err,
-    )
-    task = bar.add_task(pipeline, total=None)
     # Per-page and per-record info events would scroll the bar away; warnings still show.
     handlers = logging.getLogger().handlers
     levels = [h.level for h in handlers]
     for handler in handlers:
         handler.setLevel(max(handler.level, logging.WARNING))
     try:
-        with bar:
-            yield lambda pulled: bar.update(task, completed=pulled)
+        with tally_records() as tally, live_progress(f"backfill {pipeline}", err, tally, total) as progress:
+            yield progress
     finally:
         for handler, level in zip(handlers, levels, strict=True):
             handler.setLevel(level)

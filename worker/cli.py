@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +19,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from worker.config import AppConfig, ConfigError, load_config
 from worker.logging import configure_logging
@@ -31,7 +32,7 @@ app = typer.Typer(
         "a few hundred customers, with nothing to configure."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
@@ -47,6 +48,12 @@ ConfigOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+VerboseOption = Annotated[
+    bool,
+    typer.Option(
+        "--verbose", "-v", help="Log every record's event; by default a terminal shows progress and a summary."
+    ),
+]
 
 
 class Exit:
@@ -87,11 +94,9 @@ def _print_result(result: Any, as_json: bool) -> None:
         return
     c = result.counts
     title = f"{result.pipeline}: {result.status}" + (" (dry run: nothing written)" if result.dry_run else "")
-    table = Table(title=title, show_header=True)
-    for name in ("pulled", "created", "updated", "archived", "unchanged", "failed"):
-        table.add_column(name, justify="right")
-    table.add_row(*(str(getattr(c, n)) for n in ("pulled", "created", "updated", "archived", "unchanged", "failed")))
-    out.print(table)
+    from worker.render import print_counts
+
+    print_counts(out, title, c)
     if result.dry_run and result.planned:
         out.print("Planned changes:")
         for change in result.planned[:200]:
@@ -129,6 +134,7 @@ def _execute(config: AppConfig, pipeline: str, *, kind: str = "run", **options: 
             take_over_if=dead_local_process,  # a killed earlier run of ours holds nothing any more
             kind=kind,
             crash_at=settings.crash_at,
+            progress=options.pop("progress", None),
             options=options,
         )
     except Exception as exc:  # a bug or the store failing: the run could not finish (the log has the traceback)
@@ -147,6 +153,7 @@ def run(
     ] = False,
     as_json: JsonOption = False,
     config: ConfigOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run one pipeline once, in this process (no broker needed).
 
@@ -156,7 +163,8 @@ def run(
     """
     cfg = _load(config)
     _check_pipeline(cfg, pipeline)
-    result = _execute(cfg, pipeline, dry_run=dry_run, full=full)
+    with _run_display(cfg, pipeline, verbose=verbose, dry_run=dry_run) as progress:
+        result = _execute(cfg, pipeline, dry_run=dry_run, full=full, progress=progress)
     _print_result(result, as_json)
     raise typer.Exit(result.exit_code)
 
@@ -175,6 +183,7 @@ def backfill(
         bool, typer.Option("--enqueue", help="Hand the backfill to the Celery workers instead.")
     ] = False,
     config: ConfigOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Pull every source customer and push what differs, with progress.
 
@@ -192,7 +201,9 @@ def backfill(
         except ValueError:
             err.print(f"error: --since {since!r} is not a date (YYYY-MM-DD)")
             raise typer.Exit(Exit.USAGE) from None
-    raise typer.Exit(backfill_command(cfg, pipeline, since=parsed, enqueue=enqueue, console=out, err=err))
+    with _quiet_records(verbose):
+        code = backfill_command(cfg, pipeline, since=parsed, enqueue=enqueue, console=out, err=err)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -232,44 +243,19 @@ def status(
             }
         )
     store.close()
+    _add_schedules(cfg, report)
     if as_json:
         sys.stdout.write(json.dumps(report if not pipeline else report[0], ensure_ascii=False) + "\n")
         return
-    counts = ("pulled", "created", "updated", "archived", "unchanged", "failed")
+    from worker import render
+
     if pipeline is None:
-        # One line per pipeline: its last run (what it wrote) and its quarantine.
-        brief = ("created", "updated", "archived", "failed")
-        table = Table(title="Pipelines: last run")
-        table.add_column("pipeline", no_wrap=True)
-        table.add_column("last run (UTC)", no_wrap=True)
-        table.add_column("status", no_wrap=True)
-        for col in (*brief, "quarantined"):
-            table.add_column(col, justify="right")
-        for entry in report:
-            last = entry["runs"][0] if entry["runs"] else None
-            if last is None:
-                table.add_row(entry["pipeline"], "never run", "", *("" for _ in brief), str(entry["quarantined"]))
-            else:
-                when = last["started_at"][5:16].replace("T", " ")
-                table.add_row(
-                    entry["pipeline"], when, last["status"], *(str(last[k]) for k in brief), str(entry["quarantined"])
-                )
-        out.print(table)
+        render.print_overview(out, report)
         out.print("`custsync status PIPELINE` lists a pipeline's last runs.")
         return
-    entry = report[0]
-    table = Table(title=f"{entry['pipeline']}: last runs ({entry['quarantined']} quarantined)")
-    for col in ("started (UTC)", "kind", "status"):
-        table.add_column(col, no_wrap=True)
-    for col in counts:
-        table.add_column(col, justify="right")
-    for r in entry["runs"]:
-        table.add_row(r["started_at"][:19].replace("T", " "), r["kind"], r["status"], *(str(r[k]) for k in counts))
-    if not entry["runs"]:
-        table.add_row("never run", "", "", *("" for _ in counts))
-    out.print(table)
-    if entry["runs"] and entry["runs"][0]["error"]:
-        out.print(f"Last run's error: {escape(entry['runs'][0]['error'])}")
+    render.print_runs(out, report[0])
+    if report[0]["runs"] and report[0]["runs"][0]["error"]:
+        out.print(f"Last run's error: {escape(report[0]['runs'][0]['error'])}")
 
 
 @app.command()
@@ -301,12 +287,9 @@ def failures(
     if not rows:
         out.print(f"{pipeline}: nothing in quarantine.")
         return
-    table = Table(title=f"{pipeline}: {len(rows)} quarantined")
-    for col in ("source id", "external_id", "field", "reason"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(*(escape(v) for v in (r["source_id"], r["external_id"] or "", r["field"], r["reason"])))
-    out.print(table)
+    from worker.render import print_failures
+
+    print_failures(out, pipeline, rows)
     out.print("Fix the records at the source (they are retried when they change) or run `custsync retry`.")
 
 
@@ -355,7 +338,9 @@ def check(config: ConfigOption = None) -> None:
 
 @app.command()
 def sandbox(
-    host: Annotated[str, typer.Option(help="Address to listen on (loopback only).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on: loopback only, unless --allow-remote.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8765,
     seed: Annotated[int, typer.Option(help="Fake customers to seed in each system (Timbrix: Mexican ones).")] = 0,
     fault: Annotated[
@@ -371,7 +356,18 @@ def sandbox(
         ),
     ] = None,
     token_ttl: Annotated[float | None, typer.Option(help="Thredfi/Timbrix token lifetime in seconds.")] = None,
-    write_config: Annotated[Path | None, typer.Option(help="Write a config file for the sandbox here.")] = None,
+    write_config: Annotated[
+        Path | None, typer.Option(help="Write a config file for the sandbox here (never over an existing file).")
+    ] = None,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote",
+            "--force",
+            help="Listen on a non-loopback address anyway: anyone who reaches it can use the public sandbox "
+            "credentials and the unauthenticated /_admin surface.",
+        ),
+    ] = False,
 ) -> None:
     """Serve local emulators of the four APIs, for trying pipelines without accounts.
 
@@ -384,6 +380,7 @@ def sandbox(
     from sandbox.server import Sandbox, parse_fault, sandbox_config
 
     configure_logging(fmt=get_settings().log_format)
+    _check_sandbox_options(host, write_config, allow_remote=allow_remote)
     box = Sandbox()
     for spec in fault or []:
         try:
@@ -400,7 +397,8 @@ def sandbox(
             emulator.seed_fake(seed)  # type: ignore[attr-defined]
     url = f"http://{host}:{port}"
     if write_config is not None:
-        write_config.write_text(sandbox_config(url), encoding="utf-8")
+        with write_config.open("x", encoding="utf-8") as handle:  # checked above; "x" closes the race
+            handle.write(sandbox_config(url))
         err.print(f"wrote {write_config}")
     err.print(f"sandbox on {url}: /bigcapital /thredfi /piriod /timbrix (Ctrl-C to stop)")
     uvicorn.run(box.app, host=host, port=port, log_level="warning")
@@ -414,6 +412,7 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its config and SQLite state.")] = Path(
         "custsync-demo"
     ),
+    verbose: VerboseOption = False,
 ) -> None:
     """A complete run on the sandbox with an embedded state store: start here.
 
@@ -423,7 +422,121 @@ def demo(
     from worker.demo import run_demo
 
     configure_logging(fmt=get_settings().log_format, level="warning")
-    raise typer.Exit(run_demo(source=source, target=target, count=count, workdir=workdir, console=out))
+    raise typer.Exit(run_demo(source=source, target=target, count=count, workdir=workdir, console=out, verbose=verbose))
+
+
+# -- operator's conveniences: version, init, status columns, progress, sandbox guards ----------------------
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("custsync")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            number = "unknown"
+        out.print(f"custsync {number}")
+        raise typer.Exit(Exit.OK)
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print `custsync X.Y.Z` and exit.")
+    ] = False,
+) -> None:
+    """Keep customer records in step between Bigcapital, Thredfi, Piriod and Timbrix."""
+
+
+def _add_schedules(cfg: AppConfig, report: list[dict[str, Any]]) -> None:
+    """Add each pipeline's schedule, next run (UTC) and last worker to a status report."""
+    from worker.metrics import last_workers
+    from worker.render import next_run
+
+    workers = last_workers(cfg.broker.url, [entry["pipeline"] for entry in report])
+    for entry in report:
+        schedule = cfg.pipelines[entry["pipeline"]].schedule
+        when = next_run(schedule)
+        entry["schedule"] = schedule
+        entry["next_run"] = when.isoformat() if when else None
+        worker = workers.get(entry["pipeline"]) or {}
+        entry["last_worker"] = worker.get("worker")
+        entry["last_worker_run_id"] = worker.get("run_id")
+
+
+@contextmanager
+def _quiet_records(verbose: bool) -> Iterator[None]:
+    """On a terminal, per-record events are summarised (debug level) unless --verbose."""
+    if verbose or not err.is_terminal:
+        yield
+        return
+    from worker.progress import tally_records
+
+    with tally_records(verbose=False):
+        yield
+
+
+@contextmanager
+def _run_display(cfg: AppConfig, pipeline: str, *, verbose: bool, dry_run: bool) -> Iterator[Any]:
+    """A live progress line for `run` on a terminal (pulled of ~total, written, failed, ETA); else nothing."""
+    if not err.is_terminal:
+        yield None
+        return
+    from worker.progress import last_pulled, live_progress, tally_records
+
+    total = None
+    if not dry_run:  # a dry run must not create or migrate a state store, even to read an estimate
+        store = _store(cfg)
+        try:
+            total = last_pulled(store, pipeline)
+        finally:
+            store.close()
+    with tally_records(verbose=verbose) as tally, live_progress(f"run {pipeline}", err, tally, total) as progress:
+        yield progress
+
+
+def _check_sandbox_options(host: str, write_config: Path | None, *, allow_remote: bool) -> None:
+    from sandbox.server import is_loopback
+
+    if not is_loopback(host) and not allow_remote:
+        err.print(
+            f"error: --host {host} is not a loopback address: the sandbox accepts public credentials and serves "
+            "an unauthenticated /_admin surface; use 127.0.0.1, or add --allow-remote if you mean it"
+        )
+        raise typer.Exit(Exit.USAGE)
+    if write_config is not None and write_config.exists():
+        err.print(f"error: {write_config} exists; not overwriting it (remove it, or name another file)")
+        raise typer.Exit(Exit.USAGE)
+
+
+@app.command()
+def init(
+    systems: Annotated[
+        str, typer.Option(help="Comma-separated systems to configure: bigcapital, thredfi, piriod, timbrix.")
+    ],
+    path: Annotated[Path, typer.Option(help="Where to write the config.")] = Path("custsync.toml"),
+) -> None:
+    """Write a commented config for the chosen systems (never over an existing file).
+
+    Each connection's settings say where to find them in that system; the
+    secrets are ${NAME} references to environment variables. With two or
+    more systems, a pipeline is written for each pair, on demand only.
+    """
+    from worker.init import InitError, init_config
+
+    try:
+        text = init_config([s.strip() for s in systems.split(",") if s.strip()])
+    except InitError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(Exit.USAGE) from None
+    try:
+        with path.open("x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError:
+        err.print(f"error: {path} exists; not overwriting it (remove it, or pass --path)")
+        raise typer.Exit(Exit.USAGE) from None
+    out.print(f"wrote {path}: fill in the ${{...}} variables, then run `custsync check --config {path}`")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,12 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from connectors.model import CANONICAL_FIELDS
+from sandbox.fake import TIMBRIX_COUNTRIES
 from sandbox.server import SYSTEMS, BackgroundServer, Sandbox, sandbox_config
 from state.store import Store
-from worker.config import load_config
+from worker.config import AppConfig, load_config
+from worker.progress import tally_records
 from worker.sync import RunResult, run_pipeline
 
 #: How a user edits a record in each system's web app: (phone field, how to deactivate).
@@ -32,7 +36,19 @@ _EDITS: dict[str, tuple[str, dict[str, Any] | None]] = {
 }
 
 
-def run_demo(*, source: str, target: str, count: int, workdir: Path, console: Console) -> int:
+#: Why a pair cannot land most customers, where a system lacks what the other requires (connector-apis.md §5).
+_WHY: dict[tuple[str, str], str] = {
+    ("piriod", "timbrix"): (
+        "Piriod keeps an address as one line, with no city and no colonia field (connector-apis.md §5), "
+        "while a Timbrix (CFDI 4.0) customer needs both: piriod → timbrix cannot land them. "
+        "Try `custsync demo --source thredfi --target timbrix`."
+    ),
+}
+#: Most seeded customers must land for the demo to pass (exit 0).
+_MOST = 0.5
+
+
+def run_demo(*, source: str, target: str, count: int, workdir: Path, console: Console, verbose: bool = False) -> int:
     """Run the demo; return the exit code.
 
     Args:
@@ -41,6 +57,11 @@ def run_demo(*, source: str, target: str, count: int, workdir: Path, console: Co
         count: customers to seed in the source.
         workdir: where the config and the SQLite state go (recreated).
         console: where to tell the user what happens.
+        verbose: log every record's event instead of a summary.
+
+    Returns:
+        0 most customers landed; 1 most were quarantined (the output says why);
+        2 a usage error; 3 a run failed.
     """
     if source not in SYSTEMS or target not in SYSTEMS or source == target:
         console.print(f"error: --source and --target must be two different systems of: {', '.join(SYSTEMS)}")
@@ -50,46 +71,111 @@ def run_demo(*, source: str, target: str, count: int, workdir: Path, console: Co
     for leftover in workdir.glob("state.db*"):
         leftover.unlink()
     box = Sandbox()
-    seeded = box[source].seed_fake(count)  # type: ignore[attr-defined]
+    seeded = _seed(box, source, target, count)
     pipeline = f"{source}_to_{target}"
-    with BackgroundServer(box.app) as server:
+    with BackgroundServer(box.app) as server, tally_records(verbose=verbose):
         config_path = workdir / "custsync.toml"
         config_path.write_text(sandbox_config(server.url, state_url=f"sqlite:///{state_path}"), encoding="utf-8")
         config = load_config(config_path)
         store = Store(config.state.url)
         console.print(f"[bold]custsync demo[/]: sandbox on {server.url}, state in {state_path}", markup=True)
-        console.print(f"Seeded {len(seeded)} customers in {source}. Syncing {source} → {target}…\n")
-        first = asyncio.run(run_pipeline(config, pipeline, store=store))
-        _show(console, "First run: every customer lands once", first)
+        mix = " (three in four Mexican: Timbrix invoices Mexican CFDI)" if target == "timbrix" else ""
+        console.print(f"Seeded {len(seeded)} customers in {source}{mix}. Syncing {source} → {target}…\n")
+        first = _sync(console, config, pipeline, store, "first run")
+        _show(console, f"First run: {_landed(first)}", first)
 
         edited = _edit_some(server.url, source, box)
         console.print(f"\nEdited {edited} customers in {source}, the way a user of {source} would. Syncing again…\n")
-        second = asyncio.run(run_pipeline(config, pipeline, store=store))
-        _show(console, "Second run: only the edits are written", second)
-        third = asyncio.run(run_pipeline(config, pipeline, store=store))
+        second = _sync(console, config, pipeline, store, "second run")
+        writes = _writes(second)
+        _show(console, f"Second run: {writes} write(s) for {edited} edited customers", second)
+        third = _sync(console, config, pipeline, store, "third run")
         console.print(
-            f"A third run right away writes nothing: {third.counts.unchanged} unchanged, "
-            f"{third.counts.created + third.counts.updated + third.counts.archived} writes."
+            f"A third run right away writes {_writes(third) or 'nothing'}: {third.counts.unchanged} unchanged"
+            + (f", {third.counts.failed} still quarantined." if third.counts.failed else ".")
         )
         quarantined = store.count_quarantined(pipeline)
-        reasons = Counter(entry.field for entry in store.quarantined(pipeline))
+        fields = fields_at_fault(entry.reason for entry in store.quarantined(pipeline))
         store.close()
     if quarantined:
         console.print(
-            f"\n{quarantined} customer(s) could not go to {target} and are quarantined with the reason "
-            f"(for example a field {target} requires that {source} does not have)."
+            f"\n{quarantined} customer(s) could not go to {target} and are quarantined, each with its reason "
+            f"(a field {target} requires or limits that the {source} record cannot meet). Nothing was sent for them."
         )
-        console.print("Fields at fault: " + ", ".join(f"{field} ({n})" for field, n in reasons.most_common(5)))
+        console.print("Fields at fault: " + ", ".join(f"{field} ({n})" for field, n in fields.most_common()))
+    mostly_failed = first.counts.pulled > 0 and first.counts.failed > first.counts.pulled * _MOST
+    if mostly_failed:
+        why = _WHY.get((source, target)) or (
+            f"{target} requires fields that most {source} customers lack (the fields above); "
+            f"`custsync failures {pipeline} --config {config_path}` lists each record and its reason."
+        )
+        console.print(
+            f"\n[bold]Most customers did not land[/] ({first.counts.failed} of {first.counts.pulled}): {why}",
+            markup=True,
+        )
     console.print(
         "\nWhat to try next:\n"
         f"  custsync --help\n"
         f"  custsync status --config {config_path}\n"
         f"  custsync failures {pipeline} --config {config_path}\n"
-        f"  custsync demo --source timbrix --target piriod    # any pair of the four systems\n"
+        f"  custsync demo {_other_pair(source, target)}    # any pair of the four systems\n"
         f"  custsync sandbox --seed 50 --write-config sandbox.toml\n"
         f"  custsync run bigcapital_to_thredfi -c sandbox.toml      # in another terminal, while the sandbox runs"
     )
-    return 0 if first.status != "failed" and second.status != "failed" else 3
+    if first.status == "failed" or second.status == "failed":
+        return 3
+    return 1 if mostly_failed else 0
+
+
+def _sync(console: Console, config: AppConfig, pipeline: str, store: Store, label: str) -> RunResult:
+    """One run; on a terminal, a live count of the customers pulled so far."""
+    if not console.is_terminal:
+        return asyncio.run(run_pipeline(config, pipeline, store=store))
+    with console.status(f"{label}: syncing…") as status:
+
+        def progress(pulled: int) -> None:
+            status.update(f"{label}: {pulled} customers pulled…")
+
+        return asyncio.run(run_pipeline(config, pipeline, store=store, progress=progress))
+
+
+def _seed(box: Sandbox, source: str, target: str, count: int) -> list[dict[str, Any]]:
+    """Seed the source; for a Timbrix target, mostly Mexican customers (Timbrix's own are all Mexican)."""
+    emulator: Any = box[source]
+    if target == "timbrix" and source != "timbrix":
+        return list(emulator.seed_fake(count, countries=TIMBRIX_COUNTRIES))
+    return list(emulator.seed_fake(count))
+
+
+def fields_at_fault(reasons: Iterable[str]) -> Counter[str]:
+    """Count every canonical field named by every reason (``field: why; field: why``)."""
+    found: Counter[str] = Counter()
+    for reason in reasons:
+        names = {part.split(":", 1)[0].strip() for part in reason.split("; ") if ":" in part}
+        found.update(name for name in names if name in CANONICAL_FIELDS)
+    return found
+
+
+def _landed(result: RunResult) -> str:
+    c = result.counts
+    if result.status == "failed":
+        return f"failed ({result.error})"
+    if not c.failed:
+        return "every customer lands once"
+    landed = c.created + c.updated + c.archived + c.unchanged
+    return f"{landed} of {c.pulled} customers land, {c.failed} quarantined"
+
+
+def _other_pair(source: str, target: str) -> str:
+    """A pair worth trying next: one that lands, other than this one."""
+    for pair in (("thredfi", "timbrix"), ("timbrix", "piriod"), ("bigcapital", "thredfi")):
+        if pair != (source, target):
+            return f"--source {pair[0]} --target {pair[1]}"
+    raise AssertionError("unreachable")  # pragma: no cover - three pairs, one excluded
+
+
+def _writes(result: RunResult) -> int:
+    return result.counts.created + result.counts.updated + result.counts.archived
 
 
 def _edit_some(base_url: str, system: str, box: Sandbox) -> int:
@@ -115,4 +201,4 @@ def _show(console: Console, title: str, result: RunResult) -> None:
     console.print(table)
 
 
-__all__ = ["run_demo"]
+__all__ = ["fields_at_fault", "run_demo"]

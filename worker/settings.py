@@ -33,6 +33,8 @@ class Settings(BaseSettings):
         task_time_limit_s: hard time limit of a run task
             (``CUSTSYNC_TASK_TIME_LIMIT_S``); must stay below the visibility
             timeout. The soft limit is 90 % of it.
+        metrics_port: serve Prometheus metrics on this port from each worker
+            (``CUSTSYNC_METRICS_PORT``); unset: no metrics server.
     """
 
     model_config = SettingsConfigDict(env_prefix="CUSTSYNC_", frozen=True, extra="ignore")
@@ -46,6 +48,7 @@ class Settings(BaseSettings):
     lock_ttl_s: float = Field(default=30.0, gt=0)
     visibility_timeout_s: int = Field(default=3600, gt=0)
     task_time_limit_s: int = Field(default=3000, gt=0)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
 
 @lru_cache(maxsize=1)

@@ -846,7 +846,7 @@ async def run_pipeline(
     duration = time.monotonic() - started
     if not dry_run:
         store.finish_run(run_id, status=status, counts=asdict(counts), error=error)
-    log.info(
+    (log.error if status == "failed" else log.info)(
         "run_finished",
         status=status,
         duration_s=round(duration, 3),

@@ -27,6 +27,7 @@ import structlog
 from celery import Task
 
 from state.store import Store
+from worker import metrics
 from worker.app import app, retry_backoff_max, service_config
 from worker.backfill import ProgressLog
 from worker.config import AppConfig
@@ -105,12 +106,27 @@ def _run(task: Task, pipeline: str, *, kind: str, since: date | None = None) -> 
         )
     except TRANSIENT_ERRORS as exc:
         _retry(task, exc)
+    _observe(config, store, result)
     if result.status == "failed":
         error = RunFailedError(f"{pipeline}: run {result.run_id} failed: {result.error}")
         if _transient(result):
             _retry(task, error)
         raise error
     return result.summary()
+
+
+def _observe(config: AppConfig, store: Store, result: RunResult) -> None:
+    """Metrics from the run's result, and this worker's name on the pipeline's last run (both best effort)."""
+    summary = result.summary()
+    quarantined: int | None = None
+    if metrics.enabled():
+        try:
+            quarantined = store.count_quarantined(result.pipeline)
+        except sqlalchemy.exc.SQLAlchemyError:
+            quarantined = None
+    metrics.observe_run(summary, quarantined=quarantined)
+    if result.status != "skipped":
+        metrics.record_last_worker(config.broker.url, summary)
 
 
 _stores: dict[int, Store] = {}
