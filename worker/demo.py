@@ -43,6 +43,11 @@ _WHY: dict[tuple[str, str], str] = {
         "while a Timbrix (CFDI 4.0) customer needs both: piriod → timbrix cannot land them. "
         "Try `custsync demo --source thredfi --target timbrix`."
     ),
+    ("bigcapital", "timbrix"): (
+        "Bigcapital keeps no postcode that its API can write or custsync can carry (docs/fidelity.md), "
+        "while a Timbrix (CFDI 4.0) customer needs a 5-digit zip: bigcapital → timbrix cannot land them. "
+        "Try `custsync demo --source thredfi --target timbrix`."
+    ),
 }
 #: Most seeded customers must land for the demo to pass (exit 0).
 _MOST = 0.5
