@@ -103,7 +103,8 @@ def test_given_product_example_when_loaded_then_every_table_is_typed_and_env_int
         None,
         {},
     )
-    assert config.state.url == "sqlite:///custsync.db"
+    # A relative SQLite file lives next to the config file, wherever custsync is started (13.4).
+    assert config.state.url == f"sqlite:///{tmp_path.resolve() / 'custsync.db'}"
 
 
 def test_given_state_and_broker_overrides_when_loaded_then_they_win(tmp_path: Path) -> None:

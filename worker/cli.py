@@ -8,20 +8,25 @@ or usage error; 3 the run could not finish.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any, cast
 
+import structlog
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from connectors.secrets import scrub
 from worker.config import AppConfig, ConfigError, load_config
 from worker.logging import configure_logging
 from worker.settings import get_settings
+
+log = structlog.get_logger("custsync.cli")
 
 app = typer.Typer(
     name="custsync",
@@ -35,10 +40,40 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
+
+
+class _Scrubbed(io.TextIOBase):
+    """sys.stdout or sys.stderr (looked up at each write), with every remembered secret masked.
+
+    An API's error body may quote the key it was sent; whatever custsync prints passes here.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def _stream(self) -> Any:
+        return getattr(sys, self._name)
+
+    def write(self, text: str) -> int:
+        self._stream.write(scrub(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(self._stream.isatty())
+
+    def fileno(self) -> int:
+        return int(self._stream.fileno())
+
+
+stdout = cast(IO[str], _Scrubbed("stdout"))
 # soft_wrap: a message is never cut into lines at 80 columns when the output is not a terminal
 # (CI logs, pipes), so it can be grepped whole; tables still fit the width.
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(file=stdout, highlight=False, soft_wrap=True)
+err = Console(file=cast(IO[str], _Scrubbed("stderr")), highlight=False, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -61,14 +96,20 @@ def _load(path: Path | None) -> AppConfig:
     try:
         return load_config(path or settings.config, state_url=settings.state_url, broker_url=settings.broker_url)
     except ConfigError as exc:
-        err.print(f"[bold red]config error:[/] {escape(str(exc))}", markup=True)
+        for line in str(exc).splitlines():
+            err.print(f"[bold red]config error:[/] {escape(line)}", markup=True)
         raise typer.Exit(Exit.USAGE) from None
 
 
-def _store(config: AppConfig) -> Any:
-    from state.store import Store
+def _store(config: AppConfig, *, planning: bool = False) -> Any:
+    """Open the state store (read-only and never created for a dry run); one line and exit 2/3 when it cannot."""
+    from state.store import Store, StoreError
 
-    return Store(config.state.url)
+    try:
+        return Store.for_planning(config.state.url) if planning else Store(config.state.url)
+    except StoreError as exc:
+        err.print(f"error: {escape(str(exc))}")
+        raise typer.Exit(Exit.FAILED if exc.unreachable else Exit.USAGE) from None
 
 
 def _check_pipeline(config: AppConfig, pipeline: str) -> None:
@@ -83,7 +124,7 @@ def _print_result(result: Any, as_json: bool) -> None:
     if result.status == "skipped":
         err.print(f"{result.pipeline}: not run, another run is in progress ({escape(result.error or '')})")
     if as_json:
-        sys.stdout.write(json.dumps(result.summary(), ensure_ascii=False) + "\n")
+        stdout.write(json.dumps(result.summary(), ensure_ascii=False) + "\n")
         return
     c = result.counts
     title = f"{result.pipeline}: {result.status}" + (" (dry run: nothing written)" if result.dry_run else "")
@@ -106,24 +147,38 @@ def _print_result(result: Any, as_json: bool) -> None:
 
 
 def _execute(config: AppConfig, pipeline: str, *, kind: str = "run", **options: Any) -> Any:
-    """Run the engine; under the pipeline's Redis lock when the broker answers.
+    """Run the engine under the pipeline's locks.
 
-    Without a broker the CLI still runs (it needs none); with one, a run never
-    overlaps a worker's run of the same pipeline: it is skipped (exit 3).
+    The state store's own lock is always taken (two runs on one store never
+    overlap); the Redis lock too when the broker answers, so a run never
+    overlaps a worker's run either. A run that finds either held is skipped
+    (exit 3). A dry run writes nothing and takes neither.
     """
+    from kombu.utils.url import maybe_sanitize_url
+
     from worker.lock import dead_local_process, reachable, run_exclusive
     from worker.sync import run_pipeline
 
     settings = get_settings()
-    store = _store(config)
+    dry_run = bool(options.get("dry_run"))
+    store = _store(config, planning=dry_run)
     try:
-        if options.get("dry_run"):  # writes nothing: no lock needed
+        if dry_run:  # writes nothing: no lock needed
             return asyncio.run(run_pipeline(config, pipeline, store=store, kind=kind, **options))
+        redis_url = config.broker.url if reachable(config.broker.url) else None
+        if redis_url is None:
+            # Not a warning: the state store's lock keeps two runs of this store apart.
+            log.info(
+                "lock_unavailable",
+                pipeline=pipeline,
+                broker=maybe_sanitize_url(config.broker.url),
+                covered_by="state_store_lock",
+            )
         return run_exclusive(
             config,
             pipeline,
             store=store,
-            redis_url=config.broker.url if reachable(config.broker.url) else None,
+            redis_url=redis_url,
             owner="cli",
             ttl_s=settings.lock_ttl_s,
             take_over_if=dead_local_process,  # a killed earlier run of ours holds nothing any more
@@ -132,10 +187,14 @@ def _execute(config: AppConfig, pipeline: str, *, kind: str = "run", **options: 
             options=options,
         )
     except Exception as exc:  # a bug or the store failing: the run could not finish (the log has the traceback)
-        err.print(f"run failed: internal error ({type(exc).__name__}): {escape(str(exc))}")
+        err.print(f"run failed: internal error ({type(exc).__name__}): {escape(_one_line(str(exc)))}")
         raise typer.Exit(Exit.FAILED) from None
     finally:
         store.close()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]
 
 
 @app.command()
@@ -233,7 +292,7 @@ def status(
         )
     store.close()
     if as_json:
-        sys.stdout.write(json.dumps(report if not pipeline else report[0], ensure_ascii=False) + "\n")
+        stdout.write(json.dumps(report if not pipeline else report[0], ensure_ascii=False) + "\n")
         return
     counts = ("pulled", "created", "updated", "archived", "unchanged", "failed")
     if pipeline is None:
@@ -296,7 +355,7 @@ def failures(
         for q in entries
     ]
     if as_json:
-        sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
+        stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
         return
     if not rows:
         out.print(f"{pipeline}: nothing in quarantine.")
