@@ -128,7 +128,7 @@ class Store:
             StoreError: the URL is wrong, or the server cannot be reached.
         """
         url = normalise_url(url)
-        path = _sqlite_path(url)
+        path = sqlite_file(url)
         if url.startswith("sqlite") and path is not None:
             if not path.is_file():
                 return cls.empty()
@@ -165,6 +165,10 @@ class Store:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+            if connection.dialect.name == "sqlite" and not self.readonly:
+                # A migration at head writes nothing; a read-only file must fail here, naming itself,
+                # not at the run's first write.
+                connection.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
 
     def ping(self) -> None:
         """Connect once (``custsync check``).
@@ -395,7 +399,7 @@ _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 _SUPPORTED = ("sqlite", "postgresql")
 
 
-def _sqlite_path(url: str) -> Path | None:
+def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL, or ``None`` for an in-memory database or a ``file:`` URI."""
     database = url.split(":///", 1)[1].split("?", 1)[0] if ":///" in url else ""
     if not database or database == ":memory:" or database.startswith("file:"):
@@ -422,7 +426,7 @@ def _engine(url: str, *, readonly: bool) -> Engine:
         connect_args = {"check_same_thread": False, "timeout": 30}
         if "uri=true" in url:
             connect_args["uri"] = True
-        if _sqlite_path(url) is None and "mode=ro" not in url:
+        if sqlite_file(url) is None and "mode=ro" not in url:
             options["poolclass"] = StaticPool  # one in-memory database, shared by every thread
     elif readonly:
         connect_args = {"options": "-c default_transaction_read_only=on"}
@@ -451,7 +455,7 @@ def _opening(url: str) -> Iterator[None]:
 def _open_error(url: str, exc: DBAPIError) -> StoreError:
     detail = " ".join(str(exc.orig).split()) if exc.orig is not None else type(exc).__name__
     masked = mask_url(url)
-    path = _sqlite_path(url)
+    path = sqlite_file(url)
     if path is not None and not path.parent.is_dir():
         return StoreError(f"state store {masked}: the folder {path.parent} does not exist", unreachable=True)
     if "file is not a database" in detail:
@@ -475,4 +479,4 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-__all__ = ["LinkWrite", "QuarantineWrite", "Store", "StoreError", "mask_url", "normalise_url"]
+__all__ = ["LinkWrite", "QuarantineWrite", "Store", "StoreError", "mask_url", "normalise_url", "sqlite_file"]

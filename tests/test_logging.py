@@ -13,10 +13,10 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from connectors.secrets import forget_all, remember
 from sandbox import bigcapital, thredfi
 from sandbox.server import Sandbox
 from tests.conftest import SyncFn
-from connectors.secrets import forget_all, remember
 from worker.logging import configure_logging, redact
 
 SECRETS = (bigcapital.SANDBOX_API_KEY, thredfi.SANDBOX_API_KEY)

@@ -78,7 +78,11 @@ err = Console(file=cast(IO[str], _Scrubbed("stderr")), highlight=False, soft_wra
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
-        "--config", "-c", help="Config file (default: $CUSTSYNC_CONFIG, else ./custsync.toml).", show_default=False
+        "--config",
+        "-c",
+        help="Config file (default: $CUSTSYNC_CONFIG, else ./custsync.toml).",
+        show_default=False,
+        readable=False,  # checked when loaded, so that an unreadable file is one line like every config error
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -385,12 +389,15 @@ def retry(
 
 @app.command()
 def check(config: ConfigOption = None) -> None:
-    """Validate the config file and try each connection's credentials."""
+    """Validate the config file, try each connection's credentials, reach the state store and the broker."""
     from connectors import build_connector
     from connectors.errors import ConnectorError
 
     cfg = _load(config)
-    out.print(f"{cfg.path}: valid ({len(cfg.connections)} connections, {len(cfg.pipelines)} pipelines)")
+    if not cfg.connections and not cfg.pipelines:
+        err.print(f"{cfg.path}: warning: no connections and no pipelines: there is nothing to sync")
+    else:
+        out.print(f"{cfg.path}: valid ({len(cfg.connections)} connections, {len(cfg.pipelines)} pipelines)")
 
     async def probe(name: str) -> str | None:
         connector = build_connector(cfg, name)
@@ -409,7 +416,40 @@ def check(config: ConfigOption = None) -> None:
         else:
             failed += 1
             out.print(f"  {name} ({settings.system}): FAILED: {problem}")
-    raise typer.Exit(Exit.FAILED if failed else Exit.OK)
+    code = _check_infrastructure(cfg)
+    raise typer.Exit(max(code, Exit.FAILED if failed else Exit.OK))
+
+
+def _check_infrastructure(cfg: AppConfig) -> int:
+    """Reach the state store (creating nothing) and the broker; the exit code their state calls for."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    from state.store import Store, StoreError, mask_url, sqlite_file
+    from worker.lock import reachable
+
+    code = Exit.OK
+    url = cfg.state.url
+    path = sqlite_file(url)
+    try:
+        if path is not None and not path.exists() and path.parent.is_dir():
+            out.print(f"  state store {mask_url(url)}: ok (not created yet: the first run creates it)")
+        else:
+            store = Store(url, migrate=False, readonly=True)
+            try:
+                store.ping()
+            finally:
+                store.close()
+            out.print(f"  state store {mask_url(url)}: ok")
+    except StoreError as exc:
+        out.print(f"  {escape(str(exc))}: FAILED")
+        code = Exit.FAILED if exc.unreachable else Exit.USAGE
+    broker = maybe_sanitize_url(cfg.broker.url)
+    if reachable(cfg.broker.url, timeout_s=3.0):
+        out.print(f"  broker {broker}: ok")
+    else:
+        out.print(f"  broker {broker}: FAILED: does not answer (the service needs it; `custsync run` does not)")
+        code = max(code, Exit.FAILED)
+    return code
 
 
 @app.command()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-
-import pytest
 from pathlib import Path
 
+import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
