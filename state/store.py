@@ -81,9 +81,16 @@ class StoreError(Exception):
             False when the URL itself is wrong (exit 2).
     """
 
-    def __init__(self, message: str, *, unreachable: bool) -> None:
+    unreachable = False
+
+    def __init__(self, message: str) -> None:
         super().__init__(scrub(message))
-        self.unreachable = unreachable
+
+
+class StoreUnreachableError(StoreError, ConnectionError):
+    """The state store cannot be reached or written (exit 3). A ConnectionError: the Celery tasks retry it."""
+
+    unreachable = True
 
 
 def mask_url(url: str) -> str:
@@ -411,14 +418,11 @@ def _engine(url: str, *, readonly: bool) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise StoreError(
-            f"state store {mask_url(url)}: not a database URL (e.g. sqlite:///custsync.db)", unreachable=False
-        ) from None
+        raise StoreError(f"state store {mask_url(url)}: not a database URL (e.g. sqlite:///custsync.db)") from None
     if parsed.get_backend_name() not in _SUPPORTED:
         raise StoreError(
             f"state store {mask_url(url)}: unsupported database {parsed.get_backend_name()!r} "
-            "(use sqlite:///FILE or postgresql://...)",
-            unreachable=False,
+            "(use sqlite:///FILE or postgresql://...)"
         )
     connect_args: dict[str, Any] = {}
     options: dict[str, Any] = {"pool_pre_ping": True}
@@ -433,7 +437,7 @@ def _engine(url: str, *, readonly: bool) -> Engine:
     try:
         engine = create_engine(url, connect_args=connect_args, **options)
     except (ArgumentError, ImportError, ValueError) as exc:
-        raise StoreError(f"state store {mask_url(url)}: {exc}", unreachable=False) from None
+        raise StoreError(f"state store {mask_url(url)}: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas_readonly if readonly else _sqlite_pragmas)
     return engine
@@ -449,7 +453,7 @@ def _opening(url: str) -> Iterator[None]:
     except DBAPIError as exc:
         raise _open_error(url, exc) from None
     except OSError as exc:
-        raise StoreError(f"state store {mask_url(url)}: cannot open: {exc.strerror or exc}", unreachable=True) from None
+        raise StoreUnreachableError(f"state store {mask_url(url)}: cannot open: {exc.strerror or exc}") from None
 
 
 def _open_error(url: str, exc: DBAPIError) -> StoreError:
@@ -457,12 +461,12 @@ def _open_error(url: str, exc: DBAPIError) -> StoreError:
     masked = mask_url(url)
     path = sqlite_file(url)
     if path is not None and not path.parent.is_dir():
-        return StoreError(f"state store {masked}: the folder {path.parent} does not exist", unreachable=True)
+        return StoreUnreachableError(f"state store {masked}: the folder {path.parent} does not exist")
     if "file is not a database" in detail:
-        return StoreError(f"state store {masked}: {path} is not a SQLite database", unreachable=False)
+        return StoreError(f"state store {masked}: {path} is not a SQLite database")
     if "readonly" in detail or "read-only" in detail:
-        return StoreError(f"state store {masked}: cannot write ({detail})", unreachable=True)
-    return StoreError(f"state store {masked}: cannot open: {detail[:300]}", unreachable=True)
+        return StoreUnreachableError(f"state store {masked}: cannot write ({detail})")
+    return StoreUnreachableError(f"state store {masked}: cannot open: {detail[:300]}")
 
 
 def _sqlite_pragmas_readonly(dbapi_connection: Any, _record: Any) -> None:
@@ -479,4 +483,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-__all__ = ["LinkWrite", "QuarantineWrite", "Store", "StoreError", "mask_url", "normalise_url", "sqlite_file"]
+__all__ = [
+    "LinkWrite",
+    "QuarantineWrite",
+    "Store",
+    "StoreError",
+    "StoreUnreachableError",
+    "mask_url",
+    "normalise_url",
+    "sqlite_file",
+]

@@ -255,7 +255,14 @@ def backfill(
         except ValueError:
             err.print(f"error: --since {since!r} is not a date (YYYY-MM-DD)")
             raise typer.Exit(Exit.USAGE) from None
-    raise typer.Exit(backfill_command(cfg, pipeline, since=parsed, enqueue=enqueue, console=out, err=err))
+    from state.store import StoreError
+
+    try:
+        code = backfill_command(cfg, pipeline, since=parsed, enqueue=enqueue, console=out, err=err)
+    except StoreError as exc:
+        err.print(f"error: {escape(str(exc))}")
+        code = Exit.FAILED if exc.unreachable else Exit.USAGE
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -62,7 +62,9 @@ def _one_line_error(result: Result, code: int, *needles: str) -> str:
 # -- 9.9: the state store cannot be used -------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [["run", PIPELINE], ["status"], ["failures", PIPELINE], ["retry", PIPELINE]])
+@pytest.mark.parametrize(
+    "command", [["run", PIPELINE], ["status"], ["failures", PIPELINE], ["retry", PIPELINE], ["backfill", PIPELINE]]
+)
 def test_given_sqlite_file_in_a_missing_folder_when_any_store_command_then_exit_3_naming_the_folder(
     tmp_path: Path, loopback: tuple[Sandbox, str], command: list[str]
 ) -> None:
