@@ -460,6 +460,67 @@ def _check_infrastructure(cfg: AppConfig) -> int:
 
 
 @app.command()
+def probe(
+    connection: Annotated[str, typer.Argument(help="Connection name from the config file.")],
+    create_test_customer: Annotated[
+        bool,
+        typer.Option(
+            "--create-test-customer",
+            help="Required: the probe writes one test customer (then archives or deletes it).",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Create one test customer, read it back, and report per canonical field what the system kept.
+
+    The customer is named "custsync probe <timestamp>" and holds invented
+    values; it is archived afterwards (deleted where the system has no
+    archived state).
+    """
+    from connectors import build_connector
+    from connectors.errors import ConnectorError
+    from worker.probe import ProbeError
+    from worker.probe import probe as run_probe
+
+    cfg = _load(config)
+    if connection not in cfg.connections:
+        known = ", ".join(sorted(cfg.connections)) or "none"
+        err.print(f"error: {cfg.path}: no connection {connection!r} (known: {known})")
+        raise typer.Exit(Exit.USAGE)
+    if not create_test_customer:
+        err.print(
+            f"error: the probe writes a test customer into {connection}: pass --create-test-customer to allow it "
+            "(it is archived, or deleted, afterwards)"
+        )
+        raise typer.Exit(Exit.USAGE)
+
+    async def go() -> Any:
+        async with build_connector(cfg, connection) as connector:
+            return await run_probe(connector)
+
+    try:
+        report = asyncio.run(go())
+    except (ConnectorError, ProbeError) as exc:
+        err.print(f"probe of {connection} could not run: {escape(_one_line(str(exc)))}")
+        raise typer.Exit(Exit.FAILED) from None
+    if as_json:
+        stdout.write(json.dumps(report.summary(), ensure_ascii=False) + "\n")
+    else:
+        table = Table(title=f"probe {connection} ({report.system}): test customer {report.remote_id}")
+        for col in ("field", "result", "sent", "read back"):
+            table.add_column(col, overflow="fold")
+        for r in report.fields:
+            got = "" if r.got is None else str(r.got)
+            table.add_row(r.field, r.status, escape(str(r.sent)), escape(got) if r.status == "changed" else "")
+        out.print(table)
+        out.print(f"test customer {report.remote_id}: {escape(report.cleanup)}")
+    if not report.cleaned:
+        err.print(f"warning: the test customer {report.remote_id} is still in {connection}: {escape(report.cleanup)}")
+    raise typer.Exit(Exit.OK)
+
+
+@app.command()
 def sandbox(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8765,
