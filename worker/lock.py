@@ -277,7 +277,8 @@ def run_exclusive(
         pipeline: the pipeline's name.
         store: the state store.
         redis_url: Redis for the lock and the limiter; ``None`` runs without
-            either (the inline backfill when Redis does not answer).
+            either (the CLI when Redis does not answer). The state store's own
+            lock is taken either way.
         owner: ``task:TASK_ID`` or ``cli``.
         ttl_s: the lock's expiry.
         wait_if: which holders to wait for (see :class:`PipelineLock`).
@@ -289,7 +290,8 @@ def run_exclusive(
         crash_at: the engine's kill-test seam.
 
     Returns:
-        The engine's result, or a ``skipped`` result when the lock is held.
+        The engine's result, or a ``skipped`` result when the Redis lock or
+        the state store's lock is held (its reason names the holder).
 
     Raises:
         LockLostError: the lock was lost mid-run and the run was cancelled.
