@@ -7,6 +7,7 @@ a bulk read (``IN`` lists in chunks), never a query per record.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,10 +18,13 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, func
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, create_engine, event, func, inspect, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
+from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, col, delete, select
 
+from connectors.secrets import scrub
+from state.lock import StoreLock
 from state.models import Identity, Link, QuarantineEntry, Run
 
 _CHUNK = 500
@@ -67,22 +71,93 @@ class QuarantineWrite:
     source_fingerprint: str | None
 
 
+class StoreError(Exception):
+    """The state store cannot be opened; one line, naming the URL with its password masked.
+
+    Attributes:
+        unreachable: True when the store exists in principle but cannot be
+            reached or written (a server down, a missing folder, a read-only
+            file, an unknown database): the run could not happen (exit 3).
+            False when the URL itself is wrong (exit 2).
+    """
+
+    unreachable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(scrub(message))
+
+
+class StoreUnreachableError(StoreError, ConnectionError):
+    """The state store cannot be reached or written (exit 3). A ConnectionError: the Celery tasks retry it."""
+
+    unreachable = True
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (also when it does not parse)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return _PASSWORD.sub(r"\1***@", url)
+
+
 class Store:
     """State store over one database.
 
     Args:
         url: SQLAlchemy URL (``sqlite:///custsync.db``, ``postgresql+psycopg://...``).
+        migrate: bring the schema to the newest revision on opening (the default).
+        readonly: open for reading only (dry runs): no migration, and the
+            database refuses writes.
+
+    Raises:
+        StoreError: the URL is not one custsync supports, or the database
+            cannot be opened.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, migrate: bool = True, readonly: bool = False) -> None:
         self.url = normalise_url(url)
-        connect_args: dict[str, Any] = {}
-        if self.url.startswith("sqlite"):
-            connect_args = {"check_same_thread": False, "timeout": 30}
-        self.engine: Engine = create_engine(self.url, connect_args=connect_args, pool_pre_ping=True)
-        if self.url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.migrate()
+        self.readonly = readonly
+        self.engine: Engine = _engine(self.url, readonly=readonly)
+        if migrate:
+            with _opening(self.url):
+                self.migrate()
+
+    @classmethod
+    def for_planning(cls, url: str) -> Store:
+        """A store a dry run can read without creating or changing anything.
+
+        The real database is opened read-only and never migrated. When it
+        does not exist yet, or has no tables, the plan is made against an
+        empty state: a migrated in-memory SQLite database.
+
+        Raises:
+            StoreError: the URL is wrong, or the server cannot be reached.
+        """
+        url = normalise_url(url)
+        path = sqlite_file(url)
+        if url.startswith("sqlite") and path is not None:
+            if not path.is_file():
+                return cls.empty()
+            url = f"sqlite:///file:{path}?mode=ro&uri=true"
+        store = cls(url, migrate=False, readonly=True)
+        try:
+            with _opening(url):
+                has_tables = inspect(store.engine).has_table("runs")
+        except StoreError as exc:
+            store.close()
+            if "does not exist" in str(exc):  # an unknown PostgreSQL database: nothing planned against yet
+                return cls.empty()
+            raise
+        if not has_tables:
+            store.close()
+            return cls.empty()
+        return store
+
+    @classmethod
+    def empty(cls) -> Store:
+        """A migrated, empty, in-memory state store (planning against no state)."""
+        return cls("sqlite://")
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent)."""
@@ -97,6 +172,25 @@ class Store:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+            if connection.dialect.name == "sqlite" and not self.readonly:
+                # A migration at head writes nothing; a read-only file must fail here, naming itself,
+                # not at the run's first write.
+                connection.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
+
+    def ping(self) -> None:
+        """Connect once (``custsync check``).
+
+        Raises:
+            StoreError: the database cannot be reached.
+        """
+        with _opening(self.url), self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+
+    # -- the run lock -------------------------------------------------------
+
+    def run_lock(self, pipeline: str, *, holder: str, ttl_s: float) -> StoreLock:
+        """The state-store run lock of a pipeline (see :mod:`state.lock`); not yet taken."""
+        return StoreLock(self.engine, pipeline, holder=holder, ttl_s=ttl_s)
 
     def close(self) -> None:
         """Release every pooled connection."""
@@ -130,7 +224,8 @@ class Store:
                 return
             for name, value in counts.items():
                 setattr(run, name, value)
-            run.status, run.error, run.finished_at = status, error, _now()
+            # An API's error body may quote a credential: never store one.
+            run.status, run.error, run.finished_at = status, scrub(error) if error else error, _now()
             s.add(run)
 
     def record_skipped_run(self, pipeline: str, *, kind: str, reason: str) -> str:
@@ -267,14 +362,14 @@ class Store:
                         pipeline=pipeline,
                         source_id=e.source_id,
                         field=e.field,
-                        reason=e.reason,
+                        reason=scrub(e.reason)[:2000],
                         run_id=run_id,
                         first_seen=now,
                         last_seen=now,
                         attempts=0,
                     )
                     existing[e.source_id] = row
-                row.external_id, row.field, row.reason = e.external_id, e.field, e.reason[:2000]
+                row.external_id, row.field, row.reason = e.external_id, e.field, scrub(e.reason)[:2000]
                 row.source_fingerprint, row.run_id, row.last_seen = e.source_fingerprint, run_id, now
                 row.attempts += 1
                 s.add(row)
@@ -307,6 +402,79 @@ class Store:
             return int(s.exec(query).one())
 
 
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+_SUPPORTED = ("sqlite", "postgresql")
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL, or ``None`` for an in-memory database or a ``file:`` URI."""
+    database = url.split(":///", 1)[1].split("?", 1)[0] if ":///" in url else ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _engine(url: str, *, readonly: bool) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"state store {mask_url(url)}: not a database URL (e.g. sqlite:///custsync.db)") from None
+    if parsed.get_backend_name() not in _SUPPORTED:
+        raise StoreError(
+            f"state store {mask_url(url)}: unsupported database {parsed.get_backend_name()!r} "
+            "(use sqlite:///FILE or postgresql://...)"
+        )
+    connect_args: dict[str, Any] = {}
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if parsed.get_backend_name() == "sqlite":
+        connect_args = {"check_same_thread": False, "timeout": 30}
+        if "uri=true" in url:
+            connect_args["uri"] = True
+        if sqlite_file(url) is None and "mode=ro" not in url:
+            options["poolclass"] = StaticPool  # one in-memory database, shared by every thread
+    elif readonly:
+        connect_args = {"options": "-c default_transaction_read_only=on"}
+    try:
+        engine = create_engine(url, connect_args=connect_args, **options)
+    except (ArgumentError, ImportError, ValueError) as exc:
+        raise StoreError(f"state store {mask_url(url)}: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas_readonly if readonly else _sqlite_pragmas)
+    return engine
+
+
+@contextmanager
+def _opening(url: str) -> Iterator[None]:
+    """Turn the driver's failure to open a database into one :class:`StoreError` line."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except DBAPIError as exc:
+        raise _open_error(url, exc) from None
+    except OSError as exc:
+        raise StoreUnreachableError(f"state store {mask_url(url)}: cannot open: {exc.strerror or exc}") from None
+
+
+def _open_error(url: str, exc: DBAPIError) -> StoreError:
+    detail = " ".join(str(exc.orig).split()) if exc.orig is not None else type(exc).__name__
+    masked = mask_url(url)
+    path = sqlite_file(url)
+    if path is not None and not path.parent.is_dir():
+        return StoreUnreachableError(f"state store {masked}: the folder {path.parent} does not exist")
+    if "file is not a database" in detail:
+        return StoreError(f"state store {masked}: {path} is not a SQLite database")
+    if "readonly" in detail or "read-only" in detail:
+        return StoreUnreachableError(f"state store {masked}: cannot write ({detail})")
+    return StoreUnreachableError(f"state store {masked}: cannot open: {detail[:300]}")
+
+
+def _sqlite_pragmas_readonly(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets `custsync status` read while a run writes; foreign keys are off by default.
     cursor = dbapi_connection.cursor()
@@ -315,4 +483,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-__all__ = ["LinkWrite", "QuarantineWrite", "Store", "normalise_url"]
+__all__ = [
+    "LinkWrite",
+    "QuarantineWrite",
+    "Store",
+    "StoreError",
+    "StoreUnreachableError",
+    "mask_url",
+    "normalise_url",
+    "sqlite_file",
+]

@@ -103,7 +103,8 @@ def test_given_product_example_when_loaded_then_every_table_is_typed_and_env_int
         None,
         {},
     )
-    assert config.state.url == "sqlite:///custsync.db"
+    # A relative SQLite file lives next to the config file, wherever custsync is started (13.4).
+    assert config.state.url == f"sqlite:///{tmp_path.resolve() / 'custsync.db'}"
 
 
 def test_given_state_and_broker_overrides_when_loaded_then_they_win(tmp_path: Path) -> None:
@@ -230,3 +231,109 @@ def test_given_unknown_pipeline_when_looked_up_then_error_lists_known_ones(tmp_p
         config.pipeline("nope")
     assert "nope" in str(caught.value)
     assert "books_to_ledger" in str(caught.value)
+
+
+# -- 13.3: every error at once, suggestions, empty variables, base URLs; 9.11: one cron check --------
+
+
+def test_given_several_mistakes_when_loaded_then_every_one_is_reported_one_line_each(tmp_path: Path) -> None:
+    text = (
+        EXAMPLE.replace("test_mode = true", 'test_mode = true\ncolour = "blue"')
+        .replace("max_concurrency = 4", "max_concurrency = 0")
+        .replace('target = "ledger"', 'target = "legder"')
+        + "\n[extras]\nx = 1\n"
+    )
+    message = _error(tmp_path, text)
+
+    lines = message.splitlines()
+    assert len(lines) == 4, lines
+    path = tmp_path / "custsync.toml"
+    assert all(line.startswith(f"{path}: ") for line in lines), lines
+    joined = "\n".join(lines)
+    for key in (
+        "connections.billing_cl.colour",
+        "connections.ledger.max_concurrency",
+        "pipelines.books_to_ledger.target",
+        "extras",
+    ):
+        assert key in joined, joined
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "suggestion"),
+    [
+        (EXAMPLE.replace("partner_uuid =", "partner_uid ="), "connections.ledger.partner_uid", "partner_uuid"),
+        (
+            EXAMPLE.replace("requests_per_second", "request_per_second"),
+            "connections.ledger.request_per_second",
+            "requests_per_second",
+        ),
+        (EXAMPLE.replace("truncate = false", "truncat = false"), "pipelines.books_to_ledger.truncat", "truncate"),
+        (EXAMPLE.replace("[broker]", "[brokers]"), "brokers", "broker"),
+    ],
+)
+def test_given_misspelt_key_when_loaded_then_the_error_names_it_and_suggests_the_likely_one(
+    tmp_path: Path, text: str, key: str, suggestion: str
+) -> None:
+    message = _error(tmp_path, text)
+
+    line = next(line for line in message.splitlines() if f": {key}:" in line)
+    assert f"did you mean `{suggestion}`?" in line, line
+
+
+def test_given_empty_environment_variable_when_loaded_then_error_names_the_variable(tmp_path: Path) -> None:
+    message = _error(tmp_path, EXAMPLE, {**ENV, "THREDFI_API_KEY": ""})
+
+    assert "connections.ledger.api_key" in message
+    assert "THREDFI_API_KEY is empty" in message
+    assert len(message.splitlines()) == 1, message
+
+
+@pytest.mark.parametrize(
+    ("base_url", "problem"),
+    [
+        ("api.bigcapital.com", "is not an http(s) URL"),
+        ("ftp://api.bigcapital.com", "is not an http(s) URL"),
+        ("https://", "has no host"),
+        ("https:///api", "has no host"),
+    ],
+)
+def test_given_bad_base_url_when_loaded_then_error_names_the_connection_key(
+    tmp_path: Path, base_url: str, problem: str
+) -> None:
+    message = _error(tmp_path, EXAMPLE.replace('"https://api.bigcapital.com"', f'"{base_url}"'))
+
+    assert f"connections.books.base_url: {base_url!r} {problem}" in message, message
+
+
+@pytest.mark.parametrize("expression", ["0 0 1 * 1", "0 0 L * *", "*/15 * * *", "0 0 * * 9"])
+def test_given_cron_that_beat_refuses_when_loaded_then_the_config_refuses_it_too(
+    tmp_path: Path, expression: str
+) -> None:
+    from worker.schedule import parse_cron
+
+    with pytest.raises(ConfigError):
+        parse_cron(expression, where="x")  # what beat does with it
+    message = _error(tmp_path, EXAMPLE.replace('"*/15 * * * *"', f'"{expression}"'))
+    assert "pipelines.books_to_ledger.schedule" in message
+
+
+@pytest.mark.parametrize("expression", ["*/15 * * * *", "@hourly", "0 9 * * 1-5", "0 0 1 * *", "0 0 * * 7"])
+def test_given_cron_beat_runs_when_loaded_then_the_config_accepts_it(tmp_path: Path, expression: str) -> None:
+    config = load_config(_write(tmp_path, EXAMPLE.replace('"*/15 * * * *"', f'"{expression}"')), environ=ENV)
+
+    assert config.pipeline("books_to_ledger").schedule == expression
+
+
+def test_given_config_loaded_when_an_api_echoes_a_key_then_the_key_is_remembered_for_scrubbing(
+    tmp_path: Path,
+) -> None:
+    from connectors.secrets import forget_all, scrub
+
+    forget_all()
+    load_config(_write(tmp_path, EXAMPLE), environ=ENV)
+    try:
+        for secret in (ENV["BIGCAPITAL_API_KEY"], ENV["THREDFI_API_KEY"], ENV["PIRIOD_API_TOKEN"]):
+            assert scrub(f"the key {secret} is invalid") == "the key *** is invalid"
+    finally:
+        forget_all()

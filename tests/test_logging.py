@@ -13,6 +13,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from connectors.secrets import forget_all, remember
 from sandbox import bigcapital, thredfi
 from sandbox.server import Sandbox
 from tests.conftest import SyncFn
@@ -196,3 +197,32 @@ async def test_given_a_run_with_changes_when_logged_as_json_then_no_personal_dat
     ]
     assert leaked == []
     assert not any(secret in text for secret in SECRETS)
+
+
+def test_given_remembered_secret_nested_in_an_event_when_logged_then_it_is_masked_at_every_depth() -> None:
+    """9.11: redaction covers nested dicts and lists, and matches a secret by value, whatever its shape."""
+    secret = "plainKEY4u8Wz2value"  # no prefix, no Bearer: only its value can find it
+    remember(secret)
+    try:
+        stream = io.StringIO()
+        configure_logging(fmt="json", stream=stream)
+        structlog.get_logger("t").warning(
+            "api_refused",
+            error=f"invalid key {secret}",
+            detail={"body": {"message": f"key {secret} unknown", "echo": [secret, {"deep": secret}]}},
+            attempts=[f"x{secret}y"],
+            api_key="not-a-remembered-value",
+        )
+        logging.getLogger("stdlib").error("stdlib record quoting %s", secret)
+        text = stream.getvalue()
+        events = [json.loads(line) for line in text.splitlines()]
+    finally:
+        forget_all()
+
+    assert secret not in text
+    first = events[0]
+    assert first["error"] == "invalid key ***"
+    assert first["detail"] == {"body": {"message": "key *** unknown", "echo": ["***", {"deep": "***"}]}}
+    assert first["attempts"] == ["x***y"]
+    assert first["api_key"] == "***", "secret-looking keys stay masked whole"
+    assert events[1]["event"] == "stdlib record quoting ***"

@@ -8,21 +8,27 @@ or usage error; 3 the run could not finish.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any, cast
 
+import structlog
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
+from connectors.secrets import scrub
 from worker.config import AppConfig, ConfigError, load_config
 from worker.logging import configure_logging
 from worker.settings import get_settings
+
+log = structlog.get_logger("custsync.cli")
 
 app = typer.Typer(
     name="custsync",
@@ -36,15 +42,49 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
+
+
+class _Scrubbed(io.TextIOBase):
+    """sys.stdout or sys.stderr (looked up at each write), with every remembered secret masked.
+
+    An API's error body may quote the key it was sent; whatever custsync prints passes here.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def _stream(self) -> Any:
+        return getattr(sys, self._name)
+
+    def write(self, text: str) -> int:
+        self._stream.write(scrub(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(self._stream.isatty())
+
+    def fileno(self) -> int:
+        return int(self._stream.fileno())
+
+
+stdout = cast(IO[str], _Scrubbed("stdout"))
 # soft_wrap: a message is never cut into lines at 80 columns when the output is not a terminal
 # (CI logs, pipes), so it can be grepped whole; tables still fit the width.
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(file=stdout, highlight=False, soft_wrap=True)
+err = Console(file=cast(IO[str], _Scrubbed("stderr")), highlight=False, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
-        "--config", "-c", help="Config file (default: $CUSTSYNC_CONFIG, else ./custsync.toml).", show_default=False
+        "--config",
+        "-c",
+        help="Config file (default: $CUSTSYNC_CONFIG, else ./custsync.toml).",
+        show_default=False,
+        readable=False,  # checked when loaded, so that an unreadable file is one line like every config error
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -68,14 +108,20 @@ def _load(path: Path | None) -> AppConfig:
     try:
         return load_config(path or settings.config, state_url=settings.state_url, broker_url=settings.broker_url)
     except ConfigError as exc:
-        err.print(f"[bold red]config error:[/] {escape(str(exc))}", markup=True)
+        for line in str(exc).splitlines():
+            err.print(f"[bold red]config error:[/] {escape(line)}", markup=True)
         raise typer.Exit(Exit.USAGE) from None
 
 
-def _store(config: AppConfig) -> Any:
-    from state.store import Store
+def _store(config: AppConfig, *, planning: bool = False) -> Any:
+    """Open the state store (read-only and never created for a dry run); one line and exit 2/3 when it cannot."""
+    from state.store import Store, StoreError
 
-    return Store(config.state.url)
+    try:
+        return Store.for_planning(config.state.url) if planning else Store(config.state.url)
+    except StoreError as exc:
+        err.print(f"error: {escape(str(exc))}")
+        raise typer.Exit(Exit.FAILED if exc.unreachable else Exit.USAGE) from None
 
 
 def _check_pipeline(config: AppConfig, pipeline: str) -> None:
@@ -90,7 +136,7 @@ def _print_result(result: Any, as_json: bool) -> None:
     if result.status == "skipped":
         err.print(f"{result.pipeline}: not run, another run is in progress ({escape(result.error or '')})")
     if as_json:
-        sys.stdout.write(json.dumps(result.summary(), ensure_ascii=False) + "\n")
+        stdout.write(json.dumps(result.summary(), ensure_ascii=False) + "\n")
         return
     c = result.counts
     title = f"{result.pipeline}: {result.status}" + (" (dry run: nothing written)" if result.dry_run else "")
@@ -111,24 +157,38 @@ def _print_result(result: Any, as_json: bool) -> None:
 
 
 def _execute(config: AppConfig, pipeline: str, *, kind: str = "run", **options: Any) -> Any:
-    """Run the engine; under the pipeline's Redis lock when the broker answers.
+    """Run the engine under the pipeline's locks.
 
-    Without a broker the CLI still runs (it needs none); with one, a run never
-    overlaps a worker's run of the same pipeline: it is skipped (exit 3).
+    The state store's own lock is always taken (two runs on one store never
+    overlap); the Redis lock too when the broker answers, so a run never
+    overlaps a worker's run either. A run that finds either held is skipped
+    (exit 3). A dry run writes nothing and takes neither.
     """
+    from kombu.utils.url import maybe_sanitize_url
+
     from worker.lock import dead_local_process, reachable, run_exclusive
     from worker.sync import run_pipeline
 
     settings = get_settings()
-    store = _store(config)
+    dry_run = bool(options.get("dry_run"))
+    store = _store(config, planning=dry_run)
     try:
-        if options.get("dry_run"):  # writes nothing: no lock needed
+        if dry_run:  # writes nothing: no lock needed
             return asyncio.run(run_pipeline(config, pipeline, store=store, kind=kind, **options))
+        redis_url = config.broker.url if reachable(config.broker.url) else None
+        if redis_url is None:
+            # Not a warning: the state store's lock keeps two runs of this store apart.
+            log.info(
+                "lock_unavailable",
+                pipeline=pipeline,
+                broker=maybe_sanitize_url(config.broker.url),
+                covered_by="state_store_lock",
+            )
         return run_exclusive(
             config,
             pipeline,
             store=store,
-            redis_url=config.broker.url if reachable(config.broker.url) else None,
+            redis_url=redis_url,
             owner="cli",
             ttl_s=settings.lock_ttl_s,
             take_over_if=dead_local_process,  # a killed earlier run of ours holds nothing any more
@@ -138,10 +198,14 @@ def _execute(config: AppConfig, pipeline: str, *, kind: str = "run", **options: 
             options=options,
         )
     except Exception as exc:  # a bug or the store failing: the run could not finish (the log has the traceback)
-        err.print(f"run failed: internal error ({type(exc).__name__}): {escape(str(exc))}")
+        err.print(f"run failed: internal error ({type(exc).__name__}): {escape(_one_line(str(exc)))}")
         raise typer.Exit(Exit.FAILED) from None
     finally:
         store.close()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]
 
 
 @app.command()
@@ -201,8 +265,14 @@ def backfill(
         except ValueError:
             err.print(f"error: --since {since!r} is not a date (YYYY-MM-DD)")
             raise typer.Exit(Exit.USAGE) from None
-    with _quiet_records(verbose):
-        code = backfill_command(cfg, pipeline, since=parsed, enqueue=enqueue, console=out, err=err)
+    from state.store import StoreError
+
+    try:
+        with _quiet_records(verbose):
+            code = backfill_command(cfg, pipeline, since=parsed, enqueue=enqueue, console=out, err=err)
+    except StoreError as exc:
+        err.print(f"error: {escape(str(exc))}")
+        code = Exit.FAILED if exc.unreachable else Exit.USAGE
     raise typer.Exit(code)
 
 
@@ -245,7 +315,7 @@ def status(
     store.close()
     _add_schedules(cfg, report)
     if as_json:
-        sys.stdout.write(json.dumps(report if not pipeline else report[0], ensure_ascii=False) + "\n")
+        stdout.write(json.dumps(report if not pipeline else report[0], ensure_ascii=False) + "\n")
         return
     from worker import render
 
@@ -282,7 +352,7 @@ def failures(
         for q in entries
     ]
     if as_json:
-        sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
+        stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
         return
     if not rows:
         out.print(f"{pipeline}: nothing in quarantine.")
@@ -309,12 +379,15 @@ def retry(
 
 @app.command()
 def check(config: ConfigOption = None) -> None:
-    """Validate the config file and try each connection's credentials."""
+    """Validate the config file, try each connection's credentials, reach the state store and the broker."""
     from connectors import build_connector
     from connectors.errors import ConnectorError
 
     cfg = _load(config)
-    out.print(f"{cfg.path}: valid ({len(cfg.connections)} connections, {len(cfg.pipelines)} pipelines)")
+    if not cfg.connections and not cfg.pipelines:
+        err.print(f"{cfg.path}: warning: no connections and no pipelines: there is nothing to sync")
+    else:
+        out.print(f"{cfg.path}: valid ({len(cfg.connections)} connections, {len(cfg.pipelines)} pipelines)")
 
     async def probe(name: str) -> str | None:
         connector = build_connector(cfg, name)
@@ -333,7 +406,101 @@ def check(config: ConfigOption = None) -> None:
         else:
             failed += 1
             out.print(f"  {name} ({settings.system}): FAILED: {problem}")
-    raise typer.Exit(Exit.FAILED if failed else Exit.OK)
+    code = _check_infrastructure(cfg)
+    raise typer.Exit(max(code, Exit.FAILED if failed else Exit.OK))
+
+
+def _check_infrastructure(cfg: AppConfig) -> int:
+    """Reach the state store (creating nothing) and the broker; the exit code their state calls for."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    from state.store import Store, StoreError, mask_url, sqlite_file
+    from worker.lock import reachable
+
+    code = Exit.OK
+    url = cfg.state.url
+    path = sqlite_file(url)
+    try:
+        if path is not None and not path.exists() and path.parent.is_dir():
+            out.print(f"  state store {mask_url(url)}: ok (not created yet: the first run creates it)")
+        else:
+            store = Store(url, migrate=False, readonly=True)
+            try:
+                store.ping()
+            finally:
+                store.close()
+            out.print(f"  state store {mask_url(url)}: ok")
+    except StoreError as exc:
+        out.print(f"  {escape(str(exc))}: FAILED")
+        code = Exit.FAILED if exc.unreachable else Exit.USAGE
+    broker = maybe_sanitize_url(cfg.broker.url)
+    if reachable(cfg.broker.url, timeout_s=3.0):
+        out.print(f"  broker {broker}: ok")
+    else:
+        out.print(f"  broker {broker}: FAILED: does not answer (the service needs it; `custsync run` does not)")
+        code = max(code, Exit.FAILED)
+    return code
+
+
+@app.command()
+def probe(
+    connection: Annotated[str, typer.Argument(help="Connection name from the config file.")],
+    create_test_customer: Annotated[
+        bool,
+        typer.Option(
+            "--create-test-customer",
+            help="Required: the probe writes one test customer (then archives or deletes it).",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Create one test customer, read it back, and report per canonical field what the system kept.
+
+    The customer is named "custsync probe <timestamp>" and holds invented
+    values; it is archived afterwards (deleted where the system has no
+    archived state).
+    """
+    from connectors import build_connector
+    from connectors.errors import ConnectorError
+    from worker.probe import ProbeError
+    from worker.probe import probe as run_probe
+
+    cfg = _load(config)
+    if connection not in cfg.connections:
+        known = ", ".join(sorted(cfg.connections)) or "none"
+        err.print(f"error: {cfg.path}: no connection {connection!r} (known: {known})")
+        raise typer.Exit(Exit.USAGE)
+    if not create_test_customer:
+        err.print(
+            f"error: the probe writes a test customer into {connection}: pass --create-test-customer to allow it "
+            "(it is archived, or deleted, afterwards)"
+        )
+        raise typer.Exit(Exit.USAGE)
+
+    async def go() -> Any:
+        async with build_connector(cfg, connection) as connector:
+            return await run_probe(connector)
+
+    try:
+        report = asyncio.run(go())
+    except (ConnectorError, ProbeError) as exc:
+        err.print(f"probe of {connection} could not run: {escape(_one_line(str(exc)))}")
+        raise typer.Exit(Exit.FAILED) from None
+    if as_json:
+        stdout.write(json.dumps(report.summary(), ensure_ascii=False) + "\n")
+    else:
+        table = Table(title=f"probe {connection} ({report.system}): test customer {report.remote_id}")
+        for col in ("field", "result", "sent", "read back"):
+            table.add_column(col, overflow="fold")
+        for r in report.fields:
+            got = "" if r.got is None else str(r.got)
+            table.add_row(r.field, r.status, escape(str(r.sent)), escape(got) if r.status == "changed" else "")
+        out.print(table)
+        out.print(f"test customer {report.remote_id}: {escape(report.cleanup)}")
+    if not report.cleaned:
+        err.print(f"warning: the test customer {report.remote_id} is still in {connection}: {escape(report.cleanup)}")
+    raise typer.Exit(Exit.OK)
 
 
 @app.command()

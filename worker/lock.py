@@ -1,4 +1,4 @@
-"""One run of a pipeline at a time, on one worker or many: a Redis lock.
+"""One run of a pipeline at a time, on one worker or many: a Redis lock, and the state store's.
 
 The lock is the key ``custsync:lock:PIPELINE``, set with ``NX`` and an
 expiry (redis-py's :class:`redis.lock.Lock`). Its value names the holder,
@@ -19,6 +19,11 @@ two exceptions where waiting for the expiry is the right thing:
 
 Either way the wait is bounded by the holder's remaining TTL: a holder that
 is in fact alive keeps renewing, and the waiter gives up and is skipped.
+
+Every run also takes the state store's own lock (:mod:`state.lock`: an
+advisory lock on PostgreSQL, a lease row on SQLite), after the Redis one
+when there is a broker and alone when there is none, so two runs on one
+state store never overlap even with no Redis answering either.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -141,7 +147,7 @@ class PipelineLock:
         self.pipeline = pipeline
         self.key = KEY_PREFIX + pipeline
         self.ttl_s = ttl_s
-        self.token = f"{owner}@{socket.gethostname()}:{os.getpid()}#{uuid.uuid4().hex[:12]}"
+        self.token = _holder_token(owner)
         self.held_by: Holder | None = None
         self.lost = False
         self._client = client
@@ -271,7 +277,8 @@ def run_exclusive(
         pipeline: the pipeline's name.
         store: the state store.
         redis_url: Redis for the lock and the limiter; ``None`` runs without
-            either (the inline backfill when Redis does not answer).
+            either (the CLI when Redis does not answer). The state store's own
+            lock is taken either way.
         owner: ``task:TASK_ID`` or ``cli``.
         ttl_s: the lock's expiry.
         wait_if: which holders to wait for (see :class:`PipelineLock`).
@@ -283,35 +290,51 @@ def run_exclusive(
         crash_at: the engine's kill-test seam.
 
     Returns:
-        The engine's result, or a ``skipped`` result when the lock is held.
+        The engine's result, or a ``skipped`` result when the Redis lock or
+        the state store's lock is held (its reason names the holder).
 
     Raises:
         LockLostError: the lock was lost mid-run and the run was cancelled.
     """
-    if redis_url is None:
-        return asyncio.run(
-            run_pipeline(
-                config, pipeline, store=store, kind=kind, since=since, progress=progress, crash_at=crash_at,
-                **(options or {}),
-            )
-        )
-    client = redis_client(redis_url)
-    lock = PipelineLock(client, pipeline, ttl_s=ttl_s, owner=owner)
-    try:
-        if not lock.acquire(wait_if=wait_if, take_over_if=take_over_if):
-            assert lock.held_by is not None
-            reason = f"lock held by {lock.held_by.describe()}"
-            run_id = store.record_skipped_run(pipeline, kind=kind, reason=reason)
-            log.info("run_skipped", pipeline=pipeline, run_id=run_id, reason="lock_held", holder=lock.held_by.token)
-            return RunResult(pipeline, run_id, "skipped", Counts(), 0.0, reason)
-        log.info("lock_acquired", pipeline=pipeline, ttl_s=ttl_s)
+    client = redis_client(redis_url) if redis_url is not None else None
+    lock = PipelineLock(client, pipeline, ttl_s=ttl_s, owner=owner) if client is not None else None
+    with ExitStack() as held:
+        if client is not None:
+            held.callback(client.close)
+        if lock is not None:
+            if not lock.acquire(wait_if=wait_if, take_over_if=take_over_if):
+                assert lock.held_by is not None
+                return _skipped(store, pipeline, kind, f"lock held by {lock.held_by.describe()}", lock.held_by.token)
+            held.callback(lock.release)
+            log.info("lock_acquired", pipeline=pipeline, ttl_s=ttl_s)
+        # The state store's own lock, taken on every path: two runs on one store never overlap,
+        # whether or not a broker answers them (a CLI run on a laptop, Redis down).
+        store_lock = store.run_lock(pipeline, holder=_holder_token(owner), ttl_s=ttl_s)
+        if not store_lock.acquire(wait_if=_on_holder(wait_if), take_over_if=_on_holder(take_over_if)):
+            holder = Holder.parse(store_lock.held_by or "")
+            return _skipped(store, pipeline, kind, f"state-store lock held by {holder.describe()}", holder.token)
+        held.callback(store_lock.release)  # released before the Redis lock (callbacks run last in, first out)
+        log.info("store_lock_acquired", pipeline=pipeline, ttl_s=ttl_s)
 
         async def guarded() -> RunResult:
             loop = asyncio.get_running_loop()
             main = asyncio.current_task()
             assert main is not None
-            lock.start_renewal(on_lost=lambda: loop.call_soon_threadsafe(main.cancel))
-            limiter_client = aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+
+            def cancel() -> None:
+                loop.call_soon_threadsafe(main.cancel)
+
+            store_lock.start_renewal(on_lost=cancel)
+            if lock is not None:
+                lock.start_renewal(on_lost=cancel)
+            limiter_client = (
+                aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+                if redis_url is not None
+                else None
+            )
+            limiter_factory = (
+                (lambda key, rate: RedisRateLimiter(limiter_client, key, rate)) if limiter_client is not None else None
+            )
             try:
                 return await run_pipeline(
                     config,
@@ -321,22 +344,38 @@ def run_exclusive(
                     since=since,
                     progress=progress,
                     crash_at=crash_at,
-                    limiter_factory=lambda key, rate: RedisRateLimiter(limiter_client, key, rate),
+                    limiter_factory=limiter_factory,
                     **(options or {}),
                 )
             finally:
-                await limiter_client.aclose()
+                if limiter_client is not None:
+                    await limiter_client.aclose()
 
         try:
             return asyncio.run(guarded())
         except asyncio.CancelledError:
-            if lock.lost:
+            if (lock is not None and lock.lost) or store_lock.lost:
                 raise LockLostError(f"{pipeline}: the run lock expired or was taken mid-run; run cancelled") from None
             raise
-        finally:
-            lock.release()
-    finally:
-        client.close()
+    raise AssertionError("unreachable")  # pragma: no cover - every branch above returns or raises
+
+
+def _holder_token(owner: str) -> str:
+    """A lock value naming this process: ``OWNER@HOST:PID#NONCE`` (the Redis lock's shape)."""
+    return f"{owner}@{socket.gethostname()}:{os.getpid()}#{uuid.uuid4().hex[:12]}"
+
+
+def _on_holder(predicate: Callable[[Holder], bool] | None) -> Callable[[str], bool] | None:
+    """A predicate on a :class:`Holder` as one on the raw holder value the store lock reads."""
+    if predicate is None:
+        return None
+    return lambda token: predicate(Holder.parse(token))
+
+
+def _skipped(store: Store, pipeline: str, kind: str, reason: str, holder: str) -> RunResult:
+    run_id = store.record_skipped_run(pipeline, kind=kind, reason=reason)
+    log.info("run_skipped", pipeline=pipeline, run_id=run_id, reason="lock_held", holder=holder)
+    return RunResult(pipeline, run_id, "skipped", Counts(), 0.0, reason)
 
 
 __all__ = [

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
+
+from connectors.secrets import scrub
 
 _SECRET_KEYS = re.compile(r"(token|api_key|apikey|secret|password|authorization|credential)", re.I)
 # Key shapes: bc_... (Bigcapital), sk_... and vendor-prefixed ones such as thred_sk_... (Thredfi).
@@ -22,13 +24,36 @@ _configured = False
 
 
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Mask secret-looking keys and values anywhere in an event."""
+    """Mask secrets anywhere in an event, nested mappings and lists included.
+
+    Values under secret-looking keys are masked whole; every other string is
+    scrubbed of every remembered secret (matched by value: an API key an
+    error body quotes has no recognisable shape) and of secret-looking shapes.
+    """
     for key, value in list(event.items()):
-        if _SECRET_KEYS.search(key) and key != "event":
-            event[key] = "***"
-        elif isinstance(value, str):
-            event[key] = _SECRET_VALUES.sub(lambda m: (m.group(1) or m.group(2)) + "***", value)
+        if key == "event":
+            event[key] = _clean(value)
+        else:
+            event[key] = _masked(key, value)
     return event
+
+
+def _masked(key: Any, value: Any) -> Any:
+    if isinstance(key, str) and _SECRET_KEYS.search(key) and value not in (None, ""):
+        return "***"
+    return _clean(value)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SECRET_VALUES.sub(lambda m: (m.group(1) or m.group(2)) + "***", scrub(value))
+    if isinstance(value, Mapping):
+        return {k: _masked(k, v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_clean(v) for v in value)
+    if isinstance(value, BaseException):
+        return _clean(str(value))
+    return value
 
 
 def configure_logging(*, fmt: str = "auto", level: str = "info", stream: Any = None) -> None:
@@ -69,7 +94,13 @@ def configure_logging(*, fmt: str = "auto", level: str = "info", stream: Any = N
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                # Tracebacks are text only from here on: scrub them too, last, before rendering.
+                structlog.processors.format_exc_info,
+                redact,
+                renderer,
+            ],
         )
     )
     root = logging.getLogger()

@@ -67,34 +67,49 @@ class ScheduledRun:
         )
 
 
-def parse_cron(expression: str, *, where: str) -> tuple[str, str, str, str, str]:
+def cron_fields(expression: str) -> tuple[str, str, str, str, str]:
     """Split a cron expression into the five fields Celery understands.
+
+    The one check of a schedule: the config validates ``schedule`` with it,
+    and beat builds its entries with it, so the two never disagree.
 
     Args:
         expression: ``*/15 * * * *`` or an alias such as ``@hourly``.
-        where: the config key, for the error message.
 
     Raises:
-        ConfigError: not five fields, or something Celery's crontab cannot
+        ValueError: not five fields, or something Celery's crontab cannot
             express (``L``, ``#``, seconds, day of month *and* day of week).
     """
     text = _ALIASES.get(expression.strip().lower(), expression.strip())
     fields = text.split()
     if len(fields) != 5:
-        raise ConfigError(f"{where}: {expression!r}: five cron fields expected (minute hour day month weekday)")
+        raise ValueError(f"{expression!r}: five cron fields expected (minute hour day month weekday)")
     minute, hour, day_of_month, month_of_year, day_of_week = fields
     if day_of_month != "*" and day_of_week != "*":
         # cron runs when either matches, Celery when both do: refuse rather than differ.
-        raise ConfigError(f"{where}: {expression!r}: restrict the day of month or the day of week, not both")
+        raise ValueError(f"{expression!r}: restrict the day of month or the day of week, not both")
     day_of_week = ",".join(_sunday_as_zero(part) for part in day_of_week.split(","))
     cron = (minute, hour, day_of_month, month_of_year, day_of_week)
     try:
         crontab(
             minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year, day_of_week=day_of_week
         )
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {expression!r}: not a schedule beat can run ({exc})") from None
+        croniter(" ".join(cron))  # the expiry is computed with croniter: it must read it too
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"{expression!r}: not a cron schedule beat can run ({exc})") from None
     return cron
+
+
+def parse_cron(expression: str, *, where: str) -> tuple[str, str, str, str, str]:
+    """:func:`cron_fields`, with the config key in the error.
+
+    Raises:
+        ConfigError: the expression is refused (see :func:`cron_fields`).
+    """
+    try:
+        return cron_fields(expression)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def scheduled_runs(config: AppConfig) -> list[ScheduledRun]:
@@ -147,4 +162,4 @@ def _shortest_gap_s(cron: str, samples: int = 12) -> int:
     return max(1, int(min(gaps)))
 
 
-__all__ = ["ENTRY_PREFIX", "TASK", "ScheduledRun", "beat_schedule", "parse_cron", "scheduled_runs"]
+__all__ = ["ENTRY_PREFIX", "TASK", "ScheduledRun", "beat_schedule", "cron_fields", "parse_cron", "scheduled_runs"]

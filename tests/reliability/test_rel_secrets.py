@@ -15,12 +15,16 @@ was written, not that a filter missed it.
 from __future__ import annotations
 
 import base64
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from starlette.responses import JSONResponse
 
 from sandbox.bigcapital import BigcapitalEmulator
 from sandbox.piriod import PiriodEmulator
@@ -126,3 +130,79 @@ def test_given_full_syncs_with_distinctive_secrets_when_every_output_and_the_sta
     for needle in needles:
         for form in {needle.encode(), needle.encode("utf-16-le")}:
             assert form not in stored, f"a secret ({needle[:4]}...) is in the state database"
+
+
+def _echoing(app: Any, rules: list[tuple[str, str, int, Any]]) -> Any:
+    """The sandbox, except that requests matching a rule get an error body quoting a secret (an API's echo)."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for method, pattern, status, body in rules:
+                if scope["method"] == method and re.search(pattern, scope["path"]):
+                    await JSONResponse(body, status_code=status)(scope, receive, send)
+                    return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+def test_given_api_error_bodies_quoting_the_configured_keys_when_runs_fail_then_no_output_log_or_row_shows_them(
+    tmp_path: Path,
+) -> None:
+    """9.4: the secret is matched by value wherever it is quoted: --json error, logs, runs, quarantine reasons."""
+    bc_key, th_key = SECRETS["BIGCAPITAL_API_KEY"], SECRETS["THREDFI_API_KEY"]
+    box = Sandbox(emulators={
+        "bigcapital": BigcapitalEmulator(api_key=bc_key),
+        "thredfi": ThredfiEmulator(api_key=th_key),
+        "piriod": PiriodEmulator(api_token=SECRETS["PIRIOD_API_TOKEN"]),
+        "timbrix": TimbrixEmulator(api_key=SECRETS["TIMBRIX_API_KEY"]),
+    })
+    box["bigcapital"].seed_fake(4)  # type: ignore[attr-defined]
+    box["thredfi"].seed_fake(4)  # type: ignore[attr-defined]
+    box["piriod"].seed_fake(4)  # type: ignore[attr-defined]
+    app = _echoing(box.app, [
+        # Thredfi refuses each create, quoting the keys it was given (a record error: quarantine reasons).
+        ("POST", r"^/thredfi/v1/platform/businesses/[^/]+/customers/$", 400,
+         {"details": {"email": [f"key {th_key} may not create; source key {bc_key}"]}}),
+        # Bigcapital's listing fails, quoting its key (the run fails: the run's error, --json error).
+        ("GET", r"^/bigcapital/api/customers$", 500, {"message": f"internal error for api key {bc_key}"}),
+    ])
+    state = tmp_path / "state.db"
+    outputs: list[str] = []
+    with BackgroundServer(app) as server:
+        config = tmp_path / "custsync.toml"
+        text = _config(server.url, state).replace('system = "bigcapital"', 'system = "bigcapital"\nretry_attempts = 1')
+        config.write_text(text, encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTSYNC_")} | SECRETS
+
+        def custsync(*args: str, level: str = "debug") -> subprocess.CompletedProcess[str]:
+            done = subprocess.run([CUSTSYNC, *args, "-c", str(config)], capture_output=True, text=True, timeout=120,
+                                  env={**env, "CUSTSYNC_LOG_FORMAT": "json", "CUSTSYNC_LOG_LEVEL": level},
+                                  check=False)
+            outputs.extend([done.stdout, done.stderr])
+            return done
+
+        clean = custsync("run", "thredfi_to_piriod", "--json")  # a clean run first: the searched logs are real
+        into_thredfi = custsync("run", "piriod_to_thredfi", "--json")
+        failed = custsync("run", "bigcapital_to_piriod", "--json")
+        failures = custsync("failures", "piriod_to_thredfi", "--json")
+        status = custsync("status", "--json")
+
+    assert clean.returncode in (0, 1), clean.stderr[-2000:]
+    assert into_thredfi.returncode == 1, into_thredfi.stderr[-2000:]
+    assert failed.returncode == 3, failed.stderr[-2000:]
+    run_error = json.loads(failed.stdout.strip().splitlines()[-1])["error"]
+    assert "internal error for api key ***" in run_error, "the echo reached custsync, masked"
+    reasons = [row["reason"] for row in json.loads(failures.stdout)]
+    assert reasons, "the refused creates are quarantined"
+    assert all("key *** may not create; source key ***" in r for r in reasons), reasons
+    assert "internal error for api key ***" in status.stdout
+    text = "\n".join(outputs)
+    assert "run_finished" in text, "the outputs searched are the real logs"
+    for secret in SECRETS.values():
+        assert secret not in text, f"a secret ({secret[:4]}...) appears in the output"
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
+    assert b"quarantine" in stored
+    for secret in SECRETS.values():
+        for form in {secret.encode(), secret.encode("utf-16-le")}:
+            assert form not in stored, f"a secret ({secret[:4]}...) is in the state database"
