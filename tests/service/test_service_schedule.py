@@ -61,7 +61,7 @@ def test_given_a_cron_when_parsed_then_celery_gets_the_same_times(cron: str, fie
     [
         ("* * * * * */5", "five cron fields"),
         ("0 0 1 * 1", "not both"),
-        ("0 0 L * *", "not a schedule beat can run"),
+        ("0 0 L * *", "not a cron schedule beat can run"),
     ],
 )
 def test_given_a_cron_beat_cannot_run_when_parsed_then_the_error_names_the_key(cron: str, message: str) -> None:
