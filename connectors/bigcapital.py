@@ -1,7 +1,7 @@
 """Bigcapital customers (connector-apis.md, section 1, and the real server's recordings).
 
 A data sheet plus the quirks the base cannot know about, each seen on the
-real server (docs/api-assumptions-bigcapital.md says which exchange):
+real server (docs/api-assumptions.md, Bigcapital says which exchange):
 
 - a complete pull walks two listings, ``inactiveMode=false`` (active only) and
   ``inactiveMode=true`` (inactive only), in pages of 1,000: the server sets no

@@ -32,7 +32,7 @@ Kept on purpose, because the connector must cope with them:
   ``Retry-After-auth``. Off unless asked for (:class:`Throttle`): the emulator
   then counts as the server does with ``THROTTLE_*_LIMIT=100000``.
 
-Choices where the recordings are silent (docs/api-assumptions-bigcapital.md):
+Choices where the recordings are silent (docs/api-assumptions.md, Bigcapital):
 an edit with ``""`` in any e-mail field and a create with ``""`` in
 ``billingAddressEmail``/``shippingAddressEmail`` are 400 (only ``email`` on
 create was seen accepted); a long ``note`` is a 500 like any other text; a
