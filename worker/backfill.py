@@ -154,12 +154,12 @@ def _inline(cfg: AppConfig, pipeline: str, *, since: date | None, console: Conso
     settings = get_settings()
     redis_url: str | None = cfg.broker.url
     if not reachable(cfg.broker.url):
-        log.warning(
+        # Not a warning: the state store's lock keeps two runs of this store apart.
+        log.info(
             "lock_unavailable",
             pipeline=pipeline,
             broker=maybe_sanitize_url(cfg.broker.url),
-            hint="Redis does not answer: running without the pipeline lock; "
-            "make sure no worker runs this pipeline meanwhile",
+            covered_by="state_store_lock",
         )
         redis_url = None
     store = Store(cfg.state.url)

@@ -113,12 +113,23 @@ def _load(path: Path | None) -> AppConfig:
         raise typer.Exit(Exit.USAGE) from None
 
 
-def _store(config: AppConfig, *, planning: bool = False) -> Any:
-    """Open the state store (read-only and never created for a dry run); one line and exit 2/3 when it cannot."""
-    from state.store import Store, StoreError
+def _store(config: AppConfig, *, planning: bool = False, create: bool = True) -> Any:
+    """Open the state store; one line and exit 2/3 when it cannot.
+
+    A dry run opens it read-only and never creates it. Without ``create``
+    (``status``, ``failures``), a SQLite file that does not exist yet is not
+    created: the report says so and reads an empty state.
+    """
+    from state.store import Store, StoreError, normalise_url, sqlite_file
 
     try:
-        return Store.for_planning(config.state.url) if planning else Store(config.state.url)
+        if planning:
+            return Store.for_planning(config.state.url)
+        path = sqlite_file(normalise_url(config.state.url))
+        if not create and path is not None and not path.exists():
+            err.print(f"note: no state store at {path} yet: no pipeline has run with this config")
+            return Store.empty()
+        return Store(config.state.url)
     except StoreError as exc:
         err.print(f"error: {escape(str(exc))}")
         raise typer.Exit(Exit.FAILED if exc.unreachable else Exit.USAGE) from None
@@ -287,7 +298,7 @@ def status(
     names = [pipeline] if pipeline else sorted(cfg.pipelines)
     if pipeline:
         _check_pipeline(cfg, pipeline)
-    store = _store(cfg)
+    store = _store(cfg, create=False)
     report: list[dict[str, Any]] = []
     for name in names:
         runs = store.runs(name, limit=5)
@@ -337,7 +348,7 @@ def failures(
     """List quarantined records: source id, external_id, field and reason."""
     cfg = _load(config)
     _check_pipeline(cfg, pipeline)
-    store = _store(cfg)
+    store = _store(cfg, create=False)
     entries = store.quarantined(pipeline)
     store.close()
     rows = [
@@ -405,7 +416,9 @@ def check(config: ConfigOption = None) -> None:
             out.print(f"  {name} ({settings.system}): ok")
         else:
             failed += 1
-            out.print(f"  {name} ({settings.system}): FAILED: {problem}")
+            # The connector's messages already start with "NAME (SYSTEM): " where they name the connection.
+            problem = problem.removeprefix(f"{name} ({settings.system}): ")
+            out.print(f"  {name} ({settings.system}): FAILED: {escape(problem)}")
     code = _check_infrastructure(cfg)
     raise typer.Exit(max(code, Exit.FAILED if failed else Exit.OK))
 
