@@ -306,6 +306,21 @@ class Store:
             query = select(func.count()).select_from(QuarantineEntry).where(QuarantineEntry.pipeline == pipeline)
             return int(s.exec(query).one())
 
+    # -- links: counts and write verification ---------------------------------
+
+    def count_linked(self, connection: str) -> int:
+        """How many records of a connection are linked (status ``linked``, with a remote id).
+
+        Pending intents and deleted links are not records: the delete guard's share counts these only.
+        """
+        with self.session() as s:
+            query = (
+                select(func.count())
+                .select_from(Link)
+                .where(Link.connection == connection, Link.status == "linked", col(Link.remote_id).is_not(None))
+            )
+            return int(s.exec(query).one())
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets `custsync status` read while a run writes; foreign keys are off by default.

@@ -45,6 +45,7 @@ from connectors.model import CANONICAL_FIELDS, Customer, FieldProblem, RemoteCus
 from connectors.ratelimit import RateLimiter
 from state.store import LinkWrite, QuarantineWrite, Store
 from worker.config import AppConfig, ConfigError, PipelineConfig
+from worker.deletes import Vanished
 from worker.diff import Decision, LinkState, apply_defaults, decide
 
 log = structlog.get_logger("custsync.sync")
@@ -692,56 +693,19 @@ class Sync:
     # -- vanished source records -------------------------------------------------
 
     async def vanished(self) -> None:
-        """Archive targets of source records gone from a complete scan, under a guard."""
-        source_links = self.store.links_of(self.source.name)
-        gone = [
-            link
-            for link in source_links
-            if link.remote_id and link.remote_id not in self.seen_source_ids and link.status == "linked"
-        ]
-        if not gone:
-            return
-        if self._unidentified:
-            # A record listed without its id may be one of these: the scan does not prove they are gone.
-            log.warning("vanished_not_checked", unidentified=self._unidentified, missing=len(gone))
-            return
-        target_links = self.store.links_by_identity(self.target.name, [link.identity_id for link in gone])
-        candidates = [
-            t for t in target_links.values() if t.remote_id and t.active is not False and t.status == "linked"
-        ]
-        total = self.store.count_links(self.target.name)
-        limit = int(self.pipeline.max_delete_share * total)
-        log.info("source_records_vanished", count=len(gone), to_archive=len(candidates))
-        if len(candidates) > limit:
-            self._deletes_error = (
-                f"refused to archive {len(candidates)} of {total} linked {self.target.system} records whose source "
-                f"records vanished (max_delete_share={self.pipeline.max_delete_share}); check the source, "
-                "then raise the share for one run if it is right"
-            )
-            log.error("delete_guard_tripped", candidates=len(candidates), linked=total)
-            return
-        if self.dry_run:
-            for t in candidates:
-                self.planned.append(PlannedChange("archive", "", "", t.remote_id))
-                self.counts.archived += 1
-            return
-        writes: list[LinkWrite] = []
-        for t in candidates:
-            assert t.remote_id is not None
-            try:
-                if self.target.spec.archive:
-                    await self.target.set_active(t.remote_id, False)
-                elif self.pipeline.delete_on_archive:
-                    await self.target.delete(t.remote_id)
-                else:
-                    continue
-            except RecordError as exc:
-                log.warning("vanished_archive_failed", target_id=t.remote_id, error=str(exc))
-                continue
-            log.info("record_written", action="archive_vanished", target_id=t.remote_id)
-            writes.append(LinkWrite(t.identity_id, t.remote_id, t.fingerprint, False))
-            self.counts.archived += 1
-        self.store.save_links(self.target.name, writes)
+        """Archive targets of source records that provably vanished (:mod:`worker.deletes`)."""
+        outcome = await Vanished(
+            pipeline=self.pipeline,
+            source=self.source,
+            target=self.target,
+            store=self.store,
+            seen=self.seen_source_ids,
+            unidentified=self._unidentified,
+            dry_run=self.dry_run,
+        ).run()
+        self._deletes_error = outcome.error
+        self.counts.archived += outcome.archived
+        self.planned.extend(PlannedChange("archive", "", "", target_id) for target_id in outcome.planned)
 
 
 async def run_pipeline(
