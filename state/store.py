@@ -54,6 +54,8 @@ class LinkWrite:
     fingerprint: str | None
     active: bool | None
     status: str = "linked"
+    #: canonical fields the connection did not store as written; ``None`` leaves the link's as they are.
+    not_stored: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,8 @@ class Store:
                 if w.remote_id is not None or link.remote_id is None:
                     link.remote_id = w.remote_id
                 link.fingerprint, link.active, link.status, link.updated_at = (w.fingerprint, w.active, w.status, now)
+                if w.not_stored is not None:
+                    link.not_stored = ",".join(sorted(w.not_stored)) or None
                 s.add(link)
 
     def links_of(self, connection: str) -> list[Link]:
@@ -320,6 +324,17 @@ class Store:
                 .where(Link.connection == connection, Link.status == "linked", col(Link.remote_id).is_not(None))
             )
             return int(s.exec(query).one())
+
+    def not_stored_counts(self, connection: str) -> dict[str, int]:
+        """canonical field → how many linked records of a connection did not store it (``custsync status``)."""
+        counts: dict[str, int] = {}
+        with self.session() as s:
+            query = select(Link.not_stored).where(Link.connection == connection, col(Link.not_stored).is_not(None))
+            for value in s.exec(query):
+                for name in (value or "").split(","):
+                    if name:
+                        counts[name] = counts.get(name, 0) + 1
+        return dict(sorted(counts.items()))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

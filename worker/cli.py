@@ -128,7 +128,6 @@ def _execute(config: AppConfig, pipeline: str, *, kind: str = "run", **options: 
             ttl_s=settings.lock_ttl_s,
             take_over_if=dead_local_process,  # a killed earlier run of ours holds nothing any more
             kind=kind,
-            crash_at=settings.crash_at,
             options=options,
         )
     except Exception as exc:  # a bug or the store failing: the run could not finish (the log has the traceback)

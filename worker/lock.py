@@ -45,7 +45,7 @@ from redis.lock import Lock
 from connectors.ratelimit import RedisRateLimiter
 from state.store import Store
 from worker.config import AppConfig
-from worker.sync import Counts, Progress, RunResult, run_pipeline
+from worker.sync import Counts, Progress, RunHooks, RunResult, run_pipeline
 
 log = structlog.get_logger("custsync.lock")
 
@@ -261,7 +261,7 @@ def run_exclusive(
     kind: str = "run",
     since: date | None = None,
     progress: Progress | None = None,
-    crash_at: str | None = None,
+    hooks: RunHooks | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Run a pipeline once under its lock, with the shared rate limiter.
@@ -280,7 +280,7 @@ def run_exclusive(
         kind: ``run`` or ``backfill``, as recorded.
         since: backfill only records created on or after this date.
         progress: called with the running ``pulled`` count after each page.
-        crash_at: the engine's kill-test seam.
+        hooks: test callbacks of the engine (the kill tests inject their SIGKILL here).
 
     Returns:
         The engine's result, or a ``skipped`` result when the lock is held.
@@ -291,7 +291,7 @@ def run_exclusive(
     if redis_url is None:
         return asyncio.run(
             run_pipeline(
-                config, pipeline, store=store, kind=kind, since=since, progress=progress, crash_at=crash_at,
+                config, pipeline, store=store, kind=kind, since=since, progress=progress, hooks=hooks,
                 **(options or {}),
             )
         )
@@ -320,7 +320,7 @@ def run_exclusive(
                     kind=kind,
                     since=since,
                     progress=progress,
-                    crash_at=crash_at,
+                    hooks=hooks,
                     limiter_factory=lambda key, rate: RedisRateLimiter(limiter_client, key, rate),
                     **(options or {}),
                 )

@@ -46,7 +46,10 @@ async def test_given_fresh_store_when_dry_run_then_no_writes_no_rows_and_plan_li
     assert result.counts.failed == 1, "a record that cannot be mapped is counted as it would be"
     summary = result.summary()
     assert summary["dry_run"] is True
-    planned = summary["planned"]
+    planned = [p for p in summary["planned"] if p["action"] != "quarantine"]
+    (quarantine,) = [p for p in summary["planned"] if p["action"] == "quarantine"]
+    assert quarantine["source_id"] == str(seeded[1]["id"])
+    assert quarantine["reason"], "a would-be quarantine says why"
     assert len(planned) == SEEDED - 1
     assert {p["action"].split("+")[0] for p in planned} == {"create"}
     assert {p["external_id"] for p in planned} == {

@@ -23,7 +23,7 @@ def test_given_empty_database_when_store_opens_then_schema_is_created_at_head(st
     store = Store(store_url)
     try:
         assert set(inspect(store.engine).get_table_names()) >= TABLES
-        assert _version(store) == ["0001"]
+        assert _version(store) == ["0002_not_stored"]
         columns = {c["name"] for c in inspect(store.engine).get_columns("links")}
         assert {"identity_id", "connection", "remote_id", "status", "fingerprint", "active"} <= columns
     finally:
@@ -38,7 +38,7 @@ def test_given_existing_database_when_reopened_then_migration_is_a_no_op_and_dat
     again = Store(store.url)
     try:
         again.migrate()  # and once more, explicitly
-        assert _version(again) == ["0001"]
+        assert _version(again) == ["0002_not_stored"]
         assert again.identities_by_external_id(["bigcapital:t:1"]) == ids
         assert again.links_by_remote("thredfi", ["r1"])["r1"].fingerprint == "f" * 64
         assert again.get_run(run_id) is not None
@@ -62,7 +62,7 @@ def test_given_fresh_database_when_processes_open_it_together_then_each_starts_a
     assert [p.returncode for p in processes] == [0, 0, 0], errors
     store = Store(store_url)
     try:
-        assert _version(store) == ["0001"]
+        assert _version(store) == ["0002_not_stored"]
     finally:
         store.close()
 
