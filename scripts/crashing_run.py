@@ -49,7 +49,8 @@ def main(argv: list[str]) -> None:
     original = sync.run_pipeline
 
     async def crashing(*positional: Any, **options: Any) -> sync.RunResult:
-        options.setdefault("hooks", hooks)
+        if options.get("hooks") is None:  # the lock passes ``hooks=None`` along
+            options["hooks"] = hooks
         return await original(*positional, **options)
 
     # Both names the CLI reaches the engine by (directly for a dry run, through the lock otherwise).

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -722,7 +723,11 @@ class Sync:
         return result.remote.id, "created"
 
     async def _create_with_id(self, shaped: Customer, external_id: str) -> CreateResult:
-        result = await self.target.create(shaped, external_id)
+        """Create; an answer that is not JSON, or carries no id, is treated like a lost answer."""
+        try:
+            result = await self.target.create(shaped, external_id)
+        except json.JSONDecodeError as exc:
+            raise RetriableError(f"{self.target.system} answered the create with a body that is not JSON") from exc
         if not usable_id(result.remote.id):
             # Applied or not, there is no id to address it by: looked up like a lost answer.
             raise RetriableError(f"{self.target.system} answered the create without a record id")
@@ -758,7 +763,15 @@ class Sync:
         pending = pending or (item.link is not None and item.link.status == "pending")
         if self.target.spec.identity_slot:
             if self.target.create_is_idempotent and not pending:
-                return none  # the create itself answers with the existing record
+                # The create itself answers with a record holding this external_id; only an older
+                # form of it (an alias) needs a lookup first.
+                matches = await self._find_by_external_id(item, aliases_only=True)
+                if len(matches) == 1:
+                    return matches[0]
+                if len(matches) > 1:
+                    self._ambiguous(item, "external_id", len(matches))
+                    return None
+                return none
             matches = await self._find_by_external_id(item)
             if len(matches) > 1:
                 self._ambiguous(item, "external_id", len(matches))
@@ -792,9 +805,11 @@ class Sync:
                 return matches[0]
         return none
 
-    async def _find_by_external_id(self, item: _Item) -> list[RemoteCustomer]:
+    async def _find_by_external_id(self, item: _Item, *, aliases_only: bool = False) -> list[RemoteCustomer]:
         """Target records holding this identity in their slot, under its current or an older form."""
-        matches = [m for m in await self.target.find_by_external_id(item.external_id) or [] if usable_id(m.id)]
+        matches: list[RemoteCustomer] = []
+        if not aliases_only:
+            matches = [m for m in await self.target.find_by_external_id(item.external_id) or [] if usable_id(m.id)]
         if matches or item.remote.external_id:
             return matches
         for alias in self.source.external_id_aliases(item.remote.id):
