@@ -213,6 +213,8 @@ def status(
             {
                 "pipeline": name,
                 "quarantined": store.count_quarantined(name),
+                # Fields the target did not store as written (write verification), per field: how many records.
+                "field_not_stored": store.not_stored_counts(cfg.pipeline(name).target),
                 "runs": [
                     {
                         "run_id": r.id,
@@ -254,6 +256,8 @@ def status(
                     entry["pipeline"], when, last["status"], *(str(last[k]) for k in brief), str(entry["quarantined"])
                 )
         out.print(table)
+        for entry in report:
+            _print_not_stored(entry)
         out.print("`custsync status PIPELINE` lists a pipeline's last runs.")
         return
     entry = report[0]
@@ -269,6 +273,13 @@ def status(
     out.print(table)
     if entry["runs"] and entry["runs"][0]["error"]:
         out.print(f"Last run's error: {escape(entry['runs'][0]['error'])}")
+    _print_not_stored(entry)
+
+
+def _print_not_stored(entry: dict[str, Any]) -> None:
+    if entry["field_not_stored"]:
+        fields = ", ".join(f"{name} ({count})" for name, count in entry["field_not_stored"].items())
+        out.print(f"{entry['pipeline']}: field_not_stored (the target did not keep what was written): {fields}")
 
 
 @app.command()

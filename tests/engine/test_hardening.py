@@ -4,20 +4,24 @@ external-id aliases keep identities, found records count as matched, dry runs pl
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlmodel import select
 from structlog.testing import capture_logs
+from typer.testing import CliRunner
 
 from connectors.bigcapital import BigcapitalConnector
-from sandbox.server import Sandbox
+from sandbox.server import Sandbox, sandbox_config
 from state.models import Link
 from state.store import Store
-from tests.conftest import SyncFn, make_config
+from tests.conftest import SANDBOX_URL, SyncFn, make_config
 from tests.engine.asgi import Tamper, TamperingApp, json_answer
+from worker.cli import app as cli_app
 from worker.config import AppConfig
 from worker.sync import RunResult, run_pipeline
 
@@ -186,7 +190,7 @@ def _drop_phone(body: Any) -> Any:
 
 @SQLITE_ONLY
 async def test_given_thredfi_silently_drops_the_phone_when_synced_then_reported_once_remembered_never_cleared(
-    sandbox: Sandbox, sync: SyncFn, store: Store, config: AppConfig) -> None:
+    sandbox: Sandbox, sync: SyncFn, store: Store, config: AppConfig, tmp_path: Path) -> None:
     seeded = sandbox["bigcapital"].seed([
         {"displayName": f"Phone Co {n}", "email": f"phone{n}@example.com", "workPhone": f"+1555010{n:04d}"}
         for n in range(4)
@@ -202,7 +206,12 @@ async def test_given_thredfi_silently_drops_the_phone_when_synced_then_reported_
     reported = [e for e in events if e["event"] == "field_not_stored"]
     assert reported == [{"event": "field_not_stored", "system": "thredfi", "field": "phone", "count": 4,
                          "log_level": "warning"}], "once per run and field, no values"
-    assert store.not_stored_counts("thredfi") == {"phone": 4}, "what custsync status shows"
+    assert store.not_stored_counts("thredfi") == {"phone": 4}
+    config_file = tmp_path / "custsync.toml"
+    config_file.write_text(sandbox_config(SANDBOX_URL, state_url=store.url), encoding="utf-8")
+    shown = CliRunner().invoke(cli_app, ["status", "bigcapital_to_thredfi", "--json", "-c", str(config_file)])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["field_not_stored"] == {"phone": 4}, "custsync status shows it"
 
     writes = len(_thredfi_writes(sandbox))
     with capture_logs() as events:

@@ -293,6 +293,7 @@ async def test_given_a_record_deactivated_mid_walk_shifting_the_pages_when_run_t
     with capture_logs() as events:
         result = await _run(config, "bigcapital_to_thredfi", store, tampered)
 
+    assert result.status == "succeeded", result.summary()
     assert not [e for e in events if e.get("action") == "archive_vanished"], "no live customer archived"
     found = [e for e in events if e["event"] == "vanished_record_found"]
     assert len(found) == 1, "the record the shifted page skipped was looked up and found"
