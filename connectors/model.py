@@ -12,9 +12,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict
 
 Kind = Literal["company", "individual"]
 
@@ -51,14 +51,6 @@ class Customer(BaseModel):
     notes: str | None = None
     active: bool = True
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _text_not_structure(cls, value: Any) -> Any:
-        # A JSON object or array where text belongs is refused on its field, never stored as its repr.
-        if isinstance(value, dict | list):
-            raise ValueError("holds a JSON object or array, not text")  # noqa: TRY004 - pydantic wants ValueError
-        return value
-
 
 CANONICAL_FIELDS: tuple[str, ...] = tuple(Customer.model_fields)
 """Every canonical field name, in declaration order."""
@@ -73,15 +65,10 @@ def clean(value: object) -> str | None:
         value: whatever the vendor sent (``None``, a string, a number).
 
     Returns:
-        The stripped string, or ``None`` when nothing is left. A JSON object
-        or array comes back unchanged, for the model to refuse on its field.
+        The stripped string, or ``None`` when nothing is left.
     """
     if value is None:
         return None
-    if isinstance(value, dict | list):
-        # Passed on as it is: the Customer model refuses it naming the field, instead of the
-        # record silently carrying its Python repr ("{'a': 1}") as text.
-        return cast("str", value)
     text = str(value).strip()
     return text or None
 

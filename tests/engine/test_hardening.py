@@ -105,24 +105,6 @@ async def test_given_a_create_answered_without_an_id_into_bigcapital_when_run_th
     assert not [link for link in store.links_of("bigcapital") if (link.remote_id or "").startswith("?")]
 
 
-async def test_given_a_json_object_in_a_text_field_when_run_then_quarantined_naming_the_field_never_written(
-    sandbox: Sandbox, sync: SyncFn, store: Store
-) -> None:
-    _good, bad, worse = sandbox["bigcapital"].seed_fake(3)
-    sandbox["bigcapital"].records[str(bad["id"])]["note"] = {"html": "<b>x</b>"}
-    sandbox["bigcapital"].records[str(worse["id"])]["email"] = ["a@example.com", "b@example.com"]
-
-    result = await sync("bigcapital_to_thredfi")
-
-    assert (result.counts.created, result.counts.failed) == (1, 2), result.summary()
-    entries = {q.source_id: q for q in store.quarantined("bigcapital_to_thredfi")}
-    assert entries[str(bad["id"])].field == "notes"
-    assert entries[str(worse["id"])].field == "email"
-    assert all("JSON object or array" in q.reason for q in entries.values())
-    assert all("{" not in (r.get("notes") or "") and "[" not in (r.get("email") or "")
-               for r in sandbox["thredfi"].records.values()), "never written as Python repr"
-
-
 # -- 9.8 natural keys never guess -----------------------------------------------------
 
 
