@@ -8,8 +8,8 @@ state store:
 2. in the ``update`` phase only: sync once cleanly, then edit, archive,
    re-activate and add source customers, so the killed run mixes creates,
    updates and (in)activations;
-3. run ``custsync run PIPELINE`` with ``CUSTSYNC_CRASH_AT=write:N`` or
-   ``commit:N``: the engine SIGKILLs itself right after its Nth remote write
+3. run ``custsync run PIPELINE`` through ``scripts/crashing_run.py write:N`` (or
+   ``commit:N``), which injects a hook into the engine: it SIGKILLs itself right after its Nth remote write
    (before the state commit that records it) or its Nth state commit;
 4. run it again without the crash, and check that every source customer is
    in the target exactly once with current data (:func:`verify`), and that a
@@ -345,6 +345,7 @@ class Outcome:
 
 
 _MIGRATING = threading.Lock()
+CRASHING_RUN = ROOT / "scripts" / "crashing_run.py"
 #: The Redis database of the harnesses' pipeline locks (no other test uses it).
 LOCK_REDIS = "redis://127.0.0.1:6379/2"
 _HARNESSES = 0
@@ -394,9 +395,10 @@ class Harness:
         """Run ``custsync run PIPELINE --json`` as a real process."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTSYNC_")}
         env.update(CUSTSYNC_LOG_FORMAT="json", CUSTSYNC_LOG_LEVEL="warning")
-        if crash_at:
-            env["CUSTSYNC_CRASH_AT"] = crash_at
-        return subprocess.run([self.exe, "run", pipeline, "-c", str(config), "--json"], env=env,  # noqa: S603
+        args = ["run", pipeline, "-c", str(config), "--json"]
+        # The kill is injected by a test driver around the same command line, never by custsync itself.
+        command = [sys.executable, str(CRASHING_RUN), crash_at, *args] if crash_at else [self.exe, *args]
+        return subprocess.run(command, env=env,  # noqa: S603
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     def in_process(self, config: AppConfig, pipeline: str, state_url: str) -> RunResult:

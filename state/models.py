@@ -53,6 +53,9 @@ class Link(SQLModel, table=True):
     status: str = Field(default="linked", max_length=16)
     fingerprint: str | None = Field(default=None, max_length=64)
     active: bool | None = None
+    #: canonical fields the connection did not store as written (comma-separated): never written
+    #: or fingerprinted again for this record, in either direction.
+    not_stored: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
 
@@ -73,6 +76,7 @@ class Run(SQLModel, table=True):
     archived: int = 0
     unchanged: int = 0
     failed: int = 0
+    matched: int = 0
     error: str | None = None
     started_at: datetime = Field(default_factory=_now, index=True)
     finished_at: datetime | None = None

@@ -58,6 +58,8 @@ class LinkWrite:
     fingerprint: str | None
     active: bool | None
     status: str = "linked"
+    #: canonical fields the connection did not store as written; ``None`` leaves the link's as they are.
+    not_stored: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -328,6 +330,8 @@ class Store:
                 if w.remote_id is not None or link.remote_id is None:
                     link.remote_id = w.remote_id
                 link.fingerprint, link.active, link.status, link.updated_at = (w.fingerprint, w.active, w.status, now)
+                if w.not_stored is not None:
+                    link.not_stored = ",".join(sorted(w.not_stored)) or None
                 s.add(link)
 
     def links_of(self, connection: str) -> list[Link]:
@@ -400,6 +404,32 @@ class Store:
         with self.session() as s:
             query = select(func.count()).select_from(QuarantineEntry).where(QuarantineEntry.pipeline == pipeline)
             return int(s.exec(query).one())
+
+    # -- links: counts and write verification ---------------------------------
+
+    def count_linked(self, connection: str) -> int:
+        """How many records of a connection are linked (status ``linked``, with a remote id).
+
+        Pending intents and deleted links are not records: the delete guard's share counts these only.
+        """
+        with self.session() as s:
+            query = (
+                select(func.count())
+                .select_from(Link)
+                .where(Link.connection == connection, Link.status == "linked", col(Link.remote_id).is_not(None))
+            )
+            return int(s.exec(query).one())
+
+    def not_stored_counts(self, connection: str) -> dict[str, int]:
+        """canonical field → how many linked records of a connection did not store it (``custsync status``)."""
+        counts: dict[str, int] = {}
+        with self.session() as s:
+            query = select(Link.not_stored).where(Link.connection == connection, col(Link.not_stored).is_not(None))
+            for value in s.exec(query):
+                for name in (value or "").split(","):
+                    if name:
+                        counts[name] = counts.get(name, 0) + 1
+        return dict(sorted(counts.items()))
 
 
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")

@@ -177,7 +177,6 @@ def _inline(cfg: AppConfig, pipeline: str, *, since: date | None, console: Conso
                 kind="backfill",
                 since=since,
                 progress=progress,
-                crash_at=settings.crash_at,
             )
     except KeyboardInterrupt:
         err.print(

@@ -204,7 +204,6 @@ def _execute(config: AppConfig, pipeline: str, *, kind: str = "run", **options: 
             ttl_s=settings.lock_ttl_s,
             take_over_if=dead_local_process,  # a killed earlier run of ours holds nothing any more
             kind=kind,
-            crash_at=settings.crash_at,
             progress=options.pop("progress", None),
             options=options,
         )
@@ -306,6 +305,8 @@ def status(
             {
                 "pipeline": name,
                 "quarantined": store.count_quarantined(name),
+                # Fields the target did not store as written (write verification), per field: how many records.
+                "field_not_stored": store.not_stored_counts(cfg.pipeline(name).target),
                 "runs": [
                     {
                         "run_id": r.id,
@@ -332,11 +333,20 @@ def status(
 
     if pipeline is None:
         render.print_overview(out, report)
+        for entry in report:
+            _print_not_stored(entry)
         out.print("`custsync status PIPELINE` lists a pipeline's last runs.")
         return
     render.print_runs(out, report[0])
     if report[0]["runs"] and report[0]["runs"][0]["error"]:
         out.print(f"Last run's error: {escape(report[0]['runs'][0]['error'])}")
+    _print_not_stored(report[0])
+
+
+def _print_not_stored(entry: dict[str, Any]) -> None:
+    if entry["field_not_stored"]:
+        fields = ", ".join(f"{name} ({count})" for name, count in entry["field_not_stored"].items())
+        out.print(f"{entry['pipeline']}: field_not_stored (the target did not keep what was written): {fields}")
 
 
 @app.command()

@@ -51,7 +51,7 @@ from redis.lock import Lock
 from connectors.ratelimit import RedisRateLimiter
 from state.store import Store
 from worker.config import AppConfig
-from worker.sync import Counts, Progress, RunResult, run_pipeline
+from worker.sync import Counts, Progress, RunHooks, RunResult, run_pipeline
 
 log = structlog.get_logger("custsync.lock")
 
@@ -267,7 +267,7 @@ def run_exclusive(
     kind: str = "run",
     since: date | None = None,
     progress: Progress | None = None,
-    crash_at: str | None = None,
+    hooks: RunHooks | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Run a pipeline once under its lock, with the shared rate limiter.
@@ -287,7 +287,7 @@ def run_exclusive(
         kind: ``run`` or ``backfill``, as recorded.
         since: backfill only records created on or after this date.
         progress: called with the running ``pulled`` count after each page.
-        crash_at: the engine's kill-test seam.
+        hooks: test callbacks of the engine (the kill tests inject their SIGKILL here).
 
     Returns:
         The engine's result, or a ``skipped`` result when the Redis lock or
@@ -343,7 +343,7 @@ def run_exclusive(
                     kind=kind,
                     since=since,
                     progress=progress,
-                    crash_at=crash_at,
+                    hooks=hooks,
                     limiter_factory=limiter_factory,
                     **(options or {}),
                 )

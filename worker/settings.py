@@ -22,8 +22,6 @@ class Settings(BaseSettings):
         broker_url: overrides ``[broker] url`` (``CUSTSYNC_BROKER_URL``).
         log_format: ``json``, ``console`` or ``auto`` (JSON unless stderr is a terminal).
         log_level: the minimum level logged.
-        crash_at: test seam for kill tests: ``write:N`` or ``commit:N`` makes
-            the engine SIGKILL its own process at that point.
         lock_ttl_s: expiry of a pipeline's run lock (``CUSTSYNC_LOCK_TTL_S``);
             renewed every third of it while the run is alive, so a crashed
             holder's lock frees itself within this time.
@@ -44,7 +42,6 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     log_format: str = "auto"
     log_level: str = "info"
-    crash_at: str | None = None
     lock_ttl_s: float = Field(default=30.0, gt=0)
     visibility_timeout_s: int = Field(default=3600, gt=0)
     task_time_limit_s: int = Field(default=3000, gt=0)

@@ -20,8 +20,8 @@ is harmless.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
+import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -32,7 +32,7 @@ import httpx
 import structlog
 
 from connectors import build_connector
-from connectors.base import Connector, FieldMappingError
+from connectors.base import Connector, CreateResult, FieldMappingError
 from connectors.errors import (
     ConnectorError,
     FatalError,
@@ -45,7 +45,9 @@ from connectors.model import CANONICAL_FIELDS, Customer, FieldProblem, RemoteCus
 from connectors.ratelimit import RateLimiter
 from state.store import LinkWrite, QuarantineWrite, Store
 from worker.config import AppConfig, ConfigError, PipelineConfig
+from worker.deletes import Vanished
 from worker.diff import Decision, LinkState, apply_defaults, decide
+from worker.verify import WriteCheck, parse_fields
 
 log = structlog.get_logger("custsync.sync")
 
@@ -63,17 +65,20 @@ class Counts:
     archived: int = 0
     unchanged: int = 0
     failed: int = 0
+    #: found already in the target (lost state store, lost answer, idempotent create) and linked, not created.
+    matched: int = 0
 
 
 @dataclass(frozen=True)
 class PlannedChange:
-    """One change a dry run would make."""
+    """One change a dry run would make; a would-be quarantine has a ``reason``."""
 
     action: str
     external_id: str
     source_id: str
     target_id: str | None
     fields: tuple[str, ...] = ()
+    reason: str | None = None
 
 
 @dataclass
@@ -88,9 +93,13 @@ class RunResult:
     error: str | None = None
     dry_run: bool = False
     planned: list[PlannedChange] = field(default_factory=list)
-    matched: int = 0
     #: the run failed on a transient error that outlasted the retry budget: a task may retry it.
     retriable: bool = False
+
+    @property
+    def matched(self) -> int:
+        """Records found already in the target and linked instead of created."""
+        return self.counts.matched
 
     @property
     def exit_code(self) -> int:
@@ -129,25 +138,29 @@ class _Item:
     unanswered: bool = False  # a create failed without an answer and was not found in the target
     resent: bool = False  # looked up and pushed again in this run after an unanswered create
     adopted: bool = False  # an existing target record was found and made current
+    not_stored: frozenset[str] = frozenset()  # fields a side of this identity did not store: never written
+    held: Any = None  # its quarantine entry, when held back unchanged
 
 
-class _CrashSeam:
-    """SIGKILLs this process at the Nth write or commit (kill tests only)."""
+@dataclass(frozen=True)
+class RunHooks:
+    """Callbacks at the engine's two durable points, for tests (the kill tests inject a SIGKILL here).
 
-    def __init__(self, spec: str | None) -> None:
-        kind, _, count = (spec or "").partition(":")
-        self.kind, self.at = kind, int(count) if count.isdigit() else 0
-        self.writes = self.commits = 0
+    Attributes:
+        on_write: called right after each remote write, before the state commit that records it.
+        on_commit: called right after each state commit of the run.
+    """
+
+    on_write: Callable[[], None] | None = None
+    on_commit: Callable[[], None] | None = None
 
     def wrote(self) -> None:
-        self.writes += 1
-        if self.kind == "write" and self.writes == self.at:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.on_write is not None:
+            self.on_write()
 
     def committed(self) -> None:
-        self.commits += 1
-        if self.kind == "commit" and self.commits == self.at:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.on_commit is not None:
+            self.on_commit()
 
 
 class _TargetIndex:
@@ -162,9 +175,10 @@ class _TargetIndex:
     ) -> None:
         self._by_key: dict[tuple[str, str], list[RemoteCustomer]] = {}
         self._by_fp: dict[str, list[RemoteCustomer]] = {}
+        self._linked = set(linked)
         self._claimed = set(linked)
         for record in records:
-            if record.customer is None or record.external_id:
+            if record.customer is None or record.external_id or not usable_id(record.id):
                 continue  # unreadable, or it holds an identity in the slot: someone's, never a match
             for key in ("tax_id", "email"):
                 value = _norm(getattr(record.customer, key))
@@ -176,6 +190,10 @@ class _TargetIndex:
     def match(self, key: str, value: str | None) -> list[RemoteCustomer]:
         return [r for r in self._by_key.get((key, _norm(value) or ""), []) if r.id not in self._claimed]
 
+    def match_unclaimed_at_start(self, key: str, value: str | None) -> list[RemoteCustomer]:
+        """Like :meth:`match`, counting records claimed in this run as candidates (collisions)."""
+        return [r for r in self._by_key.get((key, _norm(value) or ""), []) if r.id not in self._linked]
+
     def match_content(self, fp: str) -> list[RemoteCustomer]:
         return [r for r in self._by_fp.get(fp, []) if r.id not in self._claimed]
 
@@ -186,6 +204,17 @@ class _TargetIndex:
 def _field_problem(field: str, message: str) -> FieldProblem:
     """A problem whose reason starts with the canonical field, as every quarantine reason does."""
     return FieldProblem(field, message if message.startswith(f"{field}: ") else f"{field}: {message}")
+
+
+def usable_id(remote_id: str | None) -> bool:
+    """A record id a write may address: an answer without one (``?``) never becomes a PUT to the collection."""
+    return bool(remote_id) and not str(remote_id).startswith("?")
+
+
+def source_fingerprint(customer: Customer) -> str:
+    """What a quarantine entry remembers of the source record: every field and the active flag, in 64 characters."""
+    flagged = fingerprint(customer, CANONICAL_FIELDS) + ("1" if customer.active else "0")
+    return hashlib.sha256(flagged.encode("ascii")).hexdigest()
 
 
 def _norm(value: str | None) -> str | None:
@@ -207,7 +236,7 @@ class Sync:
         dry_run: bool,
         force: bool,
         retry_quarantined: bool,
-        crash_at: str | None,
+        hooks: RunHooks | None,
         progress: Progress | None,
     ) -> None:
         self.name, self.pipeline, self.source, self.target, self.store = name, pipeline, source, target, store
@@ -215,8 +244,7 @@ class Sync:
         self.counts = Counts()
         self.planned: list[PlannedChange] = []
         self.seen_source_ids: set[str] = set()
-        self.matched = 0
-        self._crash = _CrashSeam(crash_at)
+        self._crash = hooks or RunHooks()
         self._progress = progress
         self._index: _TargetIndex | None = None
         self._index_lock = asyncio.Lock()
@@ -228,6 +256,9 @@ class Sync:
         self._unidentified = 0  # source records listed without a usable id
         self._unanswered: list[_Item] = []  # creates without an answer, retried once every page is done
         self._answered = False  # the target took a write of this run
+        self._check = WriteCheck(target)
+        self._duplicates = 0  # records listed again in this run (same id): counted once
+        self._nk_claims: dict[str, str] = {}  # target id -> external_id that claimed it by a natural key
         if pipeline.match_on is not None:
             self._match_on: tuple[str, ...] = tuple(pipeline.match_on)
         else:
@@ -247,9 +278,13 @@ class Sync:
         await self._retry_unanswered()
         if self.pipeline.propagate_deletes:
             await self.vanished()
+        if self._duplicates:
+            log.warning("duplicate_records_ignored", count=self._duplicates)
+        self._check.report()
 
     async def page(self, records: list[RemoteCustomer]) -> None:
         """Diff and push one page; the state is saved once per page."""
+        records = self._once(records)
         self.counts.pulled += len(records)
         items = self._identify(records)
         quarantined = {q.source_id: q for q in self.store.quarantined(self.name, [i.remote.id for i in items])}
@@ -260,14 +295,13 @@ class Sync:
                 continue
             todo.append(item)
         self._link(todo)
-        pushes = [i for i in todo if i.decision is not None and i.decision.actions]
+        await self._collisions([i for i in todo if i.problem is None])
+        pushes = [i for i in todo if i.problem is None and i.decision is not None and i.decision.actions]
         for item in todo:
-            if item.decision is not None and not item.decision.actions:
+            if item.problem is None and item.decision is not None and not item.decision.actions:
                 self.counts.unchanged += 1
         if self.dry_run:
-            for item in pushes:
-                self._plan(item)
-            self.counts.failed += sum(1 for i in items if i.problem is not None)
+            await self._plan_page(items, pushes)
             return
         self._record_intents(pushes)
         crashed = [r for r in await asyncio.gather(*(self._push(i) for i in pushes), return_exceptions=True) if r]
@@ -280,6 +314,80 @@ class Sync:
         # Every record of the page, including those refused before any push:
         # each is counted, quarantined or released here, never dropped.
         self._record(items, quarantined)
+
+    def _once(self, records: list[RemoteCustomer]) -> list[RemoteCustomer]:
+        """The page without records already listed in this run (a listing may repeat one): each counts once."""
+        fresh: list[RemoteCustomer] = []
+        ids: set[str] = set()
+        for record in records:
+            if usable_id(record.id) and (record.id in self.seen_source_ids or record.id in ids):
+                self._duplicates += 1
+                continue
+            ids.add(record.id)
+            fresh.append(record)
+        return fresh
+
+    async def _collisions(self, items: list[_Item]) -> None:
+        """Two source records matching one unlinked target record by a natural key: both are quarantined.
+
+        Taking either would silently rename the target record after the other; the
+        match is left to a person. A target record claimed by a natural key on an
+        earlier page of this run is a collision for the later record too.
+        """
+        creating = [i for i in items if i.decision is not None and "create" in i.decision.actions]
+        if not creating or not self._match_on:
+            return
+        index = await self._target_index()
+        claims: dict[str, list[tuple[_Item, str]]] = {}
+        for item in creating:
+            assert item.shaped is not None
+            for key in self._match_on:
+                matches = index.match_unclaimed_at_start(key, getattr(item.shaped, key))
+                if len(matches) == 1:
+                    claims.setdefault(matches[0].id, []).append((item, key))
+                if matches:
+                    break  # several matches: _recover quarantines it as ambiguous
+        for target_id, claimants in claims.items():
+            earlier = self._nk_claims.get(target_id)
+            if len(claimants) < 2 and (earlier is None or earlier == claimants[0][0].external_id):
+                continue
+            count = len(claimants) + (1 if earlier is not None else 0)
+            for item, key in claimants:
+                item.problem = FieldProblem(
+                    key,
+                    f"ambiguous: {count} {self.source.system} records match one {self.target.system} record "
+                    f"by this {key}; link one by hand or fix the data",
+                )
+                item.decision = None
+            log.warning("natural_key_collision", target_id=target_id, key=claimants[0][1], records=count)
+
+    async def _plan_page(self, items: list[_Item], pushes: list[_Item]) -> None:
+        """Dry run: plan each push, and each record a real run would quarantine, with its reason."""
+        for item in pushes:
+            assert item.decision is not None
+            found = await self._recover(item) if "create" in item.decision.actions else None
+            if found is not None and found.id:
+                self.planned.append(PlannedChange("match", item.external_id, item.remote.id, found.id))
+                self.counts.matched += 1
+                continue
+            if item.problem is None:
+                self._plan(item)
+        for item in items:
+            if item.problem is not None:
+                problem = item.problem
+                target_id = item.link.remote_id if item.link else None
+                self.planned.append(
+                    PlannedChange(
+                        "quarantine", item.external_id, item.remote.id, target_id, (problem.field,), problem.reason
+                    )
+                )
+                self.counts.failed += 1
+            elif item.held is not None:
+                self.planned.append(
+                    PlannedChange(
+                        "quarantine", item.external_id, item.remote.id, None, (item.held.field,), item.held.reason
+                    )
+                )
 
     #: how many more times, in the same run, a create that got no answer is looked up and retried
     UNANSWERED_PASSES = 2
@@ -331,6 +439,7 @@ class Sync:
         ids = [r.id for r in records if r.id != "?"]
         source_links = self.store.links_by_remote(self.source.name, ids)
         known = self.store.identities_by_id([link.identity_id for link in source_links.values()])
+        aliases = self._aliases([r for r in records if r.id != "?" and r.id not in source_links and not r.external_id])
         items: list[_Item] = []
         for n, remote in enumerate(records):
             if remote.id == "?":  # unidentifiable: quarantine under a positional id
@@ -340,11 +449,26 @@ class Sync:
             if link is not None:
                 item = _Item(remote, known[link.identity_id], identity_id=link.identity_id)
                 item.seen = (link.fingerprint, link.active)
+                item.not_stored = parse_fields(link.not_stored)
                 items.append(item)
             else:
-                external_id = remote.external_id or self.source.external_id_for(remote.id)
+                external_id = remote.external_id or aliases.get(remote.id) or self.source.external_id_for(remote.id)
                 items.append(_Item(remote, external_id))
         return items
+
+    def _aliases(self, records: list[RemoteCustomer]) -> dict[str, str]:
+        """source id -> an older external_id form of it that the store holds an identity under.
+
+        After an external-id scheme change (Bigcapital's host-based form), a record
+        whose source link is gone keeps the identity its links were made under.
+        """
+        forms = {r.id: self.source.external_id_aliases(r.id) for r in records}
+        wanted = [alias for found in forms.values() for alias in found]
+        if not wanted:
+            return {}
+        known = self.store.identities_by_external_id(wanted)
+        held = {rid: [a for a in found if a in known] for rid, found in forms.items()}
+        return {rid: found[0] for rid, found in held.items() if found}
 
     def _prepare(self, item: _Item, quarantined: Mapping[str, Any]) -> bool:
         """Shape and validate a record; False when it goes no further."""
@@ -353,15 +477,12 @@ class Sync:
             item.problem = remote.problem or FieldProblem("record", "could not be read")
             return False
         customer = apply_defaults(remote.customer, self.pipeline.defaults)
-        item.source_fingerprint = fingerprint(customer, CANONICAL_FIELDS) + ("1" if customer.active else "0")
+        item.source_fingerprint = source_fingerprint(customer)
         entry = quarantined.get(remote.id)
-        if (
-            entry is not None
-            and not self.retry_quarantined
-            and entry.source_fingerprint == item.source_fingerprint[:64]
-        ):
+        if entry is not None and not self.retry_quarantined and entry.source_fingerprint == item.source_fingerprint:
             # Unchanged since it failed: it would fail again. `custsync retry` pushes it anyway.
             self.counts.failed += 1
+            item.held = entry
             return False
         shaped = self.target.shape(customer, truncate=self.pipeline.truncate)
         problems = self.target.problems(shaped)
@@ -369,7 +490,7 @@ class Sync:
             item.problem = FieldProblem(problems[0].field, "; ".join(str(p) for p in problems))
             return False
         item.shaped = shaped
-        item.fingerprint = fingerprint(shaped, self._kept)
+        item.fingerprint = fingerprint(shaped, self._kept - item.not_stored)
         return True
 
     def _link(self, items: list[_Item]) -> None:
@@ -407,6 +528,9 @@ class Sync:
             link = links.get(item.identity_id) if item.identity_id is not None else None
             item.link = LinkState(link.remote_id, link.status, link.fingerprint, link.active) if link else None
             assert item.shaped is not None
+            if link is not None and link.not_stored:
+                item.not_stored |= parse_fields(link.not_stored)
+                item.fingerprint = fingerprint(item.shaped, self._kept - item.not_stored)
             item.decision = decide(
                 item.link,
                 fingerprint=item.fingerprint,
@@ -464,7 +588,9 @@ class Sync:
                 elif action == "update":
                     assert remote_id is not None
                     try:
-                        await self.target.update(remote_id, shaped, item.external_id, fields=self._kept)
+                        answered = await self.target.update(
+                            remote_id, shaped, item.external_id, fields=self._written(item)
+                        )
                     except NotFoundError:
                         # Deleted in the target by someone: recreate rather than lose it, through the
                         # same recovery as a pending create (a crash may have recreated it already).
@@ -476,6 +602,9 @@ class Sync:
                             break  # found again and made current, its state included
                         continue  # recreated (active): the state change, if any, follows
                     self._wrote(item, "update")
+                    held = await self._verify(item, remote_id, answered)
+                    if self.force and not {"archive", "reactivate"} & set(item.decision.actions):
+                        await self._restore_state(item, remote_id, held)
                 elif action in ("archive", "reactivate"):
                     assert remote_id is not None
                     await self.target.set_active(remote_id, action == "reactivate")
@@ -512,12 +641,41 @@ class Sync:
             log.warning("record_deferred", external_id=item.external_id, error=str(exc))
             self._keep_partial(item, remote_id)
             return
+        except FatalError:
+            raise
+        except ConnectorError as exc:
+            # Any other refusal of this record stays with it: the run goes on.
+            item.problem = FieldProblem("record", str(exc))
+            self._keep_partial(item, remote_id)
+            return
         active = shaped.active if self.pipeline.archive else (link.active if link and link.active is not None else True)
         if item.decision.actions[0] == "create":
             active = shaped.active if (self.pipeline.archive and self.target.spec.archive) else True
-        item.result = LinkWrite(item.identity_id, remote_id, item.fingerprint, active)
+        item.result = LinkWrite(item.identity_id, remote_id, item.fingerprint, active, not_stored=item.not_stored)
         self._answered = True
         self._count(outcome)
+
+    def _written(self, item: _Item) -> frozenset[str]:
+        """The fields a write of this record sends: the kept ones, less those the target did not store."""
+        return self._kept - item.not_stored
+
+    async def _verify(self, item: _Item, remote_id: str, answered: RemoteCustomer | None) -> Customer | None:
+        """Check a write landed (:mod:`worker.verify`); fields that did not are remembered, not rewritten."""
+        assert item.shaped is not None
+        missing, held = await self._check.check(remote_id, item.shaped, answered, self._written(item))
+        if missing - item.not_stored:
+            item.not_stored |= missing
+            item.fingerprint = fingerprint(item.shaped, self._kept - item.not_stored)
+        return held
+
+    async def _restore_state(self, item: _Item, remote_id: str, held: Customer | None) -> None:
+        """``--full``: put the source's (in)active state back where someone changed it in the target."""
+        assert item.shaped is not None
+        if not (self.pipeline.archive and self.target.spec.archive) or held is None:
+            return
+        if held.active != item.shaped.active:
+            await self.target.set_active(remote_id, item.shaped.active)
+            self._wrote(item, "reactivate" if item.shaped.active else "archive")
 
     def _keep_partial(self, item: _Item, remote_id: str | None) -> None:
         """A push failed after it created (or found) the target record: keep the link to it.
@@ -537,9 +695,10 @@ class Sync:
             return None, "created"
         if found.id:
             # The record exists already: make it current rather than create a copy.
-            return found.id, await self._adopt(item, found)
+            await self._adopt(item, found)
+            return found.id, "matched"
         try:
-            result = await self.target.create(shaped, item.external_id)
+            result = await self._create_with_id(shaped, item.external_id)
         except RetriableError:
             # The create may have been applied with its answer lost. Where the target
             # finds records by external_id, look now; otherwise the pending intent
@@ -556,21 +715,34 @@ class Sync:
             self._index.claim(result.remote.id)
         if result.existed:
             # An idempotent create answered with the record it holds: a replay of our own create
-            # whose answer was lost, or a record we lost track of (state store lost). The two look
-            # alike from here, so it counts as created; its fields and state are made current.
+            # whose answer was lost, or a record we lost track of (state store lost). Either way it
+            # was found, not created; its fields and state are made current.
             await self._adopt(item, result.remote)
+            return result.remote.id, "matched"
+        await self._verify(item, result.remote.id, result.remote)
         return result.remote.id, "created"
 
-    async def _adopt(self, item: _Item, remote: RemoteCustomer) -> str:
-        """Make an existing target record current; returns the outcome to count."""
+    async def _create_with_id(self, shaped: Customer, external_id: str) -> CreateResult:
+        """Create; an answer that is not JSON, or carries no id, is treated like a lost answer."""
+        try:
+            result = await self.target.create(shaped, external_id)
+        except json.JSONDecodeError as exc:
+            raise RetriableError(f"{self.target.system} answered the create with a body that is not JSON") from exc
+        if not usable_id(result.remote.id):
+            # Applied or not, there is no id to address it by: looked up like a lost answer.
+            raise RetriableError(f"{self.target.system} answered the create without a record id")
+        return result
+
+    async def _adopt(self, item: _Item, remote: RemoteCustomer) -> None:
+        """Make an existing target record current (it counts as matched)."""
         assert item.shaped is not None
         item.adopted = True
         shaped = item.shaped
-        outcome = "unchanged"
-        if remote.customer is None or fingerprint(self.target.shape(remote.customer), self._kept) != item.fingerprint:
-            await self.target.update(remote.id, shaped, item.external_id, fields=self._kept)
+        current = fingerprint(self.target.shape(remote.customer), self._written(item)) if remote.customer else None
+        if current != item.fingerprint:
+            answered = await self.target.update(remote.id, shaped, item.external_id, fields=self._written(item))
             self._wrote(item, "update")
-            outcome = "updated"
+            await self._verify(item, remote.id, answered)
         if (
             self.pipeline.archive
             and self.target.spec.archive
@@ -579,8 +751,6 @@ class Sync:
         ):
             await self.target.set_active(remote.id, shaped.active)
             self._wrote(item, "archive" if not shaped.active else "reactivate")
-            outcome = "archived" if not shaped.active else "updated"
-        return outcome
 
     async def _recover(self, item: _Item, *, pending: bool = False) -> RemoteCustomer | None:
         """Find the target record this identity may already have.
@@ -593,8 +763,16 @@ class Sync:
         pending = pending or (item.link is not None and item.link.status == "pending")
         if self.target.spec.identity_slot:
             if self.target.create_is_idempotent and not pending:
-                return none  # the create itself answers with the existing record
-            matches = await self.target.find_by_external_id(item.external_id) or []
+                # The create itself answers with a record holding this external_id; only an older
+                # form of it (an alias) needs a lookup first.
+                matches = await self._find_by_external_id(item, aliases_only=True)
+                if len(matches) == 1:
+                    return matches[0]
+                if len(matches) > 1:
+                    self._ambiguous(item, "external_id", len(matches))
+                    return None
+                return none
+            matches = await self._find_by_external_id(item)
             if len(matches) > 1:
                 self._ambiguous(item, "external_id", len(matches))
                 return None
@@ -616,7 +794,7 @@ class Sync:
                 return None
             if matches:
                 index.claim(matches[0].id)
-                self.matched += 1
+                self._nk_claims[matches[0].id] = item.external_id
                 log.info("natural_key_matched", external_id=item.external_id, target_id=matches[0].id, key=key)
                 return matches[0]
         if pending and not self.target.spec.identity_slot:
@@ -626,6 +804,21 @@ class Sync:
                 log.info("identity_recovered", external_id=item.external_id, target_id=matches[0].id, by="content")
                 return matches[0]
         return none
+
+    async def _find_by_external_id(self, item: _Item, *, aliases_only: bool = False) -> list[RemoteCustomer]:
+        """Target records holding this identity in their slot, under its current or an older form."""
+        matches: list[RemoteCustomer] = []
+        if not aliases_only:
+            matches = [m for m in await self.target.find_by_external_id(item.external_id) or [] if usable_id(m.id)]
+        if matches or item.remote.external_id:
+            return matches
+        for alias in self.source.external_id_aliases(item.remote.id):
+            if alias == item.external_id:
+                continue
+            matches = [m for m in await self.target.find_by_external_id(alias) or [] if usable_id(m.id)]
+            if matches:
+                return matches
+        return []
 
     def _ambiguous(self, item: _Item, key: str, count: int) -> None:
         item.problem = FieldProblem(
@@ -679,7 +872,7 @@ class Sync:
             log.warning(
                 "record_quarantined", external_id=item.external_id, source_id=item.remote.id, field=problem.field
             )
-        fingerprints = {id(i): (i.source_fingerprint or "")[:64] or None for i, _ in refused}
+        fingerprints = {id(i): i.source_fingerprint for i, _ in refused}
         self.store.quarantine(
             self.name,
             self.run_id,
@@ -692,56 +885,19 @@ class Sync:
     # -- vanished source records -------------------------------------------------
 
     async def vanished(self) -> None:
-        """Archive targets of source records gone from a complete scan, under a guard."""
-        source_links = self.store.links_of(self.source.name)
-        gone = [
-            link
-            for link in source_links
-            if link.remote_id and link.remote_id not in self.seen_source_ids and link.status == "linked"
-        ]
-        if not gone:
-            return
-        if self._unidentified:
-            # A record listed without its id may be one of these: the scan does not prove they are gone.
-            log.warning("vanished_not_checked", unidentified=self._unidentified, missing=len(gone))
-            return
-        target_links = self.store.links_by_identity(self.target.name, [link.identity_id for link in gone])
-        candidates = [
-            t for t in target_links.values() if t.remote_id and t.active is not False and t.status == "linked"
-        ]
-        total = self.store.count_links(self.target.name)
-        limit = int(self.pipeline.max_delete_share * total)
-        log.info("source_records_vanished", count=len(gone), to_archive=len(candidates))
-        if len(candidates) > limit:
-            self._deletes_error = (
-                f"refused to archive {len(candidates)} of {total} linked {self.target.system} records whose source "
-                f"records vanished (max_delete_share={self.pipeline.max_delete_share}); check the source, "
-                "then raise the share for one run if it is right"
-            )
-            log.error("delete_guard_tripped", candidates=len(candidates), linked=total)
-            return
-        if self.dry_run:
-            for t in candidates:
-                self.planned.append(PlannedChange("archive", "", "", t.remote_id))
-                self.counts.archived += 1
-            return
-        writes: list[LinkWrite] = []
-        for t in candidates:
-            assert t.remote_id is not None
-            try:
-                if self.target.spec.archive:
-                    await self.target.set_active(t.remote_id, False)
-                elif self.pipeline.delete_on_archive:
-                    await self.target.delete(t.remote_id)
-                else:
-                    continue
-            except RecordError as exc:
-                log.warning("vanished_archive_failed", target_id=t.remote_id, error=str(exc))
-                continue
-            log.info("record_written", action="archive_vanished", target_id=t.remote_id)
-            writes.append(LinkWrite(t.identity_id, t.remote_id, t.fingerprint, False))
-            self.counts.archived += 1
-        self.store.save_links(self.target.name, writes)
+        """Archive targets of source records that provably vanished (:mod:`worker.deletes`)."""
+        outcome = await Vanished(
+            pipeline=self.pipeline,
+            source=self.source,
+            target=self.target,
+            store=self.store,
+            seen=self.seen_source_ids,
+            unidentified=self._unidentified,
+            dry_run=self.dry_run,
+        ).run()
+        self._deletes_error = outcome.error
+        self.counts.archived += outcome.archived
+        self.planned.extend(PlannedChange("archive", "", "", target_id) for target_id in outcome.planned)
 
 
 async def run_pipeline(
@@ -756,7 +912,7 @@ async def run_pipeline(
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
     limiter_factory: LimiterFactory | None = None,
     progress: Progress | None = None,
-    crash_at: str | None = None,
+    hooks: RunHooks | None = None,
     since: date | None = None,
 ) -> RunResult:
     """Run one pipeline once, in this process.
@@ -772,7 +928,7 @@ async def run_pipeline(
         transports: connection name → httpx transport (tests, the demo).
         limiter_factory: builds the requests-per-second limiter of a connection.
         progress: called with the running ``pulled`` count after each page.
-        crash_at: kill-test seam, ``write:N`` or ``commit:N``.
+        hooks: test callbacks after each remote write and state commit (:class:`RunHooks`).
         since: only source records created on or after this date (backfill);
             the scan is then partial, so vanished records are not looked for.
 
@@ -811,7 +967,7 @@ async def run_pipeline(
         dry_run=dry_run,
         force=full,
         retry_quarantined=retry_quarantined,
-        crash_at=crash_at,
+        hooks=hooks,
         progress=progress,
     )
     error: str | None = None
@@ -831,9 +987,9 @@ async def run_pipeline(
         log.warning("run_interrupted")
     except Exception as exc:
         # A bug, or the store failing: the run is recorded as failed and summarised once like any
-        # other, then the error goes on to the caller (the CLI exits 3, a task fails).
-        crash = exc
-        error = f"internal error ({type(exc).__name__}); see the run_crashed event"
+        # other, and returned as failed with a one-line error (``--json`` prints its object);
+        # the traceback goes to the log only.
+        error = f"internal error ({type(exc).__name__}); see the run_crashed event in the log"
         log.exception("run_crashed")
     counts = sync.counts
     if error is not None:
@@ -850,14 +1006,13 @@ async def run_pipeline(
         "run_finished",
         status=status,
         duration_s=round(duration, 3),
-        matched=sync.matched,
         error=error,
         **asdict(counts),
     )
     structlog.contextvars.unbind_contextvars("run_id", "pipeline", "source", "target", "entity")
     if crash is not None:
         raise crash
-    return RunResult(name, run_id, status, counts, duration, error, dry_run, sync.planned, sync.matched, retriable)
+    return RunResult(name, run_id, status, counts, duration, error, dry_run, sync.planned, retriable)
 
 
-__all__ = ["Counts", "PlannedChange", "RunResult", "run_pipeline"]
+__all__ = ["Counts", "PlannedChange", "RunHooks", "RunResult", "run_pipeline"]

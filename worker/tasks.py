@@ -101,7 +101,6 @@ def _run(task: Task, pipeline: str, *, kind: str, since: date | None = None) -> 
             wait_if=same_owner(owner),
             kind=kind,
             since=since,
-            crash_at=settings.crash_at,
             progress=ProgressLog(pipeline) if kind == "backfill" else None,
         )
     except TRANSIENT_ERRORS as exc:

@@ -34,6 +34,7 @@ RUN_KEYS = {
     "archived",
     "unchanged",
     "failed",
+    "matched",
     "duration_s",
 }
 PIPELINE = "bigcapital_to_thredfi"

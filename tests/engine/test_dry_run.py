@@ -48,7 +48,10 @@ async def test_given_fresh_store_when_dry_run_then_no_writes_no_rows_and_plan_li
     assert result.counts.failed == 2, "a record the target would refuse is counted as it would be"
     summary = result.summary()
     assert summary["dry_run"] is True
-    planned = summary["planned"]
+    planned = [p for p in summary["planned"] if p["action"] != "quarantine"]
+    quarantines = [p for p in summary["planned"] if p["action"] == "quarantine"]
+    assert {q["source_id"] for q in quarantines} == {str(seeded[0]["id"]), str(seeded[1]["id"])}
+    assert all(q["reason"] for q in quarantines), "a would-be quarantine says why"
     assert len(planned) == SEEDED - 2
     assert {p["action"].split("+")[0] for p in planned} == {"create"}
     assert {p["external_id"] for p in planned} == {

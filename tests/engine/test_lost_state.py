@@ -42,9 +42,9 @@ async def test_given_lost_state_store_when_bigcapital_to_thredfi_reruns_then_no_
         assert set(sandbox["thredfi"].records) == set(thredfi_before), "no new Thredfi record"
         assert Counter(r["external_id"] for r in sandbox["thredfi"].records.values()).most_common(1)[0][1] == 1
         assert sandbox["thredfi"].write_count == applied_before, "nothing was changed in Thredfi"
-        # Thredfi answers a create with a known external_id with the record it holds; the engine
-        # cannot tell that from a replay of its own create, so it counts as created.
-        assert result.counts.created == SEEDED
+        # Thredfi answers a create with a known external_id with the record it holds: each record
+        # was found, not created, and counts as matched (product.md).
+        assert (result.counts.created, result.counts.matched) == (0, SEEDED)
         assert result.counts.failed == 0
         # The links are rebuilt: the next run is quiet.
         writes = len(sandbox["thredfi"].writes())
@@ -67,7 +67,7 @@ async def test_given_lost_state_and_edited_source_when_rerun_then_thredfi_record
         transports = {name: transport for name in config.connections}
         result = await run_pipeline(config, "bigcapital_to_thredfi", store=fresh, transports=transports)  # type: ignore[arg-type]
 
-        assert result.counts.created == 1
+        assert (result.counts.created, result.counts.matched) == (0, 1), "found and made current, counted once"
         (target,) = sandbox["thredfi"].records.values()
         assert target["office_phone"] == "+15550100777"
     finally:

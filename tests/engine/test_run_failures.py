@@ -96,9 +96,19 @@ async def test_given_unexpected_error_mid_run_when_run_then_run_is_recorded_fail
 
     monkeypatch.setattr(ThredfiConnector, "create", broken)
 
-    with capture_logs() as events, pytest.raises(RuntimeError, match="a bug"):
-        await sync("bigcapital_to_thredfi")
+    with capture_logs() as events:
+        result = await sync("bigcapital_to_thredfi")
 
+    # Returned, not raised: `--json` still prints its object, with a one-line error.
+    assert (result.status, result.exit_code) == ("failed", 3)
+    assert result.error is not None
+    assert "RuntimeError" in result.error
+    assert "\n" not in result.error
+    assert "a bug" not in result.error, "the traceback and message go to the log only"
+    assert result.summary()["error"] == result.error
+    (crashed,) = [e for e in events if e["event"] == "run_crashed"]
+    assert crashed["log_level"] == "error"
+    assert crashed.get("exc_info"), "the log keeps the traceback"
     (run,) = store.runs("bigcapital_to_thredfi")
     assert run.status == "failed", "a crashed run is never left 'running'"
     assert run.error is not None

@@ -8,15 +8,20 @@ one run: a broken source can never empty a target.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
+from connectors.bigcapital import BigcapitalConnector
+from connectors.model import RemoteCustomer
 from sandbox.server import Sandbox
 from scripts.kill_soak import config_text, load, seed_source
-from state.store import Store
+from state.store import LinkWrite, Store
+from tests.engine.asgi import Tamper, TamperingApp, json_answer
 from worker.config import AppConfig
 from worker.sync import RunResult, run_pipeline
 
@@ -231,3 +236,113 @@ async def test_given_a_vanished_customer_restored_in_the_source_when_run_then_it
 
     assert result.counts.updated == 1
     assert _active_in_thredfi(sandbox) == COUNT
+
+
+# -- deletes only on proof of a complete listing (issue 9, part 2) ------------------
+
+
+ACTIVE_PAGE_2 = r"^/bigcapital/api/customers\?(?=.*inactiveMode=false)(?=.*\bpage=2\b)"
+
+
+def _tampered(sandbox: Sandbox) -> tuple[TamperingApp, httpx.ASGITransport]:
+    app = TamperingApp(sandbox.app)
+    return app, httpx.ASGITransport(app=app)
+
+
+def _archive_writes(sandbox: Sandbox) -> int:
+    return sum(1 for r in sandbox["thredfi"].writes() if r.method != "GET")
+
+
+async def test_given_a_listing_page_silently_lacking_records_while_its_total_says_more_then_none_is_archived(
+    sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
+) -> None:
+    """The attack: page 2 of 3 comes back 3 records short, the total still says 250, the share would allow it."""
+    sandbox["bigcapital"].seed_fake(250)
+    for record in sandbox["bigcapital"].records.values():
+        record["active"] = True
+    config = _config(store, propagate_deletes=True, max_delete_share=0.1)
+    first = await _run(config, "bigcapital_to_thredfi", store, transport)
+    assert first.counts.created == 250
+    app, tampered = _tampered(sandbox)
+
+    def short_page(body: dict[str, Any]) -> dict[str, Any]:
+        assert body["pagination"]["total"] == 250
+        return {**body, "customers": body["customers"][3:]}
+
+    rule = app.add(Tamper("GET", ACTIVE_PAGE_2, answer=json_answer(short_page)))
+    writes = _archive_writes(sandbox)
+
+    result = await _run(config, "bigcapital_to_thredfi", store, tampered)
+
+    assert rule.fired == 1, "the short page was served"
+    assert result.counts.archived == 0, result.summary()
+    assert _archive_writes(sandbox) == writes, "no live customer archived"
+    assert _active_in_thredfi(sandbox) == 250
+
+
+async def test_given_a_record_deactivated_mid_walk_shifting_the_pages_when_run_then_the_one_skipped_is_kept(
+    sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
+) -> None:
+    """A record moves from the active to the inactive listing while the active one is walked: every
+    later page shifts by one and a live record is in neither page. It is looked up, found, kept."""
+    sandbox["bigcapital"].seed_fake(150)
+    for record in sandbox["bigcapital"].records.values():
+        record["active"] = True
+    config = _config(store, propagate_deletes=True, max_delete_share=0.5)
+    await _run(config, "bigcapital_to_thredfi", store, transport)
+    app, tampered = _tampered(sandbox)
+    oldest = min(sandbox["bigcapital"].records.values(), key=lambda r: (r["created_at"], r["id"]))
+
+    def deactivate_one_already_listed() -> None:
+        oldest["active"] = False
+
+    app.add(Tamper("GET", ACTIVE_PAGE_2, before=deactivate_one_already_listed))
+    with capture_logs() as events:
+        result = await _run(config, "bigcapital_to_thredfi", store, tampered)
+
+    assert result.status == "succeeded", result.summary()
+    assert not [e for e in events if e.get("action") == "archive_vanished"], "no live customer archived"
+    found = [e for e in events if e["event"] == "vanished_record_found"]
+    assert len(found) == 1, "the record the shifted page skipped was looked up and found"
+    (skipped,) = found
+    assert sandbox["bigcapital"].records[skipped["source_id"]]["active"] is True
+
+
+async def test_given_an_incomplete_scan_when_records_are_missing_then_deletes_are_skipped_and_logged(
+    sandbox: Sandbox, transport: httpx.ASGITransport, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = await _synced(sandbox, store, transport, propagate_deletes=True, max_delete_share=0.5)
+    _hard_delete(sandbox, "bigcapital", 2)
+    walk = BigcapitalConnector.pages
+
+    async def short_walk(self: BigcapitalConnector) -> AsyncIterator[list[RemoteCustomer]]:
+        async for page in walk(self):
+            yield page
+        self.scan.fail("a page came back short before the last")  # what the paging code reports
+
+    monkeypatch.setattr(BigcapitalConnector, "pages", short_walk)
+    writes = _archive_writes(sandbox)
+
+    with capture_logs() as events:
+        result = await _run(config, "bigcapital_to_thredfi", store, transport)
+
+    assert result.counts.archived == 0
+    assert _archive_writes(sandbox) == writes
+    (skipped,) = [e for e in events if e["event"] == "deletes_skipped"]
+    assert skipped["reason"] == "a page came back short before the last"
+
+
+async def test_given_pending_and_deleted_links_when_the_guard_counts_then_only_linked_records_make_the_share(
+    sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
+) -> None:
+    config = await _synced(sandbox, store, transport, propagate_deletes=True, max_delete_share=0.1)
+    # 30 pending intents (creates cut off before their answer): not records of the target.
+    ids = store.ensure_identities([f"bigcapital:elsewhere:{n}" for n in range(30)])
+    store.save_links("thredfi", [LinkWrite(i, None, None, None, status="pending") for i in ids.values()])
+    _hard_delete(sandbox, "bigcapital", 4)  # 4 of 30 linked > 10 %, though 4 of 60 links is not
+
+    result = await _run(config, "bigcapital_to_thredfi", store, transport)
+
+    assert result.status == "partial"
+    assert "refused to archive 4 of 30" in (result.error or "")
+    assert result.counts.archived == 0

@@ -2,7 +2,8 @@
 
 ``custsync run`` runs as a real process against the sandbox served on loopback
 from this test process (so the emulators' state survives the child), and the
-engine SIGKILLs itself at a chosen point (``CUSTSYNC_CRASH_AT``): right after
+engine SIGKILLs itself at a chosen point (injected by ``scripts/crashing_run.py``
+through the engine's ``RunHooks``, never read by custsync): right after
 its Nth remote write, before the state commit that records it
 (``write:N``), or right after its Nth state commit (``commit:N``). Then it
 runs again (in process for the matrix, as a process for the dedicated test),

@@ -35,6 +35,8 @@ from worker.app import make_app
 from worker.config import load_config
 from worker.lock import KEY_PREFIX, Holder
 
+CRASHING_RUN = Path(__file__).resolve().parents[2] / "scripts" / "crashing_run.py"
+
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -413,7 +415,12 @@ def test_given_a_backfill_killed_when_started_again_then_it_finishes_with_no_dup
     service.seed(150)
     service.write_config()
     # A TTL that outlasts the restart below, so the second backfill meets the dead one's lock.
-    killed = service.cli("backfill", PIPELINE, CUSTSYNC_CRASH_AT="write:60", CUSTSYNC_LOCK_TTL_S="10")
+    # The kill is injected around the same command line by the kill tests' driver (never by custsync).
+    killed = subprocess.run(
+        [sys.executable, str(CRASHING_RUN), "write:60", "backfill", PIPELINE, "-c", str(service.config_path)],
+        capture_output=True, text=True, env=service.environ(CUSTSYNC_LOCK_TTL_S="10"), cwd=service.tmp,
+        timeout=120, check=False,
+    )
     assert killed.returncode == -signal.SIGKILL
     assert redis.Redis.from_url(REDIS_URL).get(LOCK_KEY) is not None  # the dead process's lock
 
