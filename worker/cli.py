@@ -118,7 +118,8 @@ def _store(config: AppConfig, *, planning: bool = False, create: bool = True) ->
 
     A dry run opens it read-only and never creates it. Without ``create``
     (``status``, ``failures``), a SQLite file that does not exist yet is not
-    created: the report says so and reads an empty state.
+    created: the report says so and reads an empty state (a missing folder
+    is still an error: the URL is wrong).
     """
     from state.store import Store, StoreError, normalise_url, sqlite_file
 
@@ -126,7 +127,7 @@ def _store(config: AppConfig, *, planning: bool = False, create: bool = True) ->
         if planning:
             return Store.for_planning(config.state.url)
         path = sqlite_file(normalise_url(config.state.url))
-        if not create and path is not None and not path.exists():
+        if not create and path is not None and not path.exists() and path.parent.is_dir():
             err.print(f"note: no state store at {path} yet: no pipeline has run with this config")
             return Store.empty()
         return Store(config.state.url)

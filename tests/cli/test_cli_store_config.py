@@ -365,3 +365,17 @@ def test_given_no_redis_when_run_then_the_store_lock_covers_it_and_no_warning_is
     assert unavailable[0]["covered_by"] == "state_store_lock"
     assert any(e["event"] == "store_lock_acquired" for e in events)
     assert not [e for e in events if e["level"] in ("warning", "error")]
+
+
+@pytest.mark.parametrize("command", [["status"], ["status", PIPELINE], ["failures", PIPELINE]])
+def test_given_no_store_yet_when_status_or_failures_then_it_says_so_and_creates_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    db = tmp_path / "never-run.db"
+    path = _config(tmp_path, "http://127.0.0.1:1", state_url=f"sqlite:///{db}")
+
+    result = invoke(*command, "--config", str(path))
+
+    assert result.exit_code == 0, result.output
+    assert f"no state store at {db} yet" in result.stderr
+    assert not db.exists(), "a report reads; it never creates the state store"

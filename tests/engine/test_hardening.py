@@ -63,7 +63,8 @@ async def test_given_a_record_listed_twice_in_one_page_when_run_then_it_counts_o
     assert first.status == "succeeded", first.summary()
     assert (first.counts.pulled, first.counts.created) == (5, 5)
     assert len(sandbox["thredfi"].records) == 5
-    assert any(e["event"] == "duplicate_records_ignored" for e in events)
+    # The paging layer drops the repeat and says the listing proves nothing (no deletes from it).
+    assert any(e["event"] == "listing_unproven" and "repeated 1 records" in e["reason"] for e in events), events
     assert second.status == "succeeded", second.summary()
     assert (second.counts.pulled, second.counts.unchanged) == (5, 5)
 

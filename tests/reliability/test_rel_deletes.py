@@ -8,6 +8,7 @@ one run: a broken source can never empty a target.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
@@ -46,7 +47,7 @@ async def _synced(sandbox: Sandbox, store: Store, transport: httpx.ASGITransport
     """Bigcapital → Thredfi synced with every customer active; returns the config."""
     seed_source(sandbox, "bt", COUNT)
     for record in sandbox["bigcapital"].records.values():
-        record["active"] = True
+        record["active"] = 1  # the emulator stores the raw row: active is 1/0
     config = _config(store, **options)
     first = await _run(config, "bigcapital_to_thredfi", store, transport)
     assert first.counts.created == COUNT
@@ -244,6 +245,12 @@ async def test_given_a_vanished_customer_restored_in_the_source_when_run_then_it
 ACTIVE_PAGE_2 = r"^/bigcapital/api/customers\?(?=.*inactiveMode=false)(?=.*\bpage=2\b)"
 
 
+@pytest.fixture
+def pages_of_100(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bigcapital asks 1,000 a page; these attacks need several pages of a few hundred records."""
+    monkeypatch.setattr(BigcapitalConnector, "paginator", dataclasses.replace(BigcapitalConnector.paginator, page_size=100))
+
+
 def _tampered(sandbox: Sandbox) -> tuple[TamperingApp, httpx.ASGITransport]:
     app = TamperingApp(sandbox.app)
     return app, httpx.ASGITransport(app=app)
@@ -253,13 +260,14 @@ def _archive_writes(sandbox: Sandbox) -> int:
     return sum(1 for r in sandbox["thredfi"].writes() if r.method != "GET")
 
 
+@pytest.mark.usefixtures("pages_of_100")
 async def test_given_a_listing_page_silently_lacking_records_while_its_total_says_more_then_none_is_archived(
     sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
 ) -> None:
     """The attack: page 2 of 3 comes back 3 records short, the total still says 250, the share would allow it."""
     sandbox["bigcapital"].seed_fake(250)
     for record in sandbox["bigcapital"].records.values():
-        record["active"] = True
+        record["active"] = 1  # the emulator stores the raw row: active is 1/0
     config = _config(store, propagate_deletes=True, max_delete_share=0.1)
     first = await _run(config, "bigcapital_to_thredfi", store, transport)
     assert first.counts.created == 250
@@ -280,6 +288,7 @@ async def test_given_a_listing_page_silently_lacking_records_while_its_total_say
     assert _active_in_thredfi(sandbox) == 250
 
 
+@pytest.mark.usefixtures("pages_of_100")
 async def test_given_a_record_deactivated_mid_walk_shifting_the_pages_when_run_then_the_one_skipped_is_kept(
     sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
 ) -> None:
@@ -287,14 +296,14 @@ async def test_given_a_record_deactivated_mid_walk_shifting_the_pages_when_run_t
     later page shifts by one and a live record is in neither page. It is looked up, found, kept."""
     sandbox["bigcapital"].seed_fake(150)
     for record in sandbox["bigcapital"].records.values():
-        record["active"] = True
+        record["active"] = 1  # the emulator stores the raw row: active is 1/0
     config = _config(store, propagate_deletes=True, max_delete_share=0.5)
     await _run(config, "bigcapital_to_thredfi", store, transport)
     app, tampered = _tampered(sandbox)
     oldest = min(sandbox["bigcapital"].records.values(), key=lambda r: (r["created_at"], r["id"]))
 
     def deactivate_one_already_listed() -> None:
-        oldest["active"] = False
+        oldest["active"] = 0
 
     app.add(Tamper("GET", ACTIVE_PAGE_2, before=deactivate_one_already_listed))
     with capture_logs() as events:
@@ -305,7 +314,7 @@ async def test_given_a_record_deactivated_mid_walk_shifting_the_pages_when_run_t
     found = [e for e in events if e["event"] == "vanished_record_found"]
     assert len(found) == 1, "the record the shifted page skipped was looked up and found"
     (skipped,) = found
-    assert sandbox["bigcapital"].records[skipped["source_id"]]["active"] is True
+    assert sandbox["bigcapital"].records[skipped["source_id"]]["active"] == 1
 
 
 async def test_given_an_incomplete_scan_when_records_are_missing_then_deletes_are_skipped_and_logged(
