@@ -53,7 +53,7 @@ from connectors.errors import (
     RejectedError,
     RetriableError,
 )
-from connectors.model import CANONICAL_FIELDS, TEXT_FIELDS, Customer, FieldProblem, RemoteCustomer
+from connectors.model import CANONICAL_FIELDS, TEXT_FIELDS, Customer, FieldProblem, NotTextError, RemoteCustomer
 from connectors.pagination import LoopGuard, PageRequest, PageTally, Paginator
 from connectors.ratelimit import RateLimiter, ThrottleGate
 
@@ -464,6 +464,8 @@ class Connector(ABC):
             customer = self.to_canonical(raw)
         except FieldMappingError as exc:
             problem = FieldProblem(exc.field, exc.reason)
+        except NotTextError as exc:
+            problem = FieldProblem(exc.field, f"holds a JSON {exc.kind}, not text (in {self.system})")
         except ValidationError as exc:
             first = exc.errors()[0]
             where = str(first["loc"][0]) if first["loc"] else "record"

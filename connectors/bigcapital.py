@@ -208,7 +208,7 @@ class BigcapitalConnector(Connector):
         kind = _KINDS.get(str(raw.get("customer_type", raw.get("contact_type"))))
         if kind is None:
             raise FieldMappingError("kind", "bigcapital customer type is not business/individual")
-        name = clean(raw.get("display_name"))
+        name = clean(raw.get("display_name"), "name")
         if name is None:
             raise FieldMappingError("name", "bigcapital record has no display_name")
         active = raw.get("active")
@@ -223,10 +223,10 @@ class BigcapitalConnector(Connector):
             name=name,
             # Free text ("United States"): a country we cannot place is a problem, never a guess.
             country=country_alpha2(raw.get("billing_address_country"), system=self.system),
-            currency=clean(raw.get("currency_code")),
+            currency=clean(raw.get("currency_code"), "currency"),
             active=is_active,
             # billing_address_postcode is not read: no request can write it (see the module doc).
-            **{canonical: clean(raw.get(read)) for canonical, (_, read) in _TEXT.items()},
+            **{canonical: clean(raw.get(read), canonical) for canonical, (_, read) in _TEXT.items()},
         )
 
     @override

@@ -58,17 +58,38 @@ CANONICAL_FIELDS: tuple[str, ...] = tuple(Customer.model_fields)
 TEXT_FIELDS: tuple[str, ...] = tuple(f for f in CANONICAL_FIELDS if f not in {"kind", "active"})
 
 
-def clean(value: object) -> str | None:
+class NotTextError(ValueError):
+    """A vendor sent a JSON object or array where a canonical text field was expected.
+
+    Args:
+        field: the canonical field at fault.
+        kind: ``object`` or ``array``.
+    """
+
+    def __init__(self, field: str, kind: str) -> None:
+        super().__init__(f"{field}: holds a JSON {kind}, not text")
+        self.field = field
+        self.kind = kind
+
+
+def clean(value: object, field: str | None = None) -> str | None:
     """Normalise a vendor string: strip it, and turn empty into ``None``.
 
     Args:
         value: whatever the vendor sent (``None``, a string, a number).
+        field: the canonical field it is read into; given, a JSON object or
+            array is refused instead of being written on as its Python repr.
 
     Returns:
         The stripped string, or ``None`` when nothing is left.
+
+    Raises:
+        NotTextError: ``field`` is given and ``value`` is an object or an array.
     """
     if value is None:
         return None
+    if field is not None and isinstance(value, dict | list):
+        raise NotTextError(field, "object" if isinstance(value, dict) else "array")
     text = str(value).strip()
     return text or None
 
@@ -130,6 +151,7 @@ __all__ = [
     "Customer",
     "FieldProblem",
     "Kind",
+    "NotTextError",
     "RemoteCustomer",
     "clean",
     "fingerprint",

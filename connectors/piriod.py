@@ -152,21 +152,21 @@ class PiriodConnector(Connector):
     def to_canonical(self, raw: Mapping[str, Any]) -> Customer:
         """Map a Piriod customer (country and state are objects on read)."""
         country, state = raw.get("country"), raw.get("state")
-        metadata, name = raw.get("metadata"), clean(raw.get("name"))
+        metadata, name = raw.get("metadata"), clean(raw.get("name"), "name")
         if name is None:
             raise FieldMappingError("name", "the piriod record has no name")
         return Customer(
             kind="company",  # Piriod cannot tell people from companies
             name=name,
-            email=clean(raw.get("email")),
-            phone=clean(raw.get("phone")),
-            website=clean(raw.get("website")),
-            address_line1=clean(raw.get("address")),
+            email=clean(raw.get("email"), "email"),
+            phone=clean(raw.get("phone"), "phone"),
+            website=clean(raw.get("website"), "website"),
+            address_line1=clean(raw.get("address"), "address_line1"),
             state=clean(state.get("name")) if isinstance(state, Mapping) else None,
-            postal_code=clean(raw.get("zip_code")),
+            postal_code=clean(raw.get("zip_code"), "postal_code"),
             country=country_alpha2(country.get("id") if isinstance(country, Mapping) else country, system=self.system),
-            tax_id=clean(raw.get("tax_id")),
-            currency=clean(raw.get("currency")),
+            tax_id=clean(raw.get("tax_id"), "tax_id"),
+            currency=clean(raw.get("currency"), "currency"),
             notes=clean(metadata.get("notes")) if isinstance(metadata, Mapping) else None,
             active=raw.get("status") != "archived",  # "pending" is not archived: active
         )

@@ -220,7 +220,7 @@ class ThredfiConnector(Connector):
 
     @override
     def to_canonical(self, raw: Mapping[str, Any]) -> Customer:
-        company, person = clean(raw.get("company_name")), clean(raw.get("individual_name"))
+        company, person = clean(raw.get("company_name"), "company_name"), clean(raw.get("individual_name"), "name")
         # Thredfi's own display name prefers the company; so do we when both are set.
         name = company or person or clean(raw.get("display_name"))
         if name is None:
@@ -235,7 +235,7 @@ class ThredfiConnector(Connector):
             last_name=last,
             country=country_alpha2(raw.get("country"), system=self.system),
             active=status.upper() != "ARCHIVED" if status else raw.get("is_archived") is not True,
-            **{canonical: clean(raw.get(vendor)) for canonical, vendor in _TEXT.items()},
+            **{canonical: clean(raw.get(vendor), canonical) for canonical, vendor in _TEXT.items()},
         )
 
     @override

@@ -130,7 +130,7 @@ class TimbrixConnector(Connector):
         address = raw.get("address") or {}
         if not isinstance(address, Mapping):
             raise FieldMappingError("address_line1", "the timbrix address is not an object")
-        name, tax_id = clean(raw.get("legalName")), clean(raw.get("taxId"))
+        name, tax_id = clean(raw.get("legalName"), "name"), clean(raw.get("taxId"), "tax_id")
         if name is None:
             raise FieldMappingError("name", "the timbrix record has no legalName")
         kind = _kind(tax_id) or "company"
@@ -140,17 +140,17 @@ class TimbrixConnector(Connector):
             kind=kind,
             name=name,
             company_name=name if kind == "company" else None,
-            email=clean(raw.get("email")),
-            phone=clean(raw.get("phone")),
+            email=clean(raw.get("email"), "email"),
+            phone=clean(raw.get("phone"), "phone"),
             address_line1=_join_street(street, exterior, interior) if street else None,
             address_line2=f"Col. {colonia}" if colonia else None,
-            city=clean(address.get("city")),
-            state=clean(address.get("state")),
-            postal_code=clean(address.get("zip")),
+            city=clean(address.get("city"), "city"),
+            state=clean(address.get("state"), "state"),
+            postal_code=clean(address.get("zip"), "postal_code"),
             country=country_alpha2(address.get("country"), system=self.system) or "MX",
             tax_id=tax_id,
-            tax_system=clean(raw.get("taxSystem")),
-            invoice_use=clean(raw.get("defaultInvoiceUse")),
+            tax_system=clean(raw.get("taxSystem"), "tax_system"),
+            invoice_use=clean(raw.get("defaultInvoiceUse"), "invoice_use"),
         )
 
     @override

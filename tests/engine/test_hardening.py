@@ -285,3 +285,32 @@ async def test_given_records_a_real_run_would_quarantine_when_dry_run_then_plann
     assert len(would) == 3
     assert would == did
     assert planned.counts.failed == real.counts.failed == 3
+
+
+@pytest.mark.parametrize(("vendor_key", "canonical", "value"), [
+    ("email", "email", {"address": "x@example.com"}),
+    ("billing_address_city", "city", ["Springfield", "IL"]),
+    ("display_name", "name", {"first": "Ada"}),
+], ids=["object_in_email", "array_in_city", "object_in_name"])
+async def test_given_json_structure_in_a_text_field_when_run_then_quarantined_naming_the_field_never_written_as_repr(
+    vendor_key: str, canonical: str, value: Any, sandbox: Sandbox, config: AppConfig, store: Store
+) -> None:
+    seeded = sandbox["bigcapital"].seed_fake(4)
+    app, transports = _tampering(sandbox)
+    bad_id = seeded[1]["id"]
+
+    def structured(body: dict[str, Any]) -> dict[str, Any]:
+        rows = [{**r, vendor_key: value} if r["id"] == bad_id else r for r in body["customers"]]
+        return {**body, "customers": rows}
+
+    app.add(Tamper("GET", BC_LIST, answer=json_answer(structured), times=None))
+
+    result = await _via(config, store, transports, "bigcapital_to_thredfi")
+
+    assert (result.counts.created, result.counts.failed) == (3, 1), result.summary()
+    (entry,) = store.quarantined("bigcapital_to_thredfi")
+    assert entry.source_id == str(bad_id)
+    assert entry.field == canonical
+    assert "not text" in entry.reason
+    written = json.dumps(list(sandbox["thredfi"].records.values()))
+    assert "{'" not in written and "['" not in written, "no Python repr reached the target"
