@@ -731,8 +731,18 @@ def init(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    A state store that cannot be opened is one line (exit 2, or 3 when it
+    cannot be reached) wherever a command meets it; never a traceback.
+    """
+    from state.store import StoreError
+
+    try:
+        app(standalone_mode=True)
+    except StoreError as exc:
+        err.print(f"error: {escape(str(exc))}")
+        sys.exit(Exit.FAILED if exc.unreachable else Exit.USAGE)
 
 
 __all__ = ["app", "main"]

@@ -72,7 +72,8 @@ def run_demo(*, source: str, target: str, count: int, workdir: Path, console: Co
         console.print(f"error: --source and --target must be two different systems of: {', '.join(SYSTEMS)}")
         return 2
     workdir.mkdir(parents=True, exist_ok=True)
-    state_path = workdir / "state.db"
+    # Absolute: a relative SQLite URL in a config file is read against the file's folder.
+    state_path = (workdir / "state.db").resolve()
     for leftover in workdir.glob("state.db*"):
         leftover.unlink()
     box = Sandbox()

@@ -104,3 +104,19 @@ def test_fields_at_fault_counts_each_field_of_each_reason() -> None:
         ]
     )
     assert found == {"address_line2": 1, "city": 2, "tax_id": 1}
+
+
+def test_given_a_relative_workdir_when_demo_runs_then_its_config_points_at_its_own_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``custsync demo`` runs in ``./custsync-demo``: its config must still find the store it wrote."""
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+
+    code = run_demo(
+        source="bigcapital", target="thredfi", count=5, workdir=Path("custsync-demo"), console=Console(file=out)
+    )
+
+    assert code == 0, out.getvalue()
+    assert (tmp_path / "custsync-demo" / "state.db").is_file()
+    assert not (tmp_path / "custsync-demo" / "custsync-demo").exists()
