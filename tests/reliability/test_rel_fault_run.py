@@ -88,7 +88,10 @@ async def test_given_1000_customers_and_heavy_faults_when_synced_then_each_lands
     assert check.found == check.expected == COUNT, f"{check} after {report}"
     assert runs[-1].status == "succeeded", report
     first = runs[0].counts
-    assert first.created + first.failed == COUNT, f"a first sync counts each customer created or failed: {report}"
+    # A create applied with its answer lost is found again (or answered by an idempotent replay): matched.
+    assert first.created + first.matched + first.failed == COUNT, (
+        f"a first sync counts each customer once, created, matched or failed: {report}"
+    )
     assert sum(r.counts.created for r in runs) <= COUNT, report
     faulted = sum(1 for r in box[target].requests if r.status in (429, 500, 503))
     assert faulted > COUNT * 0.1, "the faults really fired"
