@@ -140,6 +140,8 @@ class _Item:
     adopted: bool = False  # an existing target record was found and made current
     not_stored: frozenset[str] = frozenset()  # fields a side of this identity did not store: never written
     held: Any = None  # its quarantine entry, when held back unchanged
+    nk_claim: str | None = None  # the unlinked target record its natural key would match
+    nk_key: str = ""  # the natural key that would match it
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,9 @@ class Sync:
         self._check = WriteCheck(target)
         self._duplicates = 0  # records listed again in this run (same id): counted once
         self._nk_claims: dict[str, str] = {}  # target id -> external_id that claimed it by a natural key
+        # Creates that would match an unlinked target record by a natural key wait for the whole
+        # source: a second source record with the same key on a later page makes both ambiguous.
+        self._nk_waiting: list[tuple[_Item, Any]] = []
         if pipeline.match_on is not None:
             self._match_on: tuple[str, ...] = tuple(pipeline.match_on)
         else:
@@ -275,6 +280,7 @@ class Sync:
             log.info("page_synced", page=page_no, records=len(page), pulled=self.counts.pulled)
             if self._progress is not None:
                 self._progress(self.counts.pulled)
+        await self._settle_natural_keys()
         await self._retry_unanswered()
         if self.pipeline.propagate_deletes:
             await self.vanished()
@@ -303,6 +309,15 @@ class Sync:
         if self.dry_run:
             await self._plan_page(items, pushes)
             return
+        waiting = [i for i in pushes if i.nk_claim is not None]
+        if waiting:
+            self._nk_waiting.extend((i, quarantined.get(i.remote.id)) for i in waiting)
+            pushes = [i for i in pushes if i.nk_claim is None]
+            items = [i for i in items if i.nk_claim is None or i.problem is not None]
+        await self._push_and_record(items, pushes, quarantined)
+
+    async def _push_and_record(self, items: list[_Item], pushes: list[_Item], quarantined: Mapping[str, Any]) -> None:
+        """Commit the intents, push, and record every item (one transaction)."""
         self._record_intents(pushes)
         crashed = [r for r in await asyncio.gather(*(self._push(i) for i in pushes), return_exceptions=True) if r]
         self._unanswered.extend(i for i in pushes if i.unanswered and i.transient is not None)
@@ -314,6 +329,37 @@ class Sync:
         # Every record of the page, including those refused before any push:
         # each is counted, quarantined or released here, never dropped.
         self._record(items, quarantined)
+
+    async def _settle_natural_keys(self) -> None:
+        """Push the creates that wait on a natural-key match, now that every source record was seen.
+
+        Two or more waiting records that would match one target record (from different
+        pages) are all quarantined as ambiguous: taking one would rename the target
+        record after a guess. The others are matched (or created) as on their page.
+        """
+        if not self._nk_waiting:
+            return
+        waiting, self._nk_waiting = self._nk_waiting, []
+        by_target: dict[str, list[_Item]] = {}
+        for item, _ in waiting:
+            assert item.nk_claim is not None
+            by_target.setdefault(item.nk_claim, []).append(item)
+        for target_id, claimants in by_target.items():
+            if len(claimants) < 2:
+                continue
+            key = claimants[0].nk_key
+            for item in claimants:
+                item.problem = FieldProblem(
+                    key,
+                    f"ambiguous: {len(claimants)} {self.source.system} records match one {self.target.system} record "
+                    f"by this {key}; link one by hand or fix the data",
+                )
+                item.decision = None
+            log.warning("natural_key_collision", target_id=target_id, key=key, records=len(claimants))
+        items = [item for item, _ in waiting]
+        quarantined = {item.remote.id: entry for item, entry in waiting if entry is not None}
+        pushes = [i for i in items if i.problem is None and i.decision is not None and i.decision.actions]
+        await self._push_and_record(items, pushes, quarantined)
 
     def _once(self, records: list[RemoteCustomer]) -> list[RemoteCustomer]:
         """The page without records already listed in this run (a listing may repeat one): each counts once."""
@@ -350,6 +396,8 @@ class Sync:
         for target_id, claimants in claims.items():
             earlier = self._nk_claims.get(target_id)
             if len(claimants) < 2 and (earlier is None or earlier == claimants[0][0].external_id):
+                if not self.dry_run:  # waits for the whole source (_settle_natural_keys)
+                    claimants[0][0].nk_claim, claimants[0][0].nk_key = target_id, claimants[0][1]
                 continue
             count = len(claimants) + (1 if earlier is not None else 0)
             for item, key in claimants:

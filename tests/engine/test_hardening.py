@@ -127,6 +127,26 @@ async def test_given_two_source_customers_matching_one_unlinked_target_record_by
     assert theirs["id"] not in {link.remote_id for link in store.links_of("bigcapital")}
 
 
+async def test_given_two_source_customers_on_different_pages_matching_one_target_record_then_both_quarantined(
+    sandbox: Sandbox, sync: SyncFn, store: Store
+) -> None:
+    """The first is on page 1 and the second on page 2 (Thredfi pages hold 100): still never a guess."""
+    fillers = [{"company_name": f"Filler {n}", "email": f"filler{n}@example.com"} for n in range(120)]
+    sandbox["thredfi"].seed([{"company_name": "First Ltd", "email": "shared@example.com"}, *fillers,
+                             {"company_name": "Second Ltd", "email": "shared@example.com"}])
+    (theirs,) = sandbox["bigcapital"].seed([{"displayName": "Theirs", "email": "shared@example.com"}])
+
+    result = await sync("thredfi_to_bigcapital")
+
+    assert (result.counts.created, result.counts.matched, result.counts.failed) == (120, 0, 2), result.summary()
+    assert sandbox["bigcapital"].records[str(theirs["id"])]["display_name"] == "Theirs", "never renamed"
+    entries = store.quarantined("thredfi_to_bigcapital")
+    assert {q.field for q in entries} == {"email"}
+    assert len(entries) == 2
+    assert all("ambiguous" in q.reason for q in entries)
+    assert theirs["id"] not in {link.remote_id for link in store.links_of("bigcapital")}
+
+
 # -- 9.11 quarantine retries, --full --------------------------------------------------
 
 
