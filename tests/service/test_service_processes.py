@@ -203,7 +203,13 @@ class Service:
         return count + sum(1 for r in records if not r["active"])
 
     def slow_source(self, delay_s: float) -> None:
+        """A run of a few seconds: a slow listing, then creates slow enough to be caught mid-run.
+
+        One listing page holds 1,000 Bigcapital customers, so without slow writes a
+        run of 150 ends within a fraction of a second of its 20th write.
+        """
         self.box["bigcapital"].faults.add("slow", method="GET", path="customers$", delay_s=delay_s, times=None)
+        self.box["thredfi"].faults.add("slow", method="POST", path="customers/$", delay_s=0.15, times=None)
 
     def close(self) -> None:
         for proc in self.procs:
