@@ -24,7 +24,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from importlib.metadata import EntryPoint
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 import httpx
@@ -453,7 +453,7 @@ def test_given_an_installed_plugin_when_listing_systems_then_it_is_named(site: P
 @pytest.fixture
 def broken_entry_point(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """One more ``custsync.systems`` entry point, pointing at a module that does not exist."""
-    real = registry.entry_points
+    real = entry_points
 
     def with_broken(*, group: str) -> list[EntryPoint]:
         found = list(real(group=group))
@@ -489,7 +489,7 @@ def test_given_a_broken_plugin_when_custsync_meets_it_then_one_line_names_the_en
 
 
 def test_given_two_plugins_of_one_name_when_loaded_then_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = registry.entry_points
+    real = entry_points
 
     def doubled(*, group: str) -> list[EntryPoint]:
         found = list(real(group=group))
