@@ -4,7 +4,7 @@ The systems come from the ``custsync.systems`` entry-point group
 (:mod:`connectors.registry`); :data:`REGISTRY` maps each system's name to its
 connector class. Registering a plug-in is all it takes for the config loader
 to accept its system, the engine to use it, and the contract suite
-(:mod:`connectors.testing`) to test it.
+(:func:`worker.testing.contract_test_class`) to test it.
 """
 
 from __future__ import annotations

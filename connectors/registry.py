@@ -83,14 +83,6 @@ def get_system(name: str) -> System:
         raise KeyError(f"unknown system {name!r} (known: {', '.join(sorted(systems()))})") from None
 
 
-def titles() -> str:
-    """The systems' titles as prose: ``A, B and C``."""
-    listed = [s.title for s in systems().values()]
-    if len(listed) < 2:
-        return "".join(listed)
-    return ", ".join(listed[:-1]) + " and " + listed[-1]
-
-
 def reload() -> None:
     """Forget what was loaded (after installing or removing a plug-in in this process)."""
     systems.cache_clear()
@@ -129,5 +121,4 @@ __all__ = [
     "names",
     "reload",
     "systems",
-    "titles",
 ]
