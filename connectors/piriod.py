@@ -21,7 +21,6 @@ Where Piriod and the canonical customer differ:
 from __future__ import annotations
 
 import asyncio
-import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
@@ -43,6 +42,7 @@ from connectors.mapping import country_alpha2
 from connectors.model import Customer, FieldProblem, RemoteCustomer, clean
 from connectors.pagination import NextLinkPaginator
 from connectors.ratelimit import RateLimiter
+from connectors.registry import EXTERNAL_ID
 
 #: Countries whose tax agency Piriod integrates with: RUT, RFC, NIT.
 REGULATED_COUNTRIES = frozenset({"CL", "MX", "CO"})
@@ -54,7 +54,7 @@ _COUNTRY_CURRENCY = {"CL": "CLP", "MX": "MXN", "CO": "COP", "PE": "PEN", "AR": "
 
 
 #: what our external_ids look like: ``system:tenant:id``.
-_OURS = re.compile(r"(bigcapital|thredfi|piriod|timbrix):[^:\s]+:\S+")
+_OURS = EXTERNAL_ID  # for any registered system (connectors.registry)
 
 
 class PiriodSettings(ConnectionSettings):

@@ -694,3 +694,16 @@ __all__ = [
     "BigcapitalEmulator",
     "Throttle",
 ]
+
+
+# -- the plug-in declaration (custsync.sandbox entry point) ------------------------------------------------
+
+from sandbox.plugin import EmulatorPlugin  # noqa: E402 - the declaration comes last
+
+EMULATOR = EmulatorPlugin(
+    name="bigcapital",
+    order=0,
+    factory=BigcapitalEmulator,
+    connection=lambda base: {"system": "bigcapital", "base_url": base, "api_key": SANDBOX_API_KEY},
+    pipeline=lambda _source: ['defaults = { currency = "USD" }'],
+)

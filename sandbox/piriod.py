@@ -583,3 +583,21 @@ __all__ = [
     "SANDBOX_API_TOKEN", "SANDBOX_WORKSPACE", "STATES", "PiriodEmulator", "PiriodState",
     "country_object", "state_id",
 ]
+
+
+# -- the plug-in declaration (custsync.sandbox entry point) ------------------------------------------------
+
+from sandbox.plugin import EmulatorPlugin  # noqa: E402 - the declaration comes last
+
+EMULATOR = EmulatorPlugin(
+    name="piriod",
+    order=2,
+    factory=PiriodEmulator,
+    connection=lambda base: {
+        "system": "piriod",
+        "base_url": base,
+        "api_token": SANDBOX_API_TOKEN,
+        "workspace": SANDBOX_WORKSPACE,
+        "test_mode": True,
+    },
+)

@@ -1,12 +1,10 @@
-"""Serve the four emulators together on loopback, and write a config for them.
+"""Serve every registered emulator together on loopback, and write a config for them.
 
-One Starlette app mounts each emulator under its system's name, so one
-port serves them all::
+The emulators come from the ``custsync.sandbox`` entry-point group
+(:mod:`sandbox.plugin`). One Starlette app mounts each under its system's
+name, so one port serves them all::
 
-    http://127.0.0.1:8765/bigcapital/api/customers
-    http://127.0.0.1:8765/thredfi/v1/platform/...
-    http://127.0.0.1:8765/piriod/customers/
-    http://127.0.0.1:8765/timbrix/api/organizations/...
+    http://127.0.0.1:8765/NAME/...
 
 Used by ``custsync sandbox``, ``custsync demo``, end-to-end tests and the
 benchmarks.
@@ -25,28 +23,29 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from sandbox import bigcapital, piriod, thredfi, timbrix
 from sandbox._core import Emulator
+from sandbox.plugin import emulators
 
-SYSTEMS = ("bigcapital", "thredfi", "piriod", "timbrix")
 FAULT_KINDS = ("error_before", "error_after", "rate_limit", "slow", "drop", "drop_field", "kill")
+
+
+def __getattr__(name: str) -> Any:
+    """``SYSTEMS``: the registered emulators' names, looked up when asked for."""
+    if name == "SYSTEMS":
+        return tuple(emulators())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
 class Sandbox:
-    """The four emulators and the app that serves them."""
+    """Every registered emulator and the app that serves them."""
 
     emulators: dict[str, Emulator] = field(default_factory=dict)
     app: Starlette = field(init=False)
 
     def __post_init__(self) -> None:
         if not self.emulators:
-            self.emulators = {
-                "bigcapital": bigcapital.BigcapitalEmulator(),
-                "thredfi": thredfi.ThredfiEmulator(),
-                "piriod": piriod.PiriodEmulator(),
-                "timbrix": timbrix.TimbrixEmulator(),
-            }
+            self.emulators = {name: plugin.factory() for name, plugin in emulators().items()}
         self.app = Starlette(routes=[Mount(f"/{name}", app=emu.app) for name, emu in self.emulators.items()])
 
     def __getitem__(self, system: str) -> Emulator:
@@ -66,8 +65,9 @@ def parse_fault(spec: str) -> tuple[str, str, dict[str, Any]]:
     """
     system, _, rest = spec.partition(":")
     kind, _, options = rest.partition(":")
-    if system not in SYSTEMS:
-        raise ValueError(f"fault {spec!r}: unknown system {system!r} (one of {', '.join(SYSTEMS)})")
+    systems = tuple(emulators())
+    if system not in systems:
+        raise ValueError(f"fault {spec!r}: unknown system {system!r} (one of {', '.join(systems)})")
     if kind not in FAULT_KINDS:
         raise ValueError(f"fault {spec!r}: unknown kind {kind!r} (one of {', '.join(FAULT_KINDS)})")
     parsed: dict[str, Any] = {"times": None}
@@ -93,7 +93,7 @@ def parse_fault(spec: str) -> tuple[str, str, dict[str, Any]]:
 def sandbox_config(
     base_url: str, *, state_url: str = "sqlite:///custsync.db", broker_url: str = "redis://127.0.0.1:6379/0"
 ) -> str:
-    """A config file for the sandbox: the four connections and all 12 pipelines.
+    """A config file for the sandbox: a connection per emulator and a pipeline per ordered pair.
 
     Pipelines are named ``SOURCE_to_TARGET`` (``bigcapital_to_thredfi``).
     Credentials are the emulators' public sandbox values.
@@ -107,49 +107,16 @@ def sandbox_config(
         "[broker]",
         f'url = "{broker_url}"',
         "",
-        "[connections.bigcapital]",
-        'system = "bigcapital"',
-        f'base_url = "{base}/bigcapital"',
-        f'api_key = "{bigcapital.SANDBOX_API_KEY}"',
-        "",
-        "[connections.thredfi]",
-        'system = "thredfi"',
-        f'base_url = "{base}/thredfi"',
-        f'partner_uuid = "{thredfi.SANDBOX_PARTNER_UUID}"',
-        f'api_key = "{thredfi.SANDBOX_API_KEY}"',
-        f'business_id = "{thredfi.SANDBOX_BUSINESS_ID}"',
-        "",
-        "[connections.piriod]",
-        'system = "piriod"',
-        f'base_url = "{base}/piriod"',
-        f'api_token = "{piriod.SANDBOX_API_TOKEN}"',
-        f'workspace = "{piriod.SANDBOX_WORKSPACE}"',
-        "test_mode = true",
-        "",
-        "[connections.timbrix]",
-        'system = "timbrix"',
-        f'base_url = "{base}/timbrix/api"',
-        f'api_key = "{timbrix.SANDBOX_API_KEY}"',
-        f'organization_id = "{timbrix.SANDBOX_ORGANIZATION_ID}"',
-        "",
     ]
-    for source in SYSTEMS:
-        for target in SYSTEMS:
+    plugins = emulators()
+    for name, plugin in plugins.items():
+        lines += [*plugin.connection_toml(f"{base}/{name}"), ""]
+    for source in plugins:
+        for target, plugin in plugins.items():
             if source == target:
                 continue
             lines += [f"[pipelines.{source}_to_{target}]", f'source = "{source}"', f'target = "{target}"']
-            if target == "bigcapital":
-                lines.append('defaults = { currency = "USD" }')
-            elif target == "timbrix" and source == "bigcapital":
-                # Bigcapital keeps no tax id, so no customer of it carries an RFC: invoice them as the
-                # general public (SAT's generic RFC, régimen 616 "sin obligaciones fiscales", uso S01).
-                # A generic RFC is shared by many customers, so it cannot identify one: match on e-mail.
-                lines.append('defaults = { tax_id = "XAXX010101000", tax_system = "616", invoice_use = "S01" }')
-                lines.append('match_on = ["email"]')
-            elif target == "timbrix":
-                # CFDI needs a régimen fiscal and a uso CFDI that Bigcapital and Piriod do not hold.
-                lines.append('defaults = { tax_system = "601", invoice_use = "G03" }')
-            lines.append("")
+            lines += [*plugin.pipeline(source), ""]
     return "\n".join(lines)
 
 
@@ -209,4 +176,4 @@ class BackgroundServer:
         self._thread.join(timeout=10)
 
 
-__all__ = ["SYSTEMS", "BackgroundServer", "Sandbox", "free_port", "is_loopback", "parse_fault", "sandbox_config"]
+__all__ = ["BackgroundServer", "Sandbox", "free_port", "is_loopback", "parse_fault", "sandbox_config"]

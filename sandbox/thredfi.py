@@ -547,3 +547,22 @@ __all__ = [
     "SANDBOX_PARTNER_UUID",
     "ThredfiEmulator",
 ]
+
+
+# -- the plug-in declaration (custsync.sandbox entry point) ------------------------------------------------
+
+from sandbox.plugin import EmulatorPlugin  # noqa: E402 - the declaration comes last
+
+EMULATOR = EmulatorPlugin(
+    name="thredfi",
+    order=1,
+    factory=ThredfiEmulator,
+    connection=lambda base: {
+        "system": "thredfi",
+        "base_url": base,
+        "partner_uuid": SANDBOX_PARTNER_UUID,
+        "api_key": SANDBOX_API_KEY,
+        "business_id": SANDBOX_BUSINESS_ID,
+    },
+    token_ttl=True,
+)

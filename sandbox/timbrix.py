@@ -427,3 +427,36 @@ __all__ = [
     "SANDBOX_CLIENT_SECRET", "SANDBOX_ORGANIZATION_ID", "SANDBOX_SCOPES", "SANDBOX_TOKEN_TTL_S",
     "TAX_SYSTEMS", "TOKEN_RATE_LIMIT", "TOKEN_RATE_WINDOW_S", "TimbrixEmulator",
 ]
+
+
+# -- the plug-in declaration (custsync.sandbox entry point) ------------------------------------------------
+
+from sandbox.plugin import EmulatorPlugin  # noqa: E402 - the declaration comes last
+
+
+def _pipeline_into_timbrix(source: str) -> list[str]:
+    if source == "bigcapital":
+        # Bigcapital keeps no tax id, so no customer of it carries an RFC: invoice them as the
+        # general public (SAT's generic RFC, régimen 616 "sin obligaciones fiscales", uso S01).
+        # A generic RFC is shared by many customers, so it cannot identify one: match on e-mail.
+        return [
+            'defaults = { tax_id = "XAXX010101000", tax_system = "616", invoice_use = "S01" }',
+            'match_on = ["email"]',
+        ]
+    # CFDI needs a régimen fiscal and a uso CFDI that Bigcapital and Piriod do not hold.
+    return ['defaults = { tax_system = "601", invoice_use = "G03" }']
+
+
+EMULATOR = EmulatorPlugin(
+    name="timbrix",
+    order=3,
+    factory=TimbrixEmulator,
+    connection=lambda base: {
+        "system": "timbrix",
+        "base_url": f"{base}/api",
+        "api_key": SANDBOX_API_KEY,
+        "organization_id": SANDBOX_ORGANIZATION_ID,
+    },
+    pipeline=_pipeline_into_timbrix,
+    token_ttl=True,
+)

@@ -1,9 +1,10 @@
 """Shared fixtures: the sandbox in process, a config for it, a store on SQLite and PostgreSQL.
 
-- ``sandbox``: the four emulators, fresh per test (``sandbox["thredfi"]`` is one emulator).
-- ``transport``: one ``httpx.ASGITransport`` serving all four under ``http://sandbox.test``.
-- ``config``: the sandbox config (connections ``bigcapital``, ``thredfi``, ``piriod``,
-  ``timbrix``; pipelines ``SOURCE_to_TARGET``), pointing at ``store``'s URL.
+- ``sandbox``: every registered emulator (``custsync.sandbox``), fresh per test
+  (``sandbox["thredfi"]`` is one emulator).
+- ``transport``: one ``httpx.ASGITransport`` serving them all under ``http://sandbox.test``.
+- ``config``: the sandbox config (a connection per system, named after it; pipelines
+  ``SOURCE_to_TARGET``), pointing at ``store``'s URL.
 - ``store``: the state store, once on SQLite and once on a fresh PostgreSQL database
   on 127.0.0.1:5432 (``CUSTSYNC_TEST_PG_URL`` overrides the server URL).
 - ``sync``: runs a pipeline against all of it: ``await sync("bigcapital_to_thredfi")``.
@@ -41,13 +42,13 @@ def _no_backoff() -> Iterator[None]:
 
 @pytest.fixture
 def sandbox() -> Sandbox:
-    """Fresh emulators of the four systems."""
+    """Fresh emulators of every registered system."""
     return Sandbox()
 
 
 @pytest.fixture
 def transport(sandbox: Sandbox) -> httpx.ASGITransport:
-    """One in-process transport for all four emulators."""
+    """One in-process transport for all the emulators."""
     return httpx.ASGITransport(app=sandbox.app)
 
 

@@ -23,6 +23,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from connectors.plugin import System
+from connectors.registry import PluginError, systems
 from connectors.secrets import scrub
 from worker.config import AppConfig, ConfigError, load_config
 from worker.logging import configure_logging
@@ -30,11 +32,35 @@ from worker.settings import get_settings
 
 log = structlog.get_logger("custsync.cli")
 
+
+def _registered() -> dict[str, System]:
+    """The registered systems, for help texts; none if a plug-in is broken (a command that needs them says so)."""
+    try:
+        return systems()
+    except PluginError:
+        return {}
+
+
+def _prose(words: list[str], empty: str = "none") -> str:
+    """``A, B and C``."""
+    if len(words) < 2:
+        return "".join(words) or empty
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+_SYSTEMS = _registered()
+_TITLES = _prose([s.title for s in _SYSTEMS.values()], "the systems of its plug-ins")
+_COUNT = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}.get(len(_SYSTEMS), str(len(_SYSTEMS)))
+_SINCE = [s.title for s in _SYSTEMS.values() if s.connector.can_filter_since]
+_NO_SINCE = [s.title for s in _SYSTEMS.values() if not s.connector.can_filter_since]
+_DEMO_PAIR = next(((s.name, t) for s in _SYSTEMS.values() for t in s.demo_next if t in _SYSTEMS), ("", ""))
+_FAULT_EXAMPLE = next(iter(_SYSTEMS), "NAME")
+
 app = typer.Typer(
     name="custsync",
     help=(
-        "Keep customer records in step between Bigcapital, Thredfi, Piriod and Timbrix.\n\n"
-        "New here? Run `custsync demo`: it starts local emulators of the four APIs and syncs "
+        f"Keep customer records in step between {_TITLES}.\n\n"
+        f"New here? Run `custsync demo`: it starts local emulators of the {_COUNT} APIs and syncs "
         "a few hundred customers, with nothing to configure."
     ),
     no_args_is_help=True,
@@ -250,8 +276,9 @@ def backfill(
     since: Annotated[
         str | None,
         typer.Option(
-            help="Only source customers created on or after this date (YYYY-MM-DD). Piriod filters by "
-            "creation date; Bigcapital, Thredfi and Timbrix cannot, so --since is refused for them."
+            help="Only source customers created on or after this date (YYYY-MM-DD). "
+            f"{_prose(_SINCE)} {'filters' if len(_SINCE) == 1 else 'filter'} by creation date; "
+            f"{_prose(_NO_SINCE)} cannot, so --since is refused for them."
         ),
     ] = None,
     enqueue: Annotated[
@@ -533,7 +560,9 @@ def sandbox(
         str, typer.Option(help="Address to listen on: loopback only, unless --allow-remote.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8765,
-    seed: Annotated[int, typer.Option(help="Fake customers to seed in each system (Timbrix: Mexican ones).")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Fake customers to seed in each system (each emulator's own kind of customer).")
+    ] = 0,
     fault: Annotated[
         list[str] | None,
         typer.Option(
@@ -543,10 +572,12 @@ def sandbox(
             "error_after (applied, then 500: a lost response), rate_limit, slow, drop, drop_field "
             "(a write silently loses field=X) or kill (the process dies once a write is applied). "
             "Options: method, path (regex), status, retry_after, delay_s, times (empty: forever), skip, "
-            "probability, after, field. E.g. --fault thredfi:error_after:method=POST,probability=0.1,times=",
+            f"probability, after, field. E.g. --fault {_FAULT_EXAMPLE}:error_after:method=POST,probability=0.1,times=",
         ),
     ] = None,
-    token_ttl: Annotated[float | None, typer.Option(help="Thredfi/Timbrix token lifetime in seconds.")] = None,
+    token_ttl: Annotated[
+        float | None, typer.Option(help="Token lifetime in seconds, in the emulators that issue tokens.")
+    ] = None,
     write_config: Annotated[
         Path | None, typer.Option(help="Write a config file for the sandbox here (never over an existing file).")
     ] = None,
@@ -560,14 +591,14 @@ def sandbox(
         ),
     ] = False,
 ) -> None:
-    """Serve local emulators of the four APIs, for trying pipelines without accounts.
+    """Serve local emulators of the APIs, for trying pipelines without accounts.
 
-    Each system is mounted under its name (http://HOST:PORT/bigcapital, /thredfi,
-    /piriod, /timbrix) with an admin surface under /_admin to seed, edit and
-    inspect records and faults.
+    Each system is mounted under its name (http://HOST:PORT/NAME) with an
+    admin surface under /_admin to seed, edit and inspect records and faults.
     """
     import uvicorn
 
+    from sandbox.plugin import emulators
     from sandbox.server import Sandbox, parse_fault, sandbox_config
 
     configure_logging(fmt=get_settings().log_format)
@@ -581,8 +612,9 @@ def sandbox(
             raise typer.Exit(Exit.USAGE) from None
         box[system].faults.add(kind, **options)  # type: ignore[arg-type]
     if token_ttl is not None:
-        for system in ("thredfi", "timbrix"):
-            box[system].token_ttl_s = token_ttl  # type: ignore[attr-defined]
+        for system, plugin in emulators().items():
+            if plugin.token_ttl:
+                box[system].token_ttl_s = token_ttl  # type: ignore[attr-defined]
     if seed:
         for emulator in box.emulators.values():
             emulator.seed_fake(seed)  # type: ignore[attr-defined]
@@ -591,14 +623,14 @@ def sandbox(
         with write_config.open("x", encoding="utf-8") as handle:  # checked above; "x" closes the race
             handle.write(sandbox_config(url))
         err.print(f"wrote {write_config}")
-    err.print(f"sandbox on {url}: /bigcapital /thredfi /piriod /timbrix (Ctrl-C to stop)")
+    err.print(f"sandbox on {url}: {' '.join('/' + name for name in box.emulators)} (Ctrl-C to stop)")
     uvicorn.run(box.app, host=host, port=port, log_level="warning")
 
 
 @app.command()
 def demo(
-    source: Annotated[str, typer.Option(help="Source system.")] = "bigcapital",
-    target: Annotated[str, typer.Option(help="Target system.")] = "thredfi",
+    source: Annotated[str, typer.Option(help="Source system.")] = _DEMO_PAIR[0],
+    target: Annotated[str, typer.Option(help="Target system.")] = _DEMO_PAIR[1],
     count: Annotated[int, typer.Option(min=1, max=5000, help="Customers to seed in the source.")] = 300,
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its config and SQLite state.")] = Path(
         "custsync-demo"
@@ -637,7 +669,7 @@ def _root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print `custsync X.Y.Z` and exit.")
     ] = False,
 ) -> None:
-    """Keep customer records in step between Bigcapital, Thredfi, Piriod and Timbrix."""
+    """Keep customer records in step between the systems of the installed plug-ins."""
 
 
 def _add_schedules(cfg: AppConfig, report: list[dict[str, Any]]) -> None:
@@ -704,7 +736,7 @@ def _check_sandbox_options(host: str, write_config: Path | None, *, allow_remote
 @app.command()
 def init(
     systems: Annotated[
-        str, typer.Option(help="Comma-separated systems to configure: bigcapital, thredfi, piriod, timbrix.")
+        str, typer.Option(help=f"Comma-separated systems to configure: {', '.join(_SYSTEMS) or 'see custsync check'}.")
     ],
     path: Annotated[Path, typer.Option(help="Where to write the config.")] = Path("custsync.toml"),
 ) -> None:
@@ -734,8 +766,10 @@ def main() -> None:
     """Console-script entry point.
 
     A state store that cannot be opened is one line (exit 2, or 3 when it
-    cannot be reached) wherever a command meets it; never a traceback.
+    cannot be reached) wherever a command meets it; never a traceback. So is
+    a plug-in that cannot be loaded (exit 2).
     """
+    from sandbox.plugin import EmulatorPluginError
     from state.store import StoreError
 
     try:
@@ -743,6 +777,9 @@ def main() -> None:
     except StoreError as exc:
         err.print(f"error: {escape(str(exc))}")
         sys.exit(Exit.FAILED if exc.unreachable else Exit.USAGE)
+    except (PluginError, EmulatorPluginError) as exc:  # a broken plug-in: one line naming its entry point
+        err.print(f"error: {escape(str(exc))}")
+        sys.exit(Exit.USAGE)
 
 
 __all__ = ["app", "main"]

@@ -252,7 +252,7 @@ def parse_config(
     for name, table in _tables(values, "connections", path, errors).items():
         where = f"connections.{name}"
         system = table.get("system")
-        if system not in REGISTRY:
+        if not isinstance(system, str) or system not in REGISTRY:
             known = ", ".join(sorted(REGISTRY))
             errors.append(f"{path}: {where}.system: unknown system {system!r} (known: {known})")
             continue

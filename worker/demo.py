@@ -1,6 +1,6 @@
 """``custsync demo``: the first thing a new user types.
 
-Serves the four emulators on loopback, seeds customers in the source,
+Serves the registered emulators on loopback, seeds customers in the source,
 syncs them to the target with the embedded SQLite state store, edits a few
 in the source the way a user of that system would (through its admin
 surface), syncs again to show that only those changes are written, and says
@@ -20,35 +20,14 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors.model import CANONICAL_FIELDS
-from sandbox.fake import TIMBRIX_COUNTRIES
-from sandbox.server import SYSTEMS, BackgroundServer, Sandbox, sandbox_config
+from connectors.plugin import System
+from connectors.registry import systems
+from sandbox.server import BackgroundServer, Sandbox, sandbox_config
 from state.store import Store
 from worker.config import AppConfig, load_config
 from worker.progress import tally_records
 from worker.sync import RunResult, run_pipeline
 
-#: How a user edits a record in each system's web app: (phone field, how to deactivate).
-_EDITS: dict[str, tuple[str, dict[str, Any] | None]] = {
-    "bigcapital": ("work_phone", {"active": False}),
-    "thredfi": ("office_phone", {"status": "ARCHIVED"}),
-    "piriod": ("phone", {"status": "archived"}),
-    "timbrix": ("phone", None),  # Timbrix has no archived state
-}
-
-
-#: Why a pair cannot land most customers, where a system lacks what the other requires (connector-apis.md §5).
-_WHY: dict[tuple[str, str], str] = {
-    ("piriod", "timbrix"): (
-        "Piriod keeps an address as one line, with no city and no colonia field (connector-apis.md §5), "
-        "while a Timbrix (CFDI 4.0) customer needs both: piriod → timbrix cannot land them. "
-        "Try `custsync demo --source thredfi --target timbrix`."
-    ),
-    ("bigcapital", "timbrix"): (
-        "Bigcapital keeps no postcode that its API can write or custsync can carry (docs/fidelity.md), "
-        "while a Timbrix (CFDI 4.0) customer needs a 5-digit zip: bigcapital → timbrix cannot land them. "
-        "Try `custsync demo --source thredfi --target timbrix`."
-    ),
-}
 #: Most seeded customers must land for the demo to pass (exit 0).
 _MOST = 0.5
 
@@ -68,16 +47,18 @@ def run_demo(*, source: str, target: str, count: int, workdir: Path, console: Co
         0 most customers landed; 1 most were quarantined (the output says why);
         2 a usage error; 3 a run failed.
     """
-    if source not in SYSTEMS or target not in SYSTEMS or source == target:
-        console.print(f"error: --source and --target must be two different systems of: {', '.join(SYSTEMS)}")
+    known = systems()
+    box = Sandbox()
+    usable = [name for name in known if name in box.emulators]  # a system whose plug-in ships an emulator
+    if source not in usable or target not in usable or source == target:
+        console.print(f"error: --source and --target must be two different systems of: {', '.join(usable)}")
         return 2
     workdir.mkdir(parents=True, exist_ok=True)
     # Absolute: a relative SQLite URL in a config file is read against the file's folder.
     state_path = (workdir / "state.db").resolve()
     for leftover in workdir.glob("state.db*"):
         leftover.unlink()
-    box = Sandbox()
-    seeded = _seed(box, source, target, count)
+    seeded = _seed(box, source, known[target], count)
     pipeline = f"{source}_to_{target}"
     with BackgroundServer(box.app) as server, tally_records(verbose=verbose):
         config_path = workdir / "custsync.toml"
@@ -85,12 +66,12 @@ def run_demo(*, source: str, target: str, count: int, workdir: Path, console: Co
         config = load_config(config_path)
         store = Store(config.state.url)
         console.print(f"[bold]custsync demo[/]: sandbox on {server.url}, state in {state_path}", markup=True)
-        mix = " (three in four Mexican: Timbrix invoices Mexican CFDI)" if target == "timbrix" else ""
+        mix = known[target].demo_seed_note if known[target].demo_seed_countries else ""
         console.print(f"Seeded {len(seeded)} customers in {source}{mix}. Syncing {source} → {target}…\n")
         first = _sync(console, config, pipeline, store, "first run")
         _show(console, f"First run: {_landed(first)}", first)
 
-        edited = _edit_some(server.url, source, box)
+        edited = _edit_some(server.url, known[source], box)
         console.print(f"\nEdited {edited} customers in {source}, the way a user of {source} would. Syncing again…\n")
         second = _sync(console, config, pipeline, store, "second run")
         writes = _writes(second)
@@ -111,7 +92,7 @@ def run_demo(*, source: str, target: str, count: int, workdir: Path, console: Co
         console.print("Fields at fault: " + ", ".join(f"{field} ({n})" for field, n in fields.most_common()))
     mostly_failed = first.counts.pulled > 0 and first.counts.failed > first.counts.pulled * _MOST
     if mostly_failed:
-        why = _WHY.get((source, target)) or (
+        why = known[target].demo_notes.get(source) or (
             f"{target} requires fields that most {source} customers lack (the fields above); "
             f"`custsync failures {pipeline} --config {config_path}` lists each record and its reason."
         )
@@ -124,9 +105,10 @@ def run_demo(*, source: str, target: str, count: int, workdir: Path, console: Co
         f"  custsync --help\n"
         f"  custsync status --config {config_path}\n"
         f"  custsync failures {pipeline} --config {config_path}\n"
-        f"  custsync demo {_other_pair(source, target)}    # any pair of the four systems\n"
+        f"  custsync demo {_other_pair(known, source, target)}    # any pair of the {_count(len(usable))} systems\n"
         f"  custsync sandbox --seed 50 --write-config sandbox.toml\n"
-        f"  custsync run bigcapital_to_thredfi -c sandbox.toml      # in another terminal, while the sandbox runs"
+        f"  custsync run {_first_pipeline(known, pipeline)} -c sandbox.toml      # in another terminal, "
+        "while the sandbox runs"
     )
     if first.status == "failed" or second.status == "failed":
         return 3
@@ -145,11 +127,11 @@ def _sync(console: Console, config: AppConfig, pipeline: str, store: Store, labe
         return asyncio.run(run_pipeline(config, pipeline, store=store, progress=progress))
 
 
-def _seed(box: Sandbox, source: str, target: str, count: int) -> list[dict[str, Any]]:
-    """Seed the source; for a Timbrix target, mostly Mexican customers (Timbrix's own are all Mexican)."""
+def _seed(box: Sandbox, source: str, target: System, count: int) -> list[dict[str, Any]]:
+    """Seed the source; with the mix of countries the target declares, if any (``demo_seed_countries``)."""
     emulator: Any = box[source]
-    if target == "timbrix" and source != "timbrix":
-        return list(emulator.seed_fake(count, countries=TIMBRIX_COUNTRIES))
+    if target.demo_seed_countries and source != target.name:
+        return list(emulator.seed_fake(count, countries=target.demo_seed_countries))
     return list(emulator.seed_fake(count))
 
 
@@ -172,28 +154,48 @@ def _landed(result: RunResult) -> str:
     return f"{landed} of {c.pulled} customers land, {c.failed} quarantined"
 
 
-def _other_pair(source: str, target: str) -> str:
-    """A pair worth trying next: one that lands, other than this one."""
-    for pair in (("thredfi", "timbrix"), ("timbrix", "piriod"), ("bigcapital", "thredfi")):
-        if pair != (source, target):
-            return f"--source {pair[0]} --target {pair[1]}"
-    raise AssertionError("unreachable")  # pragma: no cover - three pairs, one excluded
+def demo_pairs(known: dict[str, System] | None = None) -> list[tuple[str, str]]:
+    """The pairs that show the demo well (each system's ``demo_next``), in registry order."""
+    known = systems() if known is None else known
+    return [(s.name, t) for s in known.values() for t in s.demo_next if t in known and t != s.name]
+
+
+def _other_pair(known: dict[str, System], source: str, target: str) -> str:
+    """A pair worth trying next: the demo pair after this one, never the default one (the first)."""
+    pairs = demo_pairs(known)
+    if not pairs:
+        others = [(s, t) for s in known for t in known if s != t and (s, t) != (source, target)]
+        return f"--source {others[0][0]} --target {others[0][1]}" if others else "--help"
+    at = pairs.index((source, target)) if (source, target) in pairs else 0
+    after = pairs[at + 1 :] + pairs[:at]
+    chosen = next((pair for pair in after if pair != pairs[0]), after[0] if after else pairs[0])
+    return f"--source {chosen[0]} --target {chosen[1]}"
+
+
+def _first_pipeline(known: dict[str, System], fallback: str) -> str:
+    """The pipeline of the default demo pair (the sandbox config has one for every pair)."""
+    pairs = demo_pairs(known)
+    return f"{pairs[0][0]}_to_{pairs[0][1]}" if pairs else fallback
+
+
+def _count(n: int) -> str:
+    return {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}.get(n, str(n))
 
 
 def _writes(result: RunResult) -> int:
     return result.counts.created + result.counts.updated + result.counts.archived
 
 
-def _edit_some(base_url: str, system: str, box: Sandbox) -> int:
-    """Change a phone on three customers and deactivate one, through the admin surface."""
-    phone_field, deactivate = _EDITS[system]
-    ids = list(box[system].records)[:4]
-    with httpx.Client(base_url=f"{base_url}/{system}") as client:
+def _edit_some(base_url: str, system: System, box: Sandbox) -> int:
+    """Change a phone on three customers and deactivate one, through the admin surface (its ``demo_edit``)."""
+    phone_field, deactivate = system.demo_edit.phone_field, system.demo_edit.deactivate
+    ids = list(box[system.name].records)[:4]
+    with httpx.Client(base_url=f"{base_url}/{system.name}") as client:
         for n, record_id in enumerate(ids[:3]):
             response = client.patch(f"/_admin/customers/{record_id}", json={phone_field: f"+1555010{n:04d}"})
             response.raise_for_status()
         if deactivate is not None and len(ids) > 3:
-            client.patch(f"/_admin/customers/{ids[3]}", json=deactivate).raise_for_status()
+            client.patch(f"/_admin/customers/{ids[3]}", json=dict(deactivate)).raise_for_status()
             return 4
     return 3
 
@@ -207,4 +209,4 @@ def _show(console: Console, title: str, result: RunResult) -> None:
     console.print(table)
 
 
-__all__ = ["fields_at_fault", "run_demo"]
+__all__ = ["demo_pairs", "fields_at_fault", "run_demo"]

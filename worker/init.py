@@ -1,7 +1,8 @@
 """``custsync init``: a commented config for the systems a user has, to fill in.
 
-Each connection block says where each setting is found in that system
-(docs/accounts.md has the long version) and names its secrets as ``${NAME}``
+Each connection block, declared by the system's plug-in
+(:attr:`connectors.plugin.System.init_block`), says where each setting is
+found in that system (docs/accounts.md has the long version) and names its secrets as ``${NAME}``
 environment variables, so the file itself holds none.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-SYSTEMS = ("bigcapital", "thredfi", "piriod", "timbrix")
+from connectors.registry import systems
 
 _HEADER = """\
 # custsync config, written by `custsync init`. Fill in the values marked TODO, export the
@@ -23,63 +24,30 @@ url = "sqlite:///custsync.db"            # postgresql+psycopg://user:pass@host/d
 url = "redis://localhost:6379/0"         # only the service (worker, beat) needs it ($CUSTSYNC_BROKER_URL)
 """
 
-_BLOCKS = {
-    "bigcapital": """\
-[connections.bigcapital]
-system = "bigcapital"
-base_url = "https://api.bigcapital.com"  # self-hosted: https://YOUR-HOST (custsync appends /api/...)
-# Preferences → API Keys in the web app; the key is shown once and acts as the user who made it.
-api_key = "${BIGCAPITAL_API_KEY}"
-# organization_id = "TODO"               # leave out: custsync asks GET /api/organization/current
-""",
-    "thredfi": """\
-[connections.thredfi]
-system = "thredfi"
-base_url = "https://sandbox.thredfi.com" # TODO: confirm the production host with Thredfi
-partner_uuid = "${THREDFI_PARTNER_UUID}" # issued by Thredfi with the partner API key
-api_key = "${THREDFI_API_KEY}"
-business_id = "TODO"                     # the business's UUID (the /businesses/{id}/ part of its URLs)
-""",
-    "piriod": """\
-[connections.piriod]
-system = "piriod"
-base_url = "https://api.piriod.com"
-api_token = "${PIRIOD_API_TOKEN}"        # Settings → API tokens; a new token cancels the old one
-workspace = "TODO"                       # the account id, acc_..., sent as x-simple-workspace
-test_mode = true                         # the test data set; set false for live data
-""",
-    "timbrix": """\
-[connections.timbrix]
-system = "timbrix"
-base_url = "https://api.timbrix.com/api" # TODO: confirm the host with Timbrix; keep the /api suffix
-api_key = "${TIMBRIX_API_KEY}"           # Settings → API Keys (sk_test_... stamps nothing fiscal)
-organization_id = "TODO"                 # the organization's UUID (the /organizations/{id}/ part of its URLs)
-""",
-}
 
-_PIPELINE_NOTES = {
-    "bigcapital": '# defaults = { currency = "USD" }      # Bigcapital requires a currency on create',
-    "timbrix": '# defaults = { tax_system = "601", invoice_use = "G03" }   # CFDI needs both; few sources hold them',
-}
+def _bare_block(name: str) -> str:
+    """A connection table for a plug-in that declares no ``init_block``."""
+    return f'[connections.{name}]\nsystem = "{name}"\nbase_url = "TODO"\n'
 
 
 class InitError(ValueError):
     """The systems asked for cannot make a config."""
 
 
-def init_config(systems: Sequence[str]) -> str:
-    """The commented config text for ``systems`` (each once).
+def init_config(names: Sequence[str]) -> str:
+    """The commented config text for the systems ``names`` (each once).
 
     Raises:
         InitError: none given, or one is not a system custsync knows.
     """
-    chosen = list(dict.fromkeys(systems))
+    known = systems()
+    chosen = list(dict.fromkeys(names))
     if not chosen:
-        raise InitError(f"--systems: name at least one of {', '.join(SYSTEMS)}")
-    unknown = [s for s in chosen if s not in SYSTEMS]
+        raise InitError(f"--systems: name at least one of {', '.join(known)}")
+    unknown = [s for s in chosen if s not in known]
     if unknown:
-        raise InitError(f"--systems: unknown system {unknown[0]!r} (one of {', '.join(SYSTEMS)})")
-    parts = [_HEADER, *(_BLOCKS[s] for s in chosen)]
+        raise InitError(f"--systems: unknown system {unknown[0]!r} (one of {', '.join(known)})")
+    parts = [_HEADER, *(known[s].init_block or _bare_block(s) for s in chosen)]
     for source in chosen:
         for target in chosen:
             if source == target:
@@ -90,10 +58,11 @@ def init_config(systems: Sequence[str]) -> str:
                 f'target = "{target}"',
                 '# schedule = "*/15 * * * *"            # cron, UTC; leave out to run on demand only',
             ]
-            if target in _PIPELINE_NOTES:
-                lines.append(_PIPELINE_NOTES[target])
+            note = known[target].init_pipeline_note
+            if note:
+                lines.append(note)
             parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)
 
 
-__all__ = ["SYSTEMS", "InitError", "init_config"]
+__all__ = ["InitError", "init_config"]

@@ -45,7 +45,6 @@ log = structlog.get_logger("custsync.metrics")
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3000.0)
 OUTCOMES = ("pulled", "created", "updated", "archived", "unchanged", "failed")
 LAST_WORKER_KEY = "custsync:last_worker:"
-SYSTEMS = ("bigcapital", "thredfi", "piriod", "timbrix")
 
 _enabled = False
 
@@ -192,10 +191,11 @@ def count_events(_logger: Any, _method: str, event: MutableMapping[str, Any]) ->
 def _on_retry(details: Any) -> None:
     """A stamina on-retry hook: count retried 429s by the system the error names."""
     from connectors.errors import RateLimitedError
+    from connectors.registry import names
 
     if isinstance(details.caused_by, RateLimitedError):
         head = str(details.caused_by).split(" ", 1)[0]
-        metrics().rate_limited.labels(system=head if head in SYSTEMS else "other").inc()
+        metrics().rate_limited.labels(system=head if head in names() else "other").inc()
 
 
 def record_last_worker(redis_url: str, summary: MutableMapping[str, Any] | dict[str, Any]) -> None:

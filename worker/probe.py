@@ -25,6 +25,7 @@ import structlog
 
 from connectors.base import Connector
 from connectors.model import CANONICAL_FIELDS, Customer
+from connectors.registry import systems
 
 log = structlog.get_logger("custsync.probe")
 
@@ -86,16 +87,6 @@ class ProbeReport:
         }
 
 
-def _rut(body: int) -> str:
-    """A Chilean RUT with its check digit (Piriod validates it)."""
-    total, factor = 0, 2
-    for digit in reversed(str(body)):
-        total += int(digit) * factor
-        factor = 2 if factor == 7 else factor + 1
-    rest = 11 - total % 11
-    return f"{body}-" + {11: "0", 10: "K"}.get(rest, str(rest))
-
-
 def _base36(number: int, width: int) -> str:
     digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     text = ""
@@ -105,31 +96,7 @@ def _base36(number: int, width: int) -> str:
     return text.rjust(width, "0")[-width:]
 
 
-#: per system: a country whose rules the system can check, with valid local values.
-_LOCAL: dict[str, dict[str, str]] = {
-    "timbrix": {  # a CFDI customer: a Mexican address, an RFC, régimen fiscal and uso CFDI
-        "address_line1": "Avenida Juárez 100",
-        "address_line2": "Col. Centro",
-        "city": "Guadalajara",
-        "state": "Jalisco",
-        "postal_code": "44100",
-        "country": "MX",
-        "phone": "+523312345678",
-        "mobile": "+523398765432",
-        "currency": "MXN",
-    },
-    "piriod": {  # a Chilean customer: a Piriod state of Chile and a valid RUT
-        "address_line1": "Avenida Providencia 1000",
-        "address_line2": "Oficina 5",
-        "city": "Santiago",
-        "state": "Región Metropolitana de Santiago",
-        "postal_code": "7500000",
-        "country": "CL",
-        "phone": "+56912345678",
-        "mobile": "+56987654321",
-        "currency": "CLP",
-    },
-}
+#: where a system declares no local values of its own (``System.probe_values``).
 _DEFAULT_LOCAL = {
     "address_line1": "100 Probe Street",
     "address_line2": "Suite 1",
@@ -147,18 +114,18 @@ def probe_customer(system: str, now: datetime | None = None) -> Customer:
     """The probe's test customer for a system: every canonical field set, each value valid there.
 
     Args:
-        system: the system's name (``timbrix`` gets a Mexican customer, ``piriod`` a Chilean one).
+        system: the system's name; its plug-in's ``probe_values`` and ``probe_tax_id`` make the
+            values valid there (a Mexican CFDI customer for Timbrix, a Chilean one for Piriod).
         now: the time stamped into its name (default: now, UTC).
     """
     now = now or datetime.now(UTC)
     stamp = now.strftime("%Y-%m-%d %H:%M:%S")
     unique = _base36(int(now.timestamp() * 1000), 8)
-    local = _LOCAL.get(system, _DEFAULT_LOCAL)
+    declared = systems().get(system)
+    local = dict(declared.probe_values) if declared and declared.probe_values else _DEFAULT_LOCAL
     name = f"custsync probe {stamp}"
-    tax_id = {
-        "timbrix": f"CPR{now:%y%m%d}{unique[-3:]}",  # a company RFC: 3 letters, a date, a 3-character homoclave
-        "piriod": _rut(70_000_000 + int(now.timestamp()) % 9_000_000),
-    }.get(system, f"PROBE-{unique}")
+    make_tax_id = declared.probe_tax_id if declared else None
+    tax_id = make_tax_id(now, unique) if make_tax_id else f"PROBE-{unique}"
     return Customer(
         kind="company",
         name=name,

@@ -20,13 +20,14 @@ from typer.testing import CliRunner
 
 from connectors import REGISTRY
 from connectors.model import CANONICAL_FIELDS
+from connectors.registry import names
 from sandbox.server import BackgroundServer, Sandbox, sandbox_config
 from worker import cli
 from worker.settings import get_settings
 
 pytestmark = pytest.mark.usefixtures("clean_cli")
 
-SYSTEMS = ("bigcapital", "thredfi", "piriod", "timbrix")
+SYSTEMS = names()  # every registered system
 
 
 def invoke(*args: str) -> Result:

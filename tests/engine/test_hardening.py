@@ -33,7 +33,7 @@ BC_LIST = r"^/bigcapital/api/customers\?"
 def _tampering(sandbox: Sandbox) -> tuple[TamperingApp, dict[str, httpx.AsyncBaseTransport]]:
     app = TamperingApp(sandbox.app)
     transport = httpx.ASGITransport(app=app)
-    return app, dict.fromkeys(("bigcapital", "thredfi", "piriod", "timbrix"), transport)
+    return app, dict.fromkeys(sandbox.emulators, transport)
 
 
 async def _via(config: AppConfig, store: Store, transports: dict[str, httpx.AsyncBaseTransport], pipeline: str,

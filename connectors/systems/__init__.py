@@ -1,0 +1,1 @@
+"""The four systems custsync ships, each one plug-in (``custsync.systems`` entry points in pyproject.toml)."""
