@@ -27,10 +27,11 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Self
 
 import structlog
 from pydantic import ValidationError
+from typing_extensions import TypeVar
 
 from connectors import secrets
 from connectors import spec as specs
@@ -57,6 +58,10 @@ from connectors.settings import ConnectionSettings, host_of, masked_url, refuse_
 from connectors.spec import TargetSpec
 
 log = structlog.get_logger("custsync.connector")
+
+#: The settings type of a connector: ``class ThredfiConnector(Connector[ThredfiSettings])``.
+#: Covariant, and ``ConnectionSettings`` by default, so a bare ``Connector`` is any connector.
+SettingsT = TypeVar("SettingsT", bound=ConnectionSettings, default=ConnectionSettings, covariant=True)
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ class CreateResult:
     existed: bool = False
 
 
-class Connector(ABC):
+class Connector(ABC, Generic[SettingsT]):
     """Base of every system's connector.
 
     Args:
@@ -127,13 +132,13 @@ class Connector(ABC):
     def __init__(
         self,
         name: str,
-        settings: ConnectionSettings,
+        settings: SettingsT,
         *,
         transport: Transport | None = None,
         limiter: RateLimiter | None = None,
     ) -> None:
         self.name = name
-        self.settings = settings
+        self._settings = settings
         self.http = HttpClient(
             name, self.system, settings, classify=self.classify, transport=transport, limiter=limiter
         )
@@ -146,7 +151,12 @@ class Connector(ABC):
 
     # -- lifecycle ---------------------------------------------------------
 
-    async def __aenter__(self) -> Connector:
+    @property
+    def settings(self) -> SettingsT:
+        """The connection's validated settings, typed as the system declares them."""
+        return self._settings
+
+    async def __aenter__(self) -> Self:
         refuse_unusable(self.settings, self.where)
         self.http.open(self.auth())
         await self.start()

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import SecretStr
@@ -100,7 +100,7 @@ class BigcapitalSettings(ConnectionSettings):
     organization_id: str | None = None
 
 
-class BigcapitalConnector(Connector):
+class BigcapitalConnector(Connector[BigcapitalSettings]):
     """Bigcapital's ``/api/customers``: page-number listings, camelCase writes."""
 
     system = "bigcapital"
@@ -139,20 +139,16 @@ class BigcapitalConnector(Connector):
     @property
     @override
     def tenant(self) -> str:
-        tenant = self._settings.organization_id or self._organization
+        tenant = self.settings.organization_id or self._organization
         if tenant is None:
             raise RuntimeError("bigcapital: the organization is known once the connection is open")
         return tenant
 
-    @property
-    def _settings(self) -> BigcapitalSettings:
-        return cast(BigcapitalSettings, self.settings)
-
     @override
     def auth(self) -> httpx.Auth:
-        headers = {"Authorization": f"Bearer {self._settings.api_key.get_secret_value()}"}
-        if self._settings.organization_id:
-            headers["organization-id"] = self._settings.organization_id
+        headers = {"Authorization": f"Bearer {self.settings.api_key.get_secret_value()}"}
+        if self.settings.organization_id:
+            headers["organization-id"] = self.settings.organization_id
         return HeaderAuth(headers)
 
     @override
@@ -163,7 +159,7 @@ class BigcapitalConnector(Connector):
             AuthError: the server refused the key.
             FatalError: the server has no such route, or answered no usable id.
         """
-        if self._settings.organization_id or self._organization is not None:
+        if self.settings.organization_id or self._organization is not None:
             return
         try:
             self._organization = await self._ask_organization()
@@ -193,9 +189,9 @@ class BigcapitalConnector(Connector):
     @override
     def external_id_aliases(self, remote_id: str) -> tuple[str, ...]:
         # Before the organization was asked, external ids named the host (and port) of base_url.
-        if self._settings.organization_id:
+        if self.settings.organization_id:
             return ()
-        return (f"{self.system}:{host_of(self._settings.base_url)}:{remote_id}",)
+        return (f"{self.system}:{host_of(self.settings.base_url)}:{remote_id}",)
 
     @override
     def listings(self) -> Sequence[Listing]:

@@ -68,12 +68,11 @@ class PiriodSettings(ConnectionSettings):
     """The account's own country: decides when ``tax_id`` is required."""
 
 
-class PiriodConnector(Connector):
+class PiriodConnector(Connector[PiriodSettings]):
     """Customers of one Piriod workspace, live or test data set."""
 
     system = "piriod"
     settings_model = PiriodSettings
-    settings: PiriodSettings
     # fmt: off
     spec = TargetSpec(
         fields=frozenset({"name", "email", "phone", "website", "address_line1", "state",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import httpx
 from pydantic import SecretStr
@@ -138,7 +138,7 @@ class _BusinessToken(TokenAuth):
             await flow.aclose()
 
 
-class ThredfiConnector(Connector):
+class ThredfiConnector(Connector[ThredfiSettings]):
     """Thredfi's business customers: OAuth2 tokens, page numbers, ``external_id``.
 
     Args:
@@ -176,7 +176,7 @@ class ThredfiConnector(Connector):
     def __init__(
         self,
         name: str,
-        settings: ConnectionSettings,
+        settings: ThredfiSettings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         limiter: RateLimiter | None = None,
@@ -185,25 +185,21 @@ class ThredfiConnector(Connector):
         super().__init__(name, settings, transport=transport, limiter=limiter)
         self._clock = clock
 
-    @property
-    def _settings(self) -> ThredfiSettings:
-        return cast(ThredfiSettings, self.settings)
-
     create_path = "/v1/platform/businesses/{business_id}/customers/"
     item_path = "/v1/platform/businesses/{business_id}/customers/{id}/"
 
     @override
     def path_params(self) -> Mapping[str, str]:
-        return {"business_id": self._settings.business_id}
+        return {"business_id": self.settings.business_id}
 
     @property
     @override
     def tenant(self) -> str:
-        return self._settings.business_id
+        return self.settings.business_id
 
     @override
     def auth(self) -> httpx.Auth:
-        settings = self._settings
+        settings = self.settings
         root = f"{settings.base_url.rstrip('/')}/v1/platform"
         partner = _PartnerToken(f"{root}/oauth2/token/", settings, clock=self._clock)
         if not settings.use_business_token:

@@ -64,12 +64,11 @@ class TimbrixSettings(ConnectionSettings):
         return self
 
 
-class TimbrixConnector(Connector):
+class TimbrixConnector(Connector[TimbrixSettings]):
     """Customers of one Timbrix organization."""
 
     system = "timbrix"
     settings_model = TimbrixSettings
-    settings: TimbrixSettings
     # fmt: off
     spec = TargetSpec(
         fields=frozenset({"name", "company_name", "email", "phone", "address_line1",
