@@ -15,6 +15,7 @@ remembered by :mod:`connectors.secrets` the moment it arrives.
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
@@ -168,6 +169,82 @@ class TokenAuth(_OriginBound, httpx.Auth):
         raise RuntimeError("TokenAuth supports httpx.AsyncClient only")
 
 
+class ClientCredentialsAuth(TokenAuth):
+    """An OAuth2 client-credentials token, the client id and secret sent over HTTP Basic.
+
+    Args:
+        url: the token endpoint.
+        client_id: the Basic-auth user.
+        secret: the Basic-auth password.
+        timeout_s: the token request's timeout (requests an auth flow makes get none from the client).
+        options: :class:`TokenAuth`'s.
+    """
+
+    def __init__(self, url: str, client_id: str, secret: str, timeout_s: float, **options: Any) -> None:
+        super().__init__(**options)
+        self._url = url
+        self._basic = f"Basic {base64.b64encode(f'{client_id}:{secret}'.encode()).decode()}"
+        self.timeout = httpx.Timeout(timeout_s).as_dict()
+
+    def token_request(self) -> httpx.Request:
+        """``POST`` ``grant_type=client_credentials`` with the Basic credentials."""
+        return httpx.Request(
+            "POST",
+            self._url,
+            headers={"Authorization": self._basic},
+            data={"grant_type": "client_credentials"},
+            extensions={"timeout": self.timeout},
+        )
+
+
+class ExchangedTokenAuth(TokenAuth):
+    """A narrower token (Thredfi's business token), asked for with (and through) another token flow.
+
+    Args:
+        url: the endpoint that exchanges the outer token for this one.
+        outer: the flow whose token the exchange request carries.
+        options: :class:`TokenAuth`'s.
+    """
+
+    def __init__(self, url: str, outer: ClientCredentialsAuth, **options: Any) -> None:
+        super().__init__(**options)
+        self._url = url
+        self._outer = outer
+
+    def token_request(self) -> httpx.Request:
+        """``POST`` to the exchange endpoint (the outer flow adds its token)."""
+        return httpx.Request("POST", self._url, extensions={"timeout": self._outer.timeout})
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """Send the exchange request through the outer flow; every other request with this token."""
+        # Our own token request goes through the outer flow, which renews the
+        # outer token as it must; every other request passes straight through.
+        # Both flows are closed explicitly: an abandoned one would keep its lock.
+        flow = super().async_auth_flow(request)
+        try:
+            outgoing = await flow.__anext__()
+            while True:
+                if outgoing.url != self._url:
+                    response = yield outgoing
+                else:
+                    inner = self._outer.async_auth_flow(outgoing)
+                    try:
+                        sent = await inner.__anext__()
+                        while True:
+                            response = yield sent
+                            try:
+                                sent = await inner.asend(response)
+                            except StopAsyncIteration:
+                                break
+                    finally:
+                        await inner.aclose()
+                outgoing = await flow.asend(response)
+        except StopAsyncIteration:
+            return
+        finally:
+            await flow.aclose()
+
+
 def _seconds(raw: object, *, default: float) -> float:
     """A token lifetime as seconds ≥ 0; ``default`` when missing, not a number, or not finite."""
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
@@ -215,4 +292,13 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 retry_after_seconds = _retry_after
 
-__all__ = ["HeaderAuth", "TokenAuth", "origin_of", "parse_delay", "restrict_to_origin", "retry_after_seconds"]
+__all__ = [
+    "ClientCredentialsAuth",
+    "ExchangedTokenAuth",
+    "HeaderAuth",
+    "TokenAuth",
+    "origin_of",
+    "parse_delay",
+    "restrict_to_origin",
+    "retry_after_seconds",
+]

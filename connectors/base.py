@@ -23,8 +23,9 @@ Here:
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ClassVar, Generic, Self
@@ -50,6 +51,7 @@ from connectors.errors import (
     body_problems,
     rule_for,
 )
+from connectors.fields import FieldTable, Writing
 from connectors.http import Auth, HttpClient, Response, Transport, json_body
 from connectors.model import TEXT_FIELDS, Customer, FieldProblem, NotTextError, RemoteCustomer
 from connectors.pagination import LoopGuard, PageRequest, PageTally, Paginator
@@ -109,6 +111,7 @@ class Connector(ABC, Generic[SettingsT]):
         settings: the connection's validated settings.
         transport: an httpx transport (tests pass ``httpx.ASGITransport``).
         limiter: shared requests-per-second limiter, when configured.
+        clock: monotonic seconds for token expiry; a seam for tests.
     """
 
     system: ClassVar[str]
@@ -116,7 +119,9 @@ class Connector(ABC, Generic[SettingsT]):
     spec: ClassVar[TargetSpec]
     paginator: ClassVar[Paginator]
     error_table: ClassVar[Mapping[int, ErrorRule]] = DEFAULT_ERROR_TABLE
-    #: vendor field name → canonical field, to name fields in refusals.
+    #: the system's fields: reading, the write body and the partial-update set come from it.
+    fields: ClassVar[FieldTable | None] = None
+    #: vendor field name → canonical field, to name fields in refusals (by default, the table's).
     vendor_fields: ClassVar[Mapping[str, str]] = {}
     #: ``str.format`` templates: ``{id}`` is the record id, other names come
     #: from :meth:`path_params` (the tenant ids some systems put in the path).
@@ -129,6 +134,11 @@ class Connector(ABC, Generic[SettingsT]):
     #: so no lookup is needed before it.
     create_is_idempotent: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.fields is not None and "vendor_fields" not in cls.__dict__:
+            cls.vendor_fields = cls.fields.vendor_fields
+
     def __init__(
         self,
         name: str,
@@ -136,9 +146,12 @@ class Connector(ABC, Generic[SettingsT]):
         *,
         transport: Transport | None = None,
         limiter: RateLimiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self._settings = settings
+        #: monotonic seconds, for token expiry; a seam for tests.
+        self.clock = clock
         self.http = HttpClient(
             name, self.system, settings, classify=self.classify, transport=transport, limiter=limiter
         )
@@ -194,21 +207,30 @@ class Connector(ABC, Generic[SettingsT]):
     def listings(self) -> Sequence[Listing]:
         """Every listing that together returns all customers, active and not."""
 
-    @abstractmethod
     def to_canonical(self, raw: Mapping[str, Any]) -> Customer:
-        """Map a vendor record to the canonical customer.
+        """Map a vendor record to the canonical customer, through :attr:`fields`.
 
         Raises:
             FieldMappingError: a field cannot be mapped.
         """
+        return self._table().customer(raw, self.system)
 
-    @abstractmethod
     def to_payload(self, customer: Customer, external_id: str, *, create: bool) -> dict[str, Any]:
-        """Map a canonical customer to the vendor's write body.
+        """Map a canonical customer, shaped for this system, to the vendor's write body (:attr:`fields`).
 
         Raises:
             FieldMappingError: a field cannot be expressed in this system.
         """
+        return self._table().payload(Writing(self.shape(customer), external_id, create, self))
+
+    def _table(self) -> FieldTable:
+        if self.fields is None:
+            raise NotImplementedError(f"{type(self).__name__} declares no field table")
+        return self.fields
+
+    async def prepare(self, customer: Customer) -> None:
+        """Called before a create or an update maps ``customer`` (Piriod loads its states catalog here)."""
+        return None
 
     async def start(self) -> None:
         """Called once when the connection opens, before any other request.
@@ -429,6 +451,7 @@ class Connector(ABC, Generic[SettingsT]):
 
     async def create(self, customer: Customer, external_id: str) -> CreateResult:
         """Create a record (active; the engine archives afterwards if needed)."""
+        await self.prepare(customer)
         body = self.to_payload(customer, external_id, create=True)
         response = await self.request(
             "POST", self.collection, json=body, op="create", idempotent=self.create_is_idempotent
@@ -456,6 +479,7 @@ class Connector(ABC, Generic[SettingsT]):
             The record as the answer shows it, or ``None`` when the answer
             carries no readable record (the caller reads it back to verify).
         """
+        await self.prepare(customer)
         body = self.only(self.to_payload(customer, external_id, create=False), fields)
         response = await self.request(self.update_method, self.record_path(remote_id), json=body, op="update")
         return self.answered_record(response)
@@ -476,8 +500,13 @@ class Connector(ABC, Generic[SettingsT]):
         if fields is None:
             return body
         untouched = self.spec.fields - fields
-        # A vendor key missing from vendor_fields is spelled like its canonical field (``email``).
-        return {key: value for key, value in body.items() if self.vendor_fields.get(key, key) not in untouched}
+        owners = self.fields.owners if self.fields is not None else {}
+        # A vendor key of no entry, missing from vendor_fields, is spelled like its canonical field (``email``).
+        return {
+            key: value
+            for key, value in body.items()
+            if owners.get(key, self.vendor_fields.get(key, key)) not in untouched
+        }
 
     async def set_active(self, remote_id: str, active: bool) -> None:
         """Archive (``active=False``) or re-activate a record.

@@ -1,0 +1,154 @@
+"""Named converters for field tables (:mod:`connectors.fields`).
+
+A decoder takes the vendor value and a :class:`~connectors.fields.Reading`;
+an encoder the canonical value and a :class:`~connectors.fields.Writing`.
+The shared ones come first; each system's quirks follow, named after what
+they do, so a table reads as a data sheet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from connectors.errors import FieldMappingError
+from connectors.fields import Decode, Reading, Writing
+from connectors.mapping import country_alpha2, country_alpha3, country_name, split_name
+from connectors.model import Customer, clean
+
+# -- shared ---------------------------------------------------------------------------
+
+
+def loose(value: Any, reading: Reading) -> str | None:
+    """Stripped text, ``None`` when empty; anything else is read as its text."""
+    return clean(value)
+
+
+def alpha2(value: Any, reading: Reading) -> str | None:
+    """Any country spelling → ISO alpha-2 (a value that names no country is refused)."""
+    return country_alpha2(value, system=reading.system)
+
+
+def to_alpha3(value: Any, writing: Writing) -> str | None:
+    """ISO alpha-2 → alpha-3 (``MX`` → ``MEX``)."""
+    return country_alpha3(value) if value else None
+
+
+def to_country_name(value: Any, writing: Writing) -> str | None:
+    """ISO alpha-2 → the English short name ("United States")."""
+    return country_name(value) if value else None
+
+
+def blank_is_null(value: Any, writing: Writing) -> Any:
+    """An empty value is written as null."""
+    return value or None
+
+
+def constant(result: Any) -> Decode:
+    """A decoder that always reads ``result`` (Piriod's kind: it cannot tell people from companies)."""
+
+    def decode(value: Any, reading: Reading) -> Any:
+        return result
+
+    return decode
+
+
+def required(decode: Decode, reason: str) -> Decode:
+    """``decode``, refusing a record whose value is missing: ``reason`` names what it lacks."""
+
+    def check(value: Any, reading: Reading) -> Any:
+        found = decode(value, reading)
+        if found is None:
+            raise FieldMappingError(reading.field, reason)
+        return found
+
+    return check
+
+
+def choice(known: Mapping[str, Any], reason: str) -> Decode:
+    """The value looked up (as text) in ``known``; any other is refused with ``reason``."""
+
+    def decode(value: Any, reading: Reading) -> Any:
+        found = known.get(str(value))
+        if found is None:
+            raise FieldMappingError(reading.field, reason)
+        return found
+
+    return decode
+
+
+def if_kind(kind: str) -> Callable[[Any, Writing], Any]:
+    """An encoder writing the value for customers of ``kind`` only (null for the others)."""
+
+    def encode(value: Any, writing: Writing) -> Any:
+        return value if writing.customer.kind == kind else None
+
+    return encode
+
+
+# -- Thredfi: one name field per kind ----------------------------------------------------
+
+
+def _person(reading: Reading) -> str | None:
+    """Thredfi's ``individual_name``, when the record has no company name."""
+    return None if reading.got.get("company_name") else clean(reading.raw.get("individual_name"))
+
+
+def thredfi_name(value: Any, reading: Reading) -> str:
+    """The company's name, else the person's, else Thredfi's own display name."""
+    # Thredfi's own display name prefers the company; so do we when both are set.
+    person = clean(value, "name")
+    name = reading.got.get("company_name") or person or clean(reading.raw.get("display_name"))
+    if name is None:
+        raise FieldMappingError("name", "thredfi record has no company_name or individual_name")
+    return str(name)
+
+
+def person_first(value: Any, reading: Reading) -> str | None:
+    """A person's first name: their name up to the first space."""
+    return split_name(_person(reading))[0]
+
+
+def person_last(value: Any, reading: Reading) -> str | None:
+    """A person's last name: their name after the first space."""
+    return split_name(_person(reading))[1]
+
+
+def kind_by_name(value: Any, reading: Reading) -> str:
+    """An individual when only a person's name is set, else a company."""
+    return "individual" if _person(reading) else "company"
+
+
+def one_name_by_kind(shaped: Customer) -> Customer:
+    """A company's one name is its company_name; a person's splits into first and last (as a read does)."""
+    if shaped.kind == "company":
+        parts = {"company_name": shaped.name, "first_name": None, "last_name": None}
+    else:
+        first, last = split_name(shaped.name)
+        parts = {"company_name": None, "first_name": first, "last_name": last}
+    return shaped.model_copy(update=parts)
+
+
+def thredfi_active(value: Any, reading: Reading) -> bool:
+    """Active unless ``status`` is ARCHIVED (``is_archived`` when there is no status)."""
+    status = clean(value)
+    return status.upper() != "ARCHIVED" if status else reading.raw.get("is_archived") is not True
+
+
+__all__ = [
+    "alpha2",
+    "blank_is_null",
+    "choice",
+    "constant",
+    "if_kind",
+    "kind_by_name",
+    "loose",
+    "one_name_by_kind",
+    "person_first",
+    "person_last",
+    "required",
+    "thredfi_active",
+    "thredfi_name",
+    "to_alpha3",
+    "to_country_name",
+]
