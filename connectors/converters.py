@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from connectors.errors import FieldMappingError
-from connectors.fields import Decode, Reading, Writing
+from connectors.fields import Decode, Reading, Writing, text
 from connectors.mapping import country_alpha2, country_alpha3, country_name, split_name
 from connectors.model import Customer, clean
 
@@ -135,8 +135,29 @@ def thredfi_active(value: Any, reading: Reading) -> bool:
     return status.upper() != "ARCHIVED" if status else reading.raw.get("is_archived") is not True
 
 
+# -- Bigcapital: the contact type and 1/0 flags ---------------------------------------------
+
+_ACTIVE: Mapping[object, bool] = {1: True, 0: False, "1": True, "0": False, "true": True, "false": False}
+
+
+def bigcapital_active(value: Any, reading: Reading) -> bool:
+    """``active`` as a boolean, 1/0 or "true"/"false" (create and edit answer the raw row)."""
+    if isinstance(value, bool):
+        return value
+    found = _ACTIVE.get(value.strip().lower() if isinstance(value, str) else value)
+    if found is None:
+        raise FieldMappingError("active", "bigcapital active is not 1/0 or true/false")
+    return found
+
+
+def to_contact_type(value: Any, writing: Writing) -> str:
+    """The canonical kind as Bigcapital's customer type: ``individual`` or ``business``."""
+    return "individual" if value == "individual" else "business"
+
+
 __all__ = [
     "alpha2",
+    "bigcapital_active",
     "blank_is_null",
     "choice",
     "constant",
@@ -147,8 +168,10 @@ __all__ = [
     "person_first",
     "person_last",
     "required",
+    "text",
     "thredfi_active",
     "thredfi_name",
     "to_alpha3",
+    "to_contact_type",
     "to_country_name",
 ]

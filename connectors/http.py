@@ -303,6 +303,14 @@ def parse(response: httpx.Response, unreadable: str) -> Any:
     return body
 
 
+def body_or_none(response: httpx.Response) -> Any:
+    """The JSON body of a response, or ``None`` when it has none (an error answer, read leniently)."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
 def json_body(response: httpx.Response) -> Any:
     """The JSON body of a 2xx response (a RetriableError when unreadable)."""
     return parse(response, "unreadable JSON body")
@@ -327,4 +335,4 @@ def _unreachable(exc: httpx.ConnectError) -> str:
     return f"cannot connect ({type(exc).__name__})"
 
 
-__all__ = ["Auth", "Classify", "HttpClient", "Response", "Transport", "json_body", "parse"]
+__all__ = ["Auth", "Classify", "HttpClient", "Response", "Transport", "body_or_none", "json_body", "parse"]
