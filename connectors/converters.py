@@ -8,7 +8,9 @@ they do, so a table reads as a data sheet.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from connectors.errors import FieldMappingError
@@ -155,15 +157,114 @@ def to_contact_type(value: Any, writing: Writing) -> str:
     return "individual" if value == "individual" else "business"
 
 
+# -- Piriod: objects on read, a states catalog, identity in metadata ------------------------
+
+
+def active_unless(status: str) -> Decode:
+    """Active unless the vendor status is ``status`` (Piriod's "pending" is active)."""
+
+    def decode(value: Any, reading: Reading) -> bool:
+        return bool(value != status)
+
+    return decode
+
+
+def object_name(value: Any, reading: Reading) -> str | None:
+    """The ``name`` of a catalog object (Piriod's state), ``None`` when the value is no object."""
+    return clean(value.get("name")) if isinstance(value, Mapping) else None
+
+
+def alpha2_of_object(value: Any, reading: Reading) -> str | None:
+    """A country read as an object's ``id`` (or as the value itself) → ISO alpha-2."""
+    return country_alpha2(value.get("id") if isinstance(value, Mapping) else value, system=reading.system)
+
+
+class Catalog:
+    """Ids of named things by scope (Piriod's states by country), each scope loaded once.
+
+    Names match case-, accent- and spacing-insensitively (:func:`fold_name`).
+
+    Args:
+        field: the canonical field the names are values of.
+        system: the system, for messages.
+    """
+
+    def __init__(self, field: str, system: str) -> None:
+        self.field = field
+        self.system = system
+        self._ids: dict[str, dict[str, int]] = {}
+        #: held while a scope loads: concurrent writes share one walk.
+        self.lock = asyncio.Lock()
+
+    def __contains__(self, scope: object) -> bool:
+        return scope in self._ids
+
+    def fill(self, scope: str, entries: Iterable[tuple[str, int]]) -> None:
+        """Keep the ids of ``scope`` (the first of two equal names wins)."""
+        found: dict[str, int] = {}
+        for name, ident in entries:
+            found.setdefault(fold_name(name), ident)
+        self._ids[scope] = found
+
+    def id_of(self, scope: str, name: str | None) -> int | None:
+        """The id of ``name`` in ``scope``; ``None`` for no name.
+
+        Raises:
+            FieldMappingError: ``scope`` has no such name.
+        """
+        if name is None:
+            return None
+        if scope not in self._ids:
+            raise RuntimeError(f"{self.field}s of {scope} not loaded: write through create/update")
+        found = self._ids[scope].get(fold_name(name))
+        if found is None:
+            raise FieldMappingError(self.field, f"the {self.field} is not a {self.system} {self.field} of {scope}")
+        return found
+
+
+def to_catalog_id(value: Any, writing: Writing) -> Any:
+    """A name → its id in the connector's ``catalog``, scoped by the customer's country."""
+    return writing.connector.catalog.id_of(writing.customer.country, value)
+
+
+def identity_up_to(limit: int) -> Callable[[Any, Writing], Any]:
+    """Our external_id when it fits in ``limit`` characters, else null (it goes elsewhere only)."""
+
+    def encode(value: Any, writing: Writing) -> Any:
+        return value if len(value) <= limit else None
+
+    return encode
+
+
+def to_metadata(value: Any, writing: Writing) -> dict[str, str]:
+    """Piriod's ``metadata``: the external_id, and the notes when there are some."""
+    metadata = {"external_id": writing.external_id}
+    if value:  # metadata values cannot be null: a missing key clears it
+        metadata["notes"] = value
+    return metadata
+
+
+def fold_name(name: str) -> str:
+    """Case-, accent- and spacing-insensitive form of a catalog name (a state)."""
+    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).split())
+
+
 __all__ = [
+    "Catalog",
+    "active_unless",
     "alpha2",
+    "alpha2_of_object",
     "bigcapital_active",
     "blank_is_null",
     "choice",
     "constant",
+    "fold_name",
+    "identity_up_to",
     "if_kind",
     "kind_by_name",
     "loose",
+    "object_name",
     "one_name_by_kind",
     "person_first",
     "person_last",
@@ -172,6 +273,8 @@ __all__ = [
     "thredfi_active",
     "thredfi_name",
     "to_alpha3",
+    "to_catalog_id",
     "to_contact_type",
     "to_country_name",
+    "to_metadata",
 ]
