@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import math
+import re
 import time
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import httpx
 
 from connectors import secrets
-from connectors.errors import AuthError, RateLimitedError, RetriableError
+from connectors.errors import AuthError, FatalError, NotFoundError, RateLimitedError, RejectedError, RetriableError
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -245,6 +246,40 @@ class ExchangedTokenAuth(TokenAuth):
             await flow.aclose()
 
 
+async def ask_tenant(
+    request: Callable[..., Awaitable[httpx.Response]], system: str, path: str, key: str, pattern: re.Pattern[str]
+) -> str:
+    """The tenant the credentials belong to, asked once from a "who am I" route (Bigcapital's organization).
+
+    Args:
+        request: the connector's request loop.
+        system: the system, for messages.
+        path: the route; its JSON answer holds the tenant under ``key``.
+        key: the answer's key, and the setting that names the tenant instead.
+        pattern: what a usable tenant id looks like.
+
+    Raises:
+        AuthError: the server refused the credentials.
+        FatalError: the server has no such route, or answered no usable id.
+    """
+    try:
+        response = await request("GET", path, op="organization")
+    except NotFoundError:
+        raise FatalError(
+            f"{system} organization: GET {path} answered 404; check base_url, or set {key} in the connection"
+        ) from None
+    except RejectedError as exc:
+        raise FatalError(f"{system} organization: the server refused the request ({exc.args[0]})") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    found = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(found, str) or pattern.fullmatch(found) is None:
+        raise FatalError(f"{system} organization: the answer names no usable {key}")
+    return found
+
+
 def _seconds(raw: object, *, default: float) -> float:
     """A token lifetime as seconds ≥ 0; ``default`` when missing, not a number, or not finite."""
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
@@ -297,6 +332,7 @@ __all__ = [
     "ExchangedTokenAuth",
     "HeaderAuth",
     "TokenAuth",
+    "ask_tenant",
     "origin_of",
     "parse_delay",
     "restrict_to_origin",

@@ -28,6 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from string import Formatter
 from typing import Any, ClassVar, Generic, Self
 
 import structlog
@@ -53,7 +54,7 @@ from connectors.errors import (
 )
 from connectors.fields import FieldTable, Writing
 from connectors.http import Auth, HttpClient, Response, Transport, json_body
-from connectors.model import TEXT_FIELDS, Customer, FieldProblem, NotTextError, RemoteCustomer
+from connectors.model import TEXT_FIELDS, Customer, FieldProblem, NotTextError, RemoteCustomer, clean
 from connectors.pagination import LoopGuard, PageRequest, PageTally, Paginator
 from connectors.ratelimit import RateLimiter
 from connectors.settings import ConnectionSettings, host_of, masked_url, refuse_unusable, secret_values
@@ -127,6 +128,10 @@ class Connector(ABC, Generic[SettingsT]):
     #: from :meth:`path_params` (the tenant ids some systems put in the path).
     create_path: ClassVar[str]
     item_path: ClassVar[str]
+    #: the query of the one listing of the default :meth:`listings`.
+    listing_params: ClassVar[Mapping[str, str | int]] = {}
+    #: the record key of the identity slot, read by the default :meth:`external_id_of`.
+    identity_key: ClassVar[str | None] = None
     update_method: ClassVar[str] = "PUT"
     #: the listing can be narrowed to records created on or after ``self.since``.
     can_filter_since: ClassVar[bool] = False
@@ -172,7 +177,11 @@ class Connector(ABC, Generic[SettingsT]):
     async def __aenter__(self) -> Self:
         refuse_unusable(self.settings, self.where)
         self.http.open(self.auth())
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.aclose()  # __aexit__ never runs when __aenter__ raises
+            raise
         return self
 
     @property
@@ -203,9 +212,9 @@ class Connector(ABC, Generic[SettingsT]):
     def auth(self) -> Auth:
         """The auth flow for every request."""
 
-    @abstractmethod
     def listings(self) -> Sequence[Listing]:
-        """Every listing that together returns all customers, active and not."""
+        """Every listing that together returns all customers, active and not (by default, one)."""
+        return [Listing(self.collection, self.listing_params)]
 
     def to_canonical(self, raw: Mapping[str, Any]) -> Customer:
         """Map a vendor record to the canonical customer, through :attr:`fields`.
@@ -241,8 +250,9 @@ class Connector(ABC, Generic[SettingsT]):
         return None
 
     def path_params(self) -> Mapping[str, str]:
-        """Values for the path templates' placeholders other than ``{id}``."""
-        return {}
+        """Values for the path templates' placeholders other than ``{id}``: the settings of those names."""
+        names = {name for _, name, _, _ in Formatter().parse(self.create_path) if name and name != "id"}
+        return {name: str(getattr(self.settings, name)) for name in sorted(names)}
 
     @property
     def collection(self) -> str:
@@ -261,8 +271,8 @@ class Connector(ABC, Generic[SettingsT]):
         return str(value)
 
     def external_id_of(self, raw: Mapping[str, Any]) -> str | None:
-        """The identity a record holds in the system's own slot, if any."""
-        return None
+        """The identity a record holds in the system's own slot (:attr:`identity_key`), if any."""
+        return clean(raw.get(self.identity_key)) if self.identity_key else None
 
     def updated_at_of(self, raw: Mapping[str, Any]) -> datetime | None:
         """The record's last-modified time, if the system sends one."""

@@ -35,12 +35,11 @@ from pydantic import SecretStr
 from typing_extensions import override
 
 from connectors import converters as cv
-from connectors.auth import HeaderAuth
+from connectors.auth import HeaderAuth, ask_tenant
 from connectors.base import Connector, Listing, TargetSpec
-from connectors.errors import FatalError, NotFoundError, RejectedError, error_codes
+from connectors.errors import error_codes
 from connectors.fields import Field, FieldTable
 from connectors.http import Auth, body_or_none
-from connectors.model import Customer, FieldProblem
 from connectors.pagination import PageNumberPaginator
 from connectors.settings import ConnectionSettings, host_of
 
@@ -104,21 +103,17 @@ class BigcapitalConnector(Connector[BigcapitalSettings]):
         fields=FIELDS.kept,
         required=frozenset({"name", "currency"}),  # currencyCode is required on create
         limits=dict.fromkeys(sorted(_LIMITED), 255),
-        identity_slot=False,
-        archive=True,
         formats={"currency": (r"[A-Z]{3}", "an ISO 4217 currency code")},
+        # The tables are utf8mb3: a character beyond U+FFFF (emoji) makes the server answer 500.
+        basic_plane=_LIMITED | {"currency"},
     )
+    # No maximum page size, and 10 calls a minute per route: few large pages.
     paginator = PageNumberPaginator(
-        items_key="customers",
-        page_param="page",
-        size_param="pageSize",
-        page_size=1000,  # no maximum, 10 calls a minute per route: few large pages
+        items_key="customers", page_param="page", size_param="pageSize", page_size=1000,
         total_items_path=("pagination", "total"),
-    )
+    )  # fmt: skip
     create_path = "/api/customers"
     item_path = "/api/customers/{id}"
-    update_method = "PUT"
-    can_filter_since = False
     #: why ``backfill --since`` is refused, for the one-line message.
     since_refusal: ClassVar[str] = "its server never sets created_at, and no listing filters by date"
     #: the organization ``GET /api/organization/current`` named, when the config names none.
@@ -147,29 +142,9 @@ class BigcapitalConnector(Connector[BigcapitalSettings]):
             AuthError: the server refused the key.
             FatalError: the server has no such route, or answered no usable id.
         """
-        if self.settings.organization_id or self._organization is not None:
-            return
-        try:
-            self._organization = await self._ask_organization()
-        except BaseException:
-            await self.aclose()  # __aexit__ never runs when __aenter__ raises
-            raise
-
-    async def _ask_organization(self) -> str:
-        try:
-            response = await self.request("GET", "/api/organization/current", op="organization")
-        except NotFoundError:
-            raise FatalError(
-                "bigcapital organization: GET /api/organization/current answered 404; "
-                "check base_url, or set organization_id in the connection"
-            ) from None
-        except RejectedError as exc:
-            raise FatalError(f"bigcapital organization: the server refused the request ({exc.args[0]})") from None
-        body = body_or_none(response)
-        found = body.get("organization_id") if isinstance(body, dict) else None
-        if not isinstance(found, str) or _ORGANIZATION_ID.fullmatch(found) is None:
-            raise FatalError("bigcapital organization: the answer names no usable organization_id")
-        return found
+        if not self.settings.organization_id and self._organization is None:
+            path = "/api/organization/current"
+            self._organization = await ask_tenant(self.request, self.system, path, "organization_id", _ORGANIZATION_ID)
 
     @override
     def external_id_aliases(self, remote_id: str) -> tuple[str, ...]:
@@ -182,15 +157,6 @@ class BigcapitalConnector(Connector[BigcapitalSettings]):
     def listings(self) -> Sequence[Listing]:
         # inactiveMode=false lists only active customers and true only inactive ones.
         return [Listing(self.collection, {"inactiveMode": m, **_LISTING}) for m in ("false", "true")]
-
-    @override
-    def extra_problems(self, shaped: Customer) -> list[FieldProblem]:
-        # The tables are utf8mb3: a character beyond U+FFFF (emoji) makes the server answer 500.
-        return [
-            FieldProblem(name, "holds characters bigcapital cannot store (emoji or others beyond U+FFFF)")
-            for name in sorted(_LIMITED | {"currency"})
-            if isinstance(value := getattr(shaped, name), str) and any(ord(char) > 0xFFFF for char in value)
-        ]
 
     @override
     async def set_active(self, remote_id: str, active: bool) -> None:

@@ -9,7 +9,6 @@ they do, so a table reads as a data sheet.
 from __future__ import annotations
 
 import asyncio
-import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from connectors.errors import FieldMappingError
 from connectors.fields import Decode, Reading, Writing, text
 from connectors.mapping import country_alpha2, country_alpha3, country_name, split_name
-from connectors.model import Customer, Kind, clean
+from connectors.model import Customer, clean
 
 # -- shared ---------------------------------------------------------------------------
 
@@ -251,89 +250,6 @@ def fold_name(name: str) -> str:
     return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).split())
 
 
-# -- Timbrix: Mexican addresses, kind by RFC ----------------------------------------------
-
-# "Int. 4" counts as an interior only after an exterior: "Calle Interior 5" is a street.
-_INTERIOR = re.compile(r"(?P<rest>.+?\s+(?:\S*\d\S*|S/N))\s+(?:Int\.?|Interior)\s*(?P<int>\S+)", re.I)
-_COLONIA = re.compile(r"^(?:colonia|col\.?)(?:\s+|(?<=\.))", re.I)  # not "Colima"
-_RFC_KINDS: Mapping[int, Kind] = {12: "company", 13: "individual"}
-
-
-def rfc_kind(tax_id: str | None) -> Kind | None:
-    """12 characters: a company's RFC; 13: a person's; otherwise unknown."""
-    return _RFC_KINDS.get(len(tax_id or ""))
-
-
-def split_street(line: str) -> tuple[str, str, str | None]:
-    """(street, exterior, interior) of "Av. Vallarta 3000 Int. 4"; no number is "S/N"."""
-    line, interior = " ".join(line.split()), None
-    if found := _INTERIOR.fullmatch(line):
-        line, interior = found["rest"], found["int"]
-    street, _, last = line.rpartition(" ")
-    if street and (last.upper() == "S/N" or any(c.isdigit() for c in last)):
-        return street, last, interior
-    return line, "S/N", interior  # sin número
-
-
-def join_street(street: str | None, exterior: str | None, interior: str | None) -> str:
-    """ "Av. Vallarta 3000 Int. 4" from its parts (a missing exterior is "S/N")."""
-    parts = [street, exterior or "S/N", f"Int. {interior}" if interior else None]
-    return " ".join(p for p in parts if p)
-
-
-def colonia(line: str | None) -> str | None:
-    """The colonia of "Col. Juárez": the line without its "Col."/"Colonia" prefix."""
-    return clean(_COLONIA.sub("", " ".join(line.split()))) if line else None
-
-
-def street_line(value: Any, reading: Reading) -> str | None:
-    """Timbrix's ``address`` object (street, exterior, interior) as one street line."""
-    address = reading.raw.get("address") or {}
-    if not isinstance(address, Mapping):
-        raise FieldMappingError("address_line1", "the timbrix address is not an object")
-    street = clean(address.get("street"))
-    return join_street(street, clean(address.get("exterior")), clean(address.get("interior"))) if street else None
-
-
-def street_part(index: int) -> Callable[[Any, Writing], Any]:
-    """An encoder of one part of the street line: 0 street, 1 exterior, 2 interior."""
-
-    def encode(value: Any, writing: Writing) -> Any:
-        return split_street(value)[index] if value else None
-
-    return encode
-
-
-def colonia_line(value: Any, reading: Reading) -> str | None:
-    """A colonia read as the line "Col. Juárez"."""
-    found = clean(value)
-    return f"Col. {found}" if found else None
-
-
-def to_colonia(value: Any, writing: Writing) -> str | None:
-    """The line "Col. Juárez" written as its colonia, "Juárez"."""
-    return colonia(value)
-
-
-def kind_by_rfc(value: Any, reading: Reading) -> Kind:
-    """The kind the RFC's length says; a company when it says none."""
-    return rfc_kind(reading.got.get("tax_id")) or "company"
-
-
-def name_of_company(value: Any, reading: Reading) -> str | None:
-    """The company name of a company: its (legal) name; ``None`` for a person."""
-    return reading.got["name"] if reading.got.get("kind") == "company" else None
-
-
-def legal_name(value: Any, reading: Reading) -> str:
-    """Timbrix's ``legalName``, required."""
-    name = clean(value, "name")
-    clean(reading.raw.get("taxId"), "tax_id")  # a JSON object there is reported before a missing name
-    if name is None:
-        raise FieldMappingError("name", "the timbrix record has no legalName")
-    return name
-
-
 def alpha2_or(default: str) -> Decode:
     """Any country spelling → ISO alpha-2, ``default`` when there is none."""
 
@@ -352,33 +268,22 @@ __all__ = [
     "bigcapital_active",
     "blank_is_null",
     "choice",
-    "colonia",
-    "colonia_line",
     "constant",
     "fold_name",
     "identity_up_to",
     "if_kind",
-    "join_street",
     "kind_by_name",
-    "kind_by_rfc",
-    "legal_name",
     "loose",
-    "name_of_company",
     "object_name",
     "one_name_by_kind",
     "person_first",
     "person_last",
     "required",
-    "rfc_kind",
-    "split_street",
-    "street_line",
-    "street_part",
     "text",
     "thredfi_active",
     "thredfi_name",
     "to_alpha3",
     "to_catalog_id",
-    "to_colonia",
     "to_contact_type",
     "to_country_name",
     "to_metadata",

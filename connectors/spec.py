@@ -34,6 +34,7 @@ class TargetSpec:
         checks: canonical field → name of a value check in
             :data:`connectors.checks.CHECKS` (``email``, ``phone``, ``url``) the
             system applies before it stores the field.
+        basic_plane: see below.
     """
 
     fields: frozenset[str]
@@ -45,6 +46,8 @@ class TargetSpec:
     formats: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     """canonical field → (regular expression it must match fully, what it means)."""
     checks: Mapping[str, str] = field(default_factory=dict)
+    basic_plane: frozenset[str] = frozenset()
+    """canonical fields that hold only characters of the Basic Multilingual Plane (no emoji)."""
 
     def __post_init__(self) -> None:
         # A misspelt check would silently let refused values through: fail at import instead.
@@ -82,6 +85,9 @@ def problems(spec: TargetSpec, system: str, shaped: Customer) -> list[FieldProbl
         value = getattr(shaped, name)
         if isinstance(value, str) and value and (needs := CHECKS[check](value)) is not None:
             found.append(FieldProblem(name, f"{system} needs {needs}"))
+    for name in sorted(spec.basic_plane):
+        if isinstance(value := getattr(shaped, name), str) and any(ord(char) > 0xFFFF for char in value):
+            found.append(FieldProblem(name, f"holds characters {system} cannot store (emoji or others beyond U+FFFF)"))
     return found
 
 

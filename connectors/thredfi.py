@@ -15,18 +15,17 @@ A data sheet plus what the base cannot know about:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import SecretStr
 from typing_extensions import override
 
 from connectors import converters as cv
 from connectors.auth import ClientCredentialsAuth, ExchangedTokenAuth
-from connectors.base import Connector, CreateResult, Listing, TargetSpec
+from connectors.base import Connector, CreateResult, TargetSpec
 from connectors.fields import IDENTITY, Field, FieldTable, same
 from connectors.http import Auth
-from connectors.model import Customer, RemoteCustomer, clean
+from connectors.model import Customer, RemoteCustomer
 from connectors.pagination import PageNumberPaginator
 from connectors.settings import ConnectionSettings
 
@@ -92,12 +91,10 @@ class ThredfiConnector(Connector[ThredfiSettings]):
     update_method = "PATCH"
     create_is_idempotent = True  # a repeated external_id answers 200 with the existing record
 
+    identity_key = "external_id"
+    listing_params = {"include_archived": "true"}
     create_path = "/v1/platform/businesses/{business_id}/customers/"
     item_path = "/v1/platform/businesses/{business_id}/customers/{id}/"
-
-    @override
-    def path_params(self) -> Mapping[str, str]:
-        return {"business_id": self.settings.business_id}
 
     @property
     @override
@@ -114,14 +111,6 @@ class ThredfiConnector(Connector[ThredfiSettings]):
         if not settings.use_business_token:
             return partner
         return ExchangedTokenAuth(f"{root}/{settings.business_id}/oauth2/token/", partner, clock=clock)
-
-    @override
-    def listings(self) -> Sequence[Listing]:
-        return [Listing(self.collection, {"include_archived": "true"})]
-
-    @override
-    def external_id_of(self, raw: Mapping[str, Any]) -> str | None:
-        return clean(raw.get("external_id"))
 
     @override
     def shape(self, customer: Customer, *, truncate: bool = False) -> Customer:

@@ -23,15 +23,15 @@ notes, archive state or identity slot.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from typing import Literal, Self
 
 from pydantic import SecretStr, field_validator, model_validator
 from typing_extensions import override
 
 from connectors import converters as cv
+from connectors import mexico as mx
 from connectors.auth import HeaderAuth
-from connectors.base import Connector, Listing, TargetSpec
+from connectors.base import Connector, TargetSpec
 from connectors.fields import Field, FieldTable, same
 from connectors.http import Auth, Response
 from connectors.model import Customer
@@ -44,15 +44,15 @@ RFC_PATTERN = r"[A-ZÑ&]{3,4}[0-9]{6}[A-Z0-9]{3}"
 # sends nulls only to clear optional fields (phone, the interior number).
 # fmt: off
 FIELDS = FieldTable(
-    Field("address_line1", "address.street", "addressStreet", cv.street_line, cv.street_part(0)),
-    Field("address_line1", write="addressExterior", decode=None, encode=cv.street_part(1)),
-    Field("address_line1", write="addressInterior", decode=None, encode=cv.street_part(2), clears=True),
-    Field("name", "legalName", "legalName", cv.legal_name),
+    Field("address_line1", "address.street", "addressStreet", mx.street_line, mx.street_part(0)),
+    Field("address_line1", write="addressExterior", decode=None, encode=mx.street_part(1)),
+    Field("address_line1", write="addressInterior", decode=None, encode=mx.street_part(2), clears=True),
+    Field("name", "legalName", "legalName", mx.legal_name),
     Field("tax_id", "taxId", "taxId"),
-    Field("kind", decode=cv.kind_by_rfc),
-    Field("company_name", decode=cv.name_of_company),  # the legal name is the company name of a company
+    Field("kind", decode=mx.kind_by_rfc),
+    Field("company_name", decode=mx.name_of_company),  # the legal name is the company name of a company
     same("email"), same("phone", clears=True),
-    Field("address_line2", "address.neighborhood", "addressNeighborhood", cv.colonia_line, cv.to_colonia),
+    Field("address_line2", "address.neighborhood", "addressNeighborhood", mx.colonia_line, mx.to_colonia),
     Field("city", "address.city", "addressCity"),
     Field("city", write="addressMunicipality", decode=None),  # the municipality is the city outside CDMX
     Field("state", "address.state", "addressState"),
@@ -116,10 +116,6 @@ class TimbrixConnector(Connector[TimbrixSettings]):
     create_path = "/organizations/{organization_id}/customers"
     item_path = "/organizations/{organization_id}/customers/{id}"
 
-    @override
-    def path_params(self) -> Mapping[str, str]:
-        return {"organization_id": self.settings.organization_id}
-
     @property
     def tenant(self) -> str:
         """The organization id."""
@@ -132,24 +128,10 @@ class TimbrixConnector(Connector[TimbrixSettings]):
         assert self.settings.api_key is not None  # the settings validator guarantees one
         return HeaderAuth({"X-API-Key": self.settings.api_key.get_secret_value()})
 
-    def listings(self) -> Sequence[Listing]:
-        """The one listing: no paging, filters or sorting."""
-        return [Listing(self.collection)]
-
     @override
     def shape(self, customer: Customer, *, truncate: bool = False) -> Customer:
         """Apply the address conventions, the RFC's kind and the default country."""
-        shaped = super().shape(customer, truncate=truncate)
-        kind = cv.rfc_kind(shaped.tax_id) or shaped.kind
-        line1, line2 = shaped.address_line1, shaped.address_line2
-        changes = {
-            "kind": kind,
-            "company_name": shaped.name if kind == "company" else None,
-            "address_line1": cv.join_street(*cv.split_street(line1)) if line1 else None,
-            "address_line2": f"Col. {cv.colonia(line2)}" if cv.colonia(line2) else None,
-            "country": shaped.country or "MX",
-        }
-        return shaped.model_copy(update=changes)
+        return mx.mexican_address(super().shape(customer, truncate=truncate))
 
     @override
     def parse_error(self, response: Response) -> list[tuple[str | None, str]]:
