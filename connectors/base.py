@@ -132,6 +132,10 @@ class Connector(ABC, Generic[SettingsT]):
     listing_params: ClassVar[Mapping[str, str | int]] = {}
     #: the record key of the identity slot, read by the default :meth:`external_id_of`.
     identity_key: ClassVar[str | None] = None
+    #: the query that lists the records holding ``{external_id}`` (``None``: no identity slot).
+    find_params: ClassVar[Mapping[str, str] | None] = None
+    #: keep only the found records whose identity is exactly the one asked for.
+    find_exact: ClassVar[bool] = False
     update_method: ClassVar[str] = "PUT"
     #: the listing can be narrowed to records created on or after ``self.since``.
     can_filter_since: ClassVar[bool] = False
@@ -444,12 +448,18 @@ class Connector(ABC, Generic[SettingsT]):
         return self.read(json_body(response))
 
     async def find_by_external_id(self, external_id: str) -> list[RemoteCustomer] | None:
-        """Records holding ``external_id`` in the identity slot.
+        """Records holding ``external_id`` in the identity slot: a listing filtered by :attr:`find_params`.
 
         Returns:
             The matches, or ``None`` when the system has no identity slot.
         """
-        return None
+        if self.find_params is None:
+            return None
+        params = {key: value.format(external_id=external_id) for key, value in self.find_params.items()}
+        response = await self.request("GET", self.collection, params=params, op="find")
+        found = [self.read(raw) for raw in self.paginator.records(response.json())]
+        # Exact matches only where a server might ignore the filter.
+        return [remote for remote in found if remote.external_id == external_id] if self.find_exact else found
 
     async def check(self) -> None:
         """Prove the credentials work with one cheap read."""

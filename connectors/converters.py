@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from connectors.errors import FieldMappingError
@@ -206,6 +206,12 @@ class Catalog:
             found.setdefault(fold_name(name), ident)
         self._ids[scope] = found
 
+    async def load(self, scope: str, pages: Callable[[], AsyncIterator[Sequence[Mapping[str, Any]]]]) -> None:
+        """Walk ``pages()`` (records with a ``name`` and an ``id``) once for ``scope``; concurrent callers wait."""
+        async with self.lock:
+            if scope not in self._ids:
+                self.fill(scope, [(str(r["name"]), int(r["id"])) async for page in pages() for r in page])
+
     def id_of(self, scope: str, name: str | None) -> int | None:
         """The id of ``name`` in ``scope``; ``None`` for no name.
 
@@ -244,6 +250,12 @@ def to_metadata(value: Any, writing: Writing) -> dict[str, str]:
     return metadata
 
 
+def fold_line2(customer: Customer) -> Customer:
+    """Address line 2 folded into line 1 (``"line1, line2"``), for a system with one address line."""
+    lines = [p for p in (customer.address_line1, customer.address_line2) if p]
+    return customer.model_copy(update={"address_line1": ", ".join(lines) or None})
+
+
 def fold_name(name: str) -> str:
     """Case-, accent- and spacing-insensitive form of a catalog name (a state)."""
     decomposed = unicodedata.normalize("NFKD", name.casefold())
@@ -269,6 +281,7 @@ __all__ = [
     "blank_is_null",
     "choice",
     "constant",
+    "fold_line2",
     "fold_name",
     "identity_up_to",
     "if_kind",

@@ -32,7 +32,7 @@ from connectors.auth import HeaderAuth
 from connectors.base import Connector, CreateResult, Listing, TargetSpec
 from connectors.fields import IDENTITY, Field, FieldTable, same
 from connectors.http import Auth
-from connectors.model import Customer, FieldProblem, RemoteCustomer, clean
+from connectors.model import Customer, FieldProblem, clean
 from connectors.pagination import NextLinkPaginator
 from connectors.settings import ConnectionSettings
 
@@ -101,6 +101,7 @@ class PiriodConnector(Connector[PiriodSettings]):
     item_path = "/customers/{id}/"
     update_method = "PATCH"
     can_filter_since = True  # ``created__gte``; there is no filter on ``updated``
+    find_params = {"metadata__external_id": "{external_id}"}  # always written
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -115,31 +116,22 @@ class PiriodConnector(Connector[PiriodSettings]):
 
     def auth(self) -> Auth:
         """Token, workspace and test-mode headers on every call."""
-        return HeaderAuth(
-            {
-                "Authorization": f"Token {self.settings.api_token.get_secret_value()}",
-                "x-simple-workspace": self.settings.workspace,
-                "x-piriod-test-mode": "true" if self.settings.test_mode else "false",
-            }
-        )
+        token, test_mode = self.settings.api_token.get_secret_value(), self.settings.test_mode
+        mode = "true" if test_mode else "false"
+        return HeaderAuth({"Authorization": f"Token {token}", "x-simple-workspace": self.settings.workspace,
+                           "x-piriod-test-mode": mode})  # fmt: skip
 
     def listings(self) -> Sequence[Listing]:
-        """One listing holds every status.
-
-        Oldest first: a record created during the walk lands on the last page
-        instead of shifting every page after it (and being read twice).
-        """
+        """One listing holds every status, oldest first: a record created during the walk lands on the
+        last page instead of shifting every page after it (and being read twice)."""
         params: dict[str, str | int] = {"ordering": "created"}
         if self.since is not None:
             params["created__gte"] = self.since.isoformat()
         return [Listing("/customers/", params)]
 
     def external_id_of(self, raw: Mapping[str, Any]) -> str | None:
-        """``metadata.external_id`` (never cut), else ``reference`` when it is one of ours.
-
-        Piriod users fill ``reference`` themselves too (an order number): only a
-        value shaped like our ``system:tenant:id`` is taken as an identity.
-        """
+        """``metadata.external_id`` (never cut), else ``reference`` when it is one of ours."""
+        # Piriod users fill ``reference`` too (an order number): only our ``system:tenant:id`` shape counts.
         metadata = raw.get("metadata")
         held = clean(metadata.get("external_id") if isinstance(metadata, Mapping) else None)
         reference = clean(raw.get("reference"))
@@ -150,33 +142,25 @@ class PiriodConnector(Connector[PiriodSettings]):
     @override
     def shape(self, customer: Customer, *, truncate: bool = False) -> Customer:
         """Fold ``address_line2`` into the one address line; default the country and currency."""
-        lines = [p for p in (customer.address_line1, customer.address_line2) if p]
         country = customer.country or self.settings.account_country
         currency = customer.currency or _COUNTRY_CURRENCY.get(country)
-        folded = customer.model_copy(
-            update={"address_line1": ", ".join(lines) or None, "country": country, "currency": currency}
-        )
+        folded = cv.fold_line2(customer).model_copy(update={"country": country, "currency": currency})
         return super().shape(folded, truncate=truncate)
 
     @override
     def extra_problems(self, shaped: Customer) -> list[FieldProblem]:
         """Piriod needs a tax id for customers of the account's own, regulated, country."""
         country = shaped.country
-        if shaped.tax_id or country not in REGULATED_COUNTRIES:
+        if shaped.tax_id or country not in REGULATED_COUNTRIES or country != self.settings.account_country:
             return []
-        if country != self.settings.account_country:
-            return []
-        reason = f"required by piriod for {country} customers, missing in the source record"
-        return [FieldProblem("tax_id", reason)]
+        return [FieldProblem("tax_id", f"required by piriod for {country} customers, missing in the source record")]
 
     @override
     async def create(self, customer: Customer, external_id: str) -> CreateResult:
-        """Resolve the state's id, then create, without blind retries.
+        """Resolve the state's id, then create, retried only when it never reached Piriod.
 
-        Piriod does not deduplicate on ``reference`` or ``metadata``: a POST
-        whose answer was lost may have created the record, so only a request
-        that never reached Piriod is retried; the engine looks the identity
-        up (:meth:`find_by_external_id`) before creating again.
+        Piriod does not deduplicate on ``reference`` or ``metadata``: the engine
+        looks the identity up (:meth:`find_by_external_id`) before creating again.
         """
         await self.prepare(customer)
         body = self.to_payload(customer, external_id, create=True)
@@ -190,29 +174,14 @@ class PiriodConnector(Connector[PiriodSettings]):
         await self.request("PATCH", self.record_path(remote_id), json=body, op="archive")
 
     @override
-    async def find_by_external_id(self, external_id: str) -> list[RemoteCustomer] | None:
-        """Records whose ``metadata.external_id`` is ``external_id`` (always written)."""
-        params = {"metadata__external_id": external_id}
-        response = await self.request("GET", "/customers/", params=params, op="find")
-        return [self.read(raw) for raw in self.paginator.records(response.json())]
-
-    @override
     async def prepare(self, customer: Customer) -> None:
-        """Cache the state catalog of the customer's country, when it has a state.
+        """Load the state catalog of the customer's country, when it has a state (once per connector).
 
-        ``GET /states/?country=XX`` is assumed, not documented. Its paged
-        envelope is followed to the end once per country per connector
-        instance; the lock makes concurrent writes share that one walk.
+        ``GET /states/?country=XX`` is assumed, not documented; its pages are followed to the end.
         """
         shaped = self.shape(customer)
-        country = shaped.country
-        if shaped.state is None or country is None:
-            return
-        async with self.catalog.lock:
-            if country in self.catalog:
-                return
-            walk = self.walk(Listing("/states/", {"country": country}), op="states")
-            self.catalog.fill(country, [(str(s["name"]), int(s["id"])) async for page in walk for s in page])
+        if (country := shaped.country) is not None and shaped.state is not None:
+            await self.catalog.load(country, lambda: self.walk(Listing("/states/", {"country": country}), op="states"))
 
 
 __all__ = ["REFERENCE_LIMIT", "REGULATED_COUNTRIES", "PiriodConnector", "PiriodSettings"]

@@ -25,7 +25,7 @@ from connectors.auth import ClientCredentialsAuth, ExchangedTokenAuth
 from connectors.base import Connector, CreateResult, TargetSpec
 from connectors.fields import IDENTITY, Field, FieldTable, same
 from connectors.http import Auth
-from connectors.model import Customer, RemoteCustomer
+from connectors.model import Customer
 from connectors.pagination import PageNumberPaginator
 from connectors.settings import ConnectionSettings
 
@@ -92,6 +92,8 @@ class ThredfiConnector(Connector[ThredfiSettings]):
     create_is_idempotent = True  # a repeated external_id answers 200 with the existing record
 
     identity_key = "external_id"
+    find_params = {"external_id": "{external_id}", "include_archived": "true"}
+    find_exact = True  # should a server ever ignore the filter
     listing_params = {"include_archived": "true"}
     create_path = "/v1/platform/businesses/{business_id}/customers/"
     item_path = "/v1/platform/businesses/{business_id}/customers/{id}/"
@@ -128,14 +130,6 @@ class ThredfiConnector(Connector[ThredfiSettings]):
         if not found:
             raise self.classify(response, "create")
         return CreateResult(found[0], existed=True)
-
-    @override
-    async def find_by_external_id(self, external_id: str) -> list[RemoteCustomer] | None:
-        params = {"external_id": external_id, "include_archived": "true"}
-        response = await self.request("GET", self.collection, params=params, op="find")
-        found = [self.read(raw) for raw in self.paginator.records(response.json())]
-        # Exact matches only, should a server ever ignore the filter.
-        return [remote for remote in found if remote.external_id == external_id]
 
     @override
     async def set_active(self, remote_id: str, active: bool) -> None:
