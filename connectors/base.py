@@ -130,6 +130,8 @@ class Connector(ABC, Generic[SettingsT]):
     item_path: ClassVar[str]
     #: the query of the one listing of the default :meth:`listings`.
     listing_params: ClassVar[Mapping[str, str | int]] = {}
+    #: the query parameter that narrows it to records created on or after a date.
+    since_param: ClassVar[str | None] = None
     #: the record key of the identity slot, read by the default :meth:`external_id_of`.
     identity_key: ClassVar[str | None] = None
     #: the query that lists the records holding ``{external_id}`` (``None``: no identity slot).
@@ -217,8 +219,14 @@ class Connector(ABC, Generic[SettingsT]):
         """The auth flow for every request."""
 
     def listings(self) -> Sequence[Listing]:
-        """Every listing that together returns all customers, active and not (by default, one)."""
-        return [Listing(self.collection, self.listing_params)]
+        """Every listing that together returns all customers, active and not (by default, one).
+
+        The default one is narrowed by :attr:`since_param` when the engine set :attr:`since`.
+        """
+        params = dict(self.listing_params)
+        if self.since is not None and self.since_param is not None:
+            params[self.since_param] = self.since.isoformat()
+        return [Listing(self.collection, params)]
 
     def to_canonical(self, raw: Mapping[str, Any]) -> Customer:
         """Map a vendor record to the canonical customer, through :attr:`fields`.

@@ -6,10 +6,9 @@ Where Piriod and the canonical customer differ:
   parts, while ``shape`` keeps the source's ``kind`` (the base always does);
 - ``address`` is one line of at most 64 characters and there is no city:
   ``shape`` folds line 2 into line 1 (``"line1, line2"``) and drops the city;
-- ``country`` is written as its alpha-2 id and read as an object; Piriod files
-  a customer without one under the account's country, and so does ``shape``;
-- ``state`` is written as an integer id and read as an object (see
-  :meth:`PiriodConnector.prepare`);
+- ``country`` and ``state`` are objects on read, an alpha-2 id and an integer id
+  (from the states catalog, :meth:`PiriodConnector.prepare`) on write; Piriod
+  files a customer without a country under the account's, and so does ``shape``;
 - the identity is in ``reference`` (at most 64 characters) and always in
   ``metadata.external_id``; ``notes`` live in ``metadata.notes``. A PATCH
   replaces ``metadata`` wholesale: keys added by hand are dropped on update,
@@ -21,7 +20,7 @@ Where Piriod and the canonical customer differ:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import SecretStr
@@ -100,7 +99,11 @@ class PiriodConnector(Connector[PiriodSettings]):
     create_path = "/customers/"
     item_path = "/customers/{id}/"
     update_method = "PATCH"
-    can_filter_since = True  # ``created__gte``; there is no filter on ``updated``
+    # One listing holds every status, oldest first: a record created during the walk lands on the
+    # last page instead of shifting every page after it (and being read twice).
+    listing_params = {"ordering": "created"}
+    can_filter_since = True
+    since_param = "created__gte"  # there is no filter on ``updated``
     find_params = {"metadata__external_id": "{external_id}"}  # always written
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -111,23 +114,13 @@ class PiriodConnector(Connector[PiriodSettings]):
     @property
     def tenant(self) -> str:
         """The workspace; test mode is a separate data set, hence its own tenant."""
-        workspace = self.settings.workspace
-        return f"{workspace}:test" if self.settings.test_mode else workspace
+        return f"{self.settings.workspace}:test" if self.settings.test_mode else self.settings.workspace
 
     def auth(self) -> Auth:
         """Token, workspace and test-mode headers on every call."""
-        token, test_mode = self.settings.api_token.get_secret_value(), self.settings.test_mode
-        mode = "true" if test_mode else "false"
+        token, mode = self.settings.api_token.get_secret_value(), "true" if self.settings.test_mode else "false"
         return HeaderAuth({"Authorization": f"Token {token}", "x-simple-workspace": self.settings.workspace,
                            "x-piriod-test-mode": mode})  # fmt: skip
-
-    def listings(self) -> Sequence[Listing]:
-        """One listing holds every status, oldest first: a record created during the walk lands on the
-        last page instead of shifting every page after it (and being read twice)."""
-        params: dict[str, str | int] = {"ordering": "created"}
-        if self.since is not None:
-            params["created__gte"] = self.since.isoformat()
-        return [Listing("/customers/", params)]
 
     def external_id_of(self, raw: Mapping[str, Any]) -> str | None:
         """``metadata.external_id`` (never cut), else ``reference`` when it is one of ours."""
@@ -157,11 +150,8 @@ class PiriodConnector(Connector[PiriodSettings]):
 
     @override
     async def create(self, customer: Customer, external_id: str) -> CreateResult:
-        """Resolve the state's id, then create, retried only when it never reached Piriod.
-
-        Piriod does not deduplicate on ``reference`` or ``metadata``: the engine
-        looks the identity up (:meth:`find_by_external_id`) before creating again.
-        """
+        """Resolve the state's id, then create, retried only when it never reached Piriod."""
+        # Piriod does not deduplicate: the engine looks the identity up (find_by_external_id) before a second create.
         await self.prepare(customer)
         body = self.to_payload(customer, external_id, create=True)
         response = await self.request("POST", self.collection, json=body, op="create", idempotent=False)
