@@ -26,37 +26,35 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from string import Formatter
 from typing import Any, ClassVar, Generic, Self
 
 import structlog
-from pydantic import ValidationError
 from typing_extensions import TypeVar
 
-from connectors import secrets
+from connectors import reading, secrets
 from connectors import spec as specs
 from connectors.auth import retry_after_seconds
 from connectors.errors import (
     DEFAULT_ERROR_TABLE,
     ConnectorError,
     ErrorRule,
-    FatalError,
     FieldMappingError,
-    NotFoundError,
     NotSupportedError,
     RateLimitedError,
-    RejectedError,
     RetriableError,
     body_problems,
+    refusal,
     rule_for,
 )
 from connectors.fields import FieldTable, Writing
 from connectors.http import Auth, HttpClient, Response, Transport, json_body
-from connectors.model import TEXT_FIELDS, Customer, FieldProblem, NotTextError, RemoteCustomer, clean
-from connectors.pagination import LoopGuard, PageRequest, PageTally, Paginator
+from connectors.model import Customer, FieldProblem, RemoteCustomer, clean
+from connectors.pagination import Paginator
 from connectors.ratelimit import RateLimiter
+from connectors.reading import Listing, ScanReport
 from connectors.settings import ConnectionSettings, host_of, masked_url, refuse_unusable, secret_values
 from connectors.spec import TargetSpec
 
@@ -65,35 +63,6 @@ log = structlog.get_logger("custsync.connector")
 #: The settings type of a connector: ``class ThredfiConnector(Connector[ThredfiSettings])``.
 #: Covariant, and ``ConnectionSettings`` by default, so a bare ``Connector`` is any connector.
 SettingsT = TypeVar("SettingsT", bound=ConnectionSettings, default=ConnectionSettings, covariant=True)
-
-
-@dataclass(frozen=True)
-class Listing:
-    """One listing to walk: Bigcapital needs two (active and inactive)."""
-
-    path: str
-    params: Mapping[str, str | int] = field(default_factory=dict)
-
-
-@dataclass
-class ScanReport:
-    """Whether the last full walk of every listing is proof of the whole set.
-
-    The engine takes a source record as vanished only after a complete scan.
-    ``complete`` starts ``False`` and becomes ``True`` only when every listing
-    was walked to its end without an error and nothing contradicted it; the
-    paging code sets ``reason`` (one line, no values) when it is not.
-    """
-
-    complete: bool = False
-    reason: str | None = "not scanned yet"
-    records: int = 0
-
-    def fail(self, reason: str) -> None:
-        """The scan proves nothing: say why (the first reason is kept)."""
-        if self.complete or self.reason is None or self.reason == "not scanned yet":
-            self.reason = reason
-        self.complete = False
 
 
 @dataclass(frozen=True)
@@ -340,115 +309,19 @@ class Connector(ABC, Generic[SettingsT]):
     # -- reads ------------------------------------------------------------
 
     def read(self, raw: Any) -> RemoteCustomer:
-        """Map one listed record; failures become a ``problem``, never raise."""
-        if not isinstance(raw, Mapping):
-            return RemoteCustomer(id="?", customer=None, problem=FieldProblem("id", "record is not an object"))
-        try:
-            remote_id = self.record_id(raw)
-        except (KeyError, TypeError, ValueError):
-            return RemoteCustomer(id="?", customer=None, problem=FieldProblem("id", "record has no id"))
-        if why := _unkeepable(remote_id, ID_LIMIT):
-            return RemoteCustomer(id="?", customer=None, problem=FieldProblem("id", f"the record id {why}"))
-        external_id = _safe(lambda: self.external_id_of(raw))
-        updated_at = _safe(lambda: self.updated_at_of(raw))
-        if external_id is not None and (why := _unkeepable(external_id, EXTERNAL_ID_LIMIT)):
-            # Never stored (it is the key of the state store): the record waits in quarantine.
-            problem = FieldProblem("external_id", f"the {self.system} external id {why}")
-            return RemoteCustomer(remote_id, None, problem, None, updated_at)
-        try:
-            customer = self.to_canonical(raw)
-        except FieldMappingError as exc:
-            problem = FieldProblem(exc.field, exc.reason)
-        except NotTextError as exc:
-            problem = FieldProblem(exc.field, f"holds a JSON {exc.kind}, not text (in {self.system})")
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = str(first["loc"][0]) if first["loc"] else "record"
-            problem = FieldProblem(where, f"{first['msg']} (in {self.system})")
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            problem = FieldProblem("record", f"unreadable {self.system} record: {type(exc).__name__}")
-        else:
-            unreadable = next((f for f in TEXT_FIELDS if _not_unicode(getattr(customer, f))), None)
-            if unreadable is None:
-                return RemoteCustomer(remote_id, customer, None, external_id, updated_at)
-            # Lone surrogates (an escaped "\ud800" in the JSON) can be neither hashed nor sent on.
-            problem = FieldProblem(unreadable, f"holds characters that are not valid unicode (in {self.system})")
-        return RemoteCustomer(remote_id, None, problem, external_id, updated_at)
+        """Map one listed record; failures become a ``problem``, never raise (see ``reading.read_record``)."""
+        return reading.read_record(self, raw)
 
-    async def pages(self) -> AsyncIterator[list[RemoteCustomer]]:
-        """Yield every customer, page by page, across all listings.
+    def pages(self) -> AsyncIterator[list[RemoteCustomer]]:
+        """Yield every customer, page by page, across all listings; ``self.scan`` says afterwards
+        whether the walk was complete (see :func:`connectors.reading.pages`)."""
+        return reading.pages(self)
 
-        ``self.scan`` says afterwards whether the walk was complete: it is
-        ``complete`` only when every listing reached its end and nothing
-        (totals, repeats, short pages, :meth:`ScanReport.fail` from anywhere)
-        contradicted it.
-        """
-        # No reason yet: the first ``fail`` of the walk sets it (``fail`` keeps the first one).
-        self.scan = ScanReport(complete=False, reason=None)
-        finished = False
-        try:
-            for listing in self.listings():
-                async for records in self.walk(listing, scan=self.scan):
-                    self.scan.records += len(records)
-                    yield [self.read(raw) for raw in records]
-            finished = True
-        except Exception as exc:
-            self.scan.fail(f"the {self.system} listing stopped on an error ({type(exc).__name__})")
-            raise
-        finally:
-            if finished and self.scan.reason is None:
-                self.scan.complete = True
-            elif self.scan.reason is None:
-                self.scan.fail("the scan did not reach its end")
-
-    async def walk(
+    def walk(
         self, listing: Listing, *, op: str = "list", scan: ScanReport | None = None
     ) -> AsyncIterator[Sequence[Mapping[str, Any]]]:
-        """Yield the raw records of one listing, page by page, to its end (loops refused).
-
-        Records already yielded by this walk (a repeated page) are dropped.
-        What the listing claimed is checked against what was read; when they
-        disagree, ``scan`` (the customer walk's report) is failed with why.
-        """
-        guard = LoopGuard()
-        tally = PageTally(listing.path)
-        page: PageRequest | None = self.paginator.first(listing.path, listing.params)
-        fetched = 0
-        while page is not None:
-            try:
-                guard.check(page)
-            except FatalError as exc:
-                raise FatalError(f"{self.where} {op}: {secrets.scrub(str(exc))}") from None
-            # Django-style servers answer a page past the end with 404: after page one, that is the end.
-            ok = frozenset({404}) if fetched else frozenset()
-            response = await self.request("GET", page.url, params=page.params, op=op, ok=ok)
-            fetched += 1
-            if response.status_code == 404:
-                break
-            body = json_body(response)
-            try:
-                listed = self.paginator.records(body)
-            except FatalError as exc:
-                raise FatalError(f"{self.where} {op}: {exc}") from None
-            keep = tally.fresh([self._id_or_none(raw) for raw in listed])
-            records = [raw for raw, fresh in zip(listed, keep, strict=True) if fresh]
-            following = self.paginator.next(page, body)
-            tally.page(len(records), len(listed), self.paginator.reported(body), last=following is None)
-            yield records
-            page = following
-        verdict = tally.verdict()
-        if verdict is not None:
-            log.warning("listing_unproven", connection=self.name, system=self.system, op=op, reason=verdict)
-            if scan is not None:
-                scan.fail(f"{self.system}: {verdict}")
-
-    def _id_or_none(self, raw: Any) -> str | None:
-        if not isinstance(raw, Mapping):
-            return None
-        try:
-            return self.record_id(raw)
-        except (KeyError, TypeError, ValueError):
-            return None
+        """Yield the raw records of one listing, page by page, to its end (see :func:`connectors.reading.walk`)."""
+        return reading.walk(self, listing, op=op, scan=scan)
 
     async def get(self, remote_id: str) -> RemoteCustomer:
         """Fetch one record by id."""
@@ -573,21 +446,11 @@ class Connector(ABC, Generic[SettingsT]):
         Messages quote the vendor's reasons, scrubbed of every remembered
         secret, and never the values of the record.
         """
-        status = response.status_code
-        rule = rule_for(self.error_table, status)
-        head = f"{self.system} {rule.message} ({op}, HTTP {status})"
+        rule = rule_for(self.error_table, response.status_code)
+        head = f"{self.system} {rule.message} ({op}, HTTP {response.status_code})"
         if rule.error is RateLimitedError:
             return RateLimitedError(head, retry_after_seconds(response))
-        problems = self.parse_error(response)
-        canonical = [(self.vendor_fields.get(f, f) if f else None, m) for f, m in problems]
-        detail = "; ".join(f"{f}: {m}" if f else m for f, m in canonical)
-        message = secrets.scrub(f"{head}: {detail}" if detail else head)
-        if issubclass(rule.error, RejectedError | NotFoundError):
-            first_field = next((f for f, _ in canonical if f), None)
-            return rule.error(message, field=first_field)
-        if rule.error is FatalError or issubclass(rule.error, FatalError):
-            return rule.error(head)  # a refusal of credentials: nothing else to say
-        return rule.error(message)
+        return refusal(rule, head, self.parse_error(response), self.vendor_fields)
 
     def parse_error(self, response: Response) -> list[tuple[str | None, str]]:
         """(vendor field or None, message) pairs from any of the vendors' error shapes, scrubbed."""
@@ -596,37 +459,6 @@ class Connector(ABC, Generic[SettingsT]):
         except (ValueError, RecursionError):
             return []
         return [(f, secrets.scrub(m)) for f, m in body_problems(body)]
-
-
-#: what the state store keeps of a record id (``links.remote_id``) and of an external_id.
-ID_LIMIT = 100
-EXTERNAL_ID_LIMIT = 255
-
-
-def _unkeepable(value: str, limit: int) -> str | None:
-    """Why an identifier cannot be a key of the state store, or ``None`` when it can."""
-    if len(value) > limit:
-        return f"is longer than {limit} characters"
-    if _not_unicode(value) or not value.isprintable():
-        return "holds control or invalid characters"
-    return None
-
-
-def _not_unicode(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _safe(fn: Any) -> Any:
-    try:
-        return fn()
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
 
 
 __all__ = [

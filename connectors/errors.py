@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from connectors import secrets
+
 
 class ConnectorError(Exception):
     """Base of every error a connector raises."""
@@ -132,6 +134,24 @@ def rule_for(table: Mapping[int, ErrorRule], status: int) -> ErrorRule:
 Problems = list[tuple[str | None, str]]
 
 
+def refusal(rule: ErrorRule, head: str, problems: Problems, vendor_fields: Mapping[str, str]) -> ConnectorError:
+    """The error of a refused answer: ``head``, then the vendor's reasons by canonical field.
+
+    Messages quote the vendor's reasons, scrubbed of every remembered secret
+    (the parsers never read the values of the record); a refusal of
+    credentials says nothing but ``head``.
+    """
+    canonical = [(vendor_fields.get(f, f) if f else None, m) for f, m in problems]
+    detail = "; ".join(f"{f}: {m}" if f else m for f, m in canonical)
+    message = secrets.scrub(f"{head}: {detail}" if detail else head)
+    if issubclass(rule.error, RejectedError | NotFoundError):
+        first_field = next((f for f, _ in canonical if f), None)
+        return rule.error(message, field=first_field)
+    if rule.error is FatalError or issubclass(rule.error, FatalError):
+        return rule.error(head)  # a refusal of credentials: nothing else to say
+    return rule.error(message)
+
+
 def body_problems(body: Any) -> Problems:
     """What an error body says, field by field, from any of the four vendors' shapes."""
     if isinstance(body, list):
@@ -225,5 +245,6 @@ __all__ = [
     "RetriableError",
     "body_problems",
     "error_codes",
+    "refusal",
     "rule_for",
 ]
