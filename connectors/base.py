@@ -1,24 +1,13 @@
-"""The connector base class: the paging loop, reads and writes, over one request loop.
+"""The connector base class: what every system's connector does, over declarations.
 
 A connector module is mostly declarations (paths, paginator, auth, field
-table, what the system can hold); what moves bytes lives in the modules this
-one composes, and is never re-implemented per system:
-
-- :mod:`connectors.http` sends every request (retries, pacing, deadlines,
-  the origin guard);
-- :mod:`connectors.errors` says what a refused answer means and reads the
-  vendors' error bodies;
-- :mod:`connectors.spec` shapes a customer for a system and finds what it
-  cannot take;
-- :mod:`connectors.settings` holds what every connection accepts.
-
-Here:
-
-- ``pages`` walks every listing of the system to its end, and records in
-  ``scan`` whether that walk proves the whole set.
-- ``read`` maps one vendor record to a :class:`~connectors.model.RemoteCustomer`;
-  a record that cannot be mapped comes back with a ``problem`` naming the
-  canonical field, never as an exception.
+table, what the system can hold). The base composes the modules that do the
+work, never re-implemented per system: :mod:`connectors.http` (every request:
+retries, pacing, deadlines, the origin guard), :mod:`connectors.errors` (what a
+refused answer means), :mod:`connectors.fields` (reading and writing through
+the field table), :mod:`connectors.reading` (listings walked to the end and
+judged, one record mapped with its problems), :mod:`connectors.spec` (shaping
+and problems) and :mod:`connectors.settings`.
 """
 
 from __future__ import annotations
@@ -49,8 +38,8 @@ from connectors.errors import (
     refusal,
     rule_for,
 )
-from connectors.fields import FieldTable, Writing
-from connectors.http import Auth, HttpClient, Response, Transport, json_body
+from connectors.fields import FieldTable, Writing, narrow
+from connectors.http import Auth, HttpClient, Response, Transport, body_or_none, json_body
 from connectors.model import Customer, FieldProblem, RemoteCustomer, clean
 from connectors.pagination import Paginator
 from connectors.ratelimit import RateLimiter
@@ -257,14 +246,7 @@ class Connector(ABC, Generic[SettingsT]):
 
     def updated_at_of(self, raw: Mapping[str, Any]) -> datetime | None:
         """The record's last-modified time, if the system sends one."""
-        for key in ("updated_at", "updatedAt", "updated"):
-            value = raw.get(key)
-            if isinstance(value, str):
-                try:
-                    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-                except ValueError:
-                    return None
-        return None
+        return reading.updated_at(raw)
 
     # -- what the target can hold -----------------------------------------
 
@@ -387,27 +369,16 @@ class Connector(ABC, Generic[SettingsT]):
 
     def answered_record(self, response: Response) -> RemoteCustomer | None:
         """The record a write answered with, or ``None`` when the body is not one."""
-        try:
-            body = response.json()
-        except ValueError:
-            return None
-        if not isinstance(body, Mapping):
-            return None
-        remote = self.read(body)
-        return remote if remote.customer is not None else None
+        body = body_or_none(response)
+        remote = self.read(body) if isinstance(body, Mapping) else None
+        return remote if remote is not None and remote.customer is not None else None
 
     def only(self, body: dict[str, Any], fields: frozenset[str] | None) -> dict[str, Any]:
         """Drop from a write body the vendor keys of kept fields outside ``fields``."""
         if fields is None:
             return body
-        untouched = self.spec.fields - fields
-        owners = self.fields.owners if self.fields is not None else {}
-        # A vendor key of no entry, missing from vendor_fields, is spelled like its canonical field (``email``).
-        return {
-            key: value
-            for key, value in body.items()
-            if owners.get(key, self.vendor_fields.get(key, key)) not in untouched
-        }
+        owners = {**self.vendor_fields, **(self.fields.owners if self.fields is not None else {})}
+        return narrow(body, self.spec.fields - fields, owners)
 
     async def set_active(self, remote_id: str, active: bool) -> None:
         """Archive (``active=False``) or re-activate a record.

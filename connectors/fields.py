@@ -199,4 +199,25 @@ class FieldTable:
         return body
 
 
-__all__ = ["IDENTITY", "Decode", "Encode", "Field", "FieldTable", "Reading", "Writing", "as_is", "same", "text"]
+def narrow(body: dict[str, Any], untouched: frozenset[str], owners: Mapping[str, str]) -> dict[str, Any]:
+    """``body`` without the keys of ``untouched`` canonical fields (a partial update).
+
+    ``owners`` maps a write key to its canonical field; a key it does not name
+    is spelled like its canonical field (``email``).
+    """
+    return {key: value for key, value in body.items() if owners.get(key, key) not in untouched}
+
+
+__all__ = [
+    "IDENTITY",
+    "Decode",
+    "Encode",
+    "Field",
+    "FieldTable",
+    "Reading",
+    "Writing",
+    "as_is",
+    "narrow",
+    "same",
+    "text",
+]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -173,6 +174,18 @@ async def pages(connector: Connector[Any]) -> AsyncIterator[list[RemoteCustomer]
             connector.scan.fail("the scan did not reach its end")
 
 
+def updated_at(raw: Mapping[str, Any]) -> datetime | None:
+    """A record's last-modified time, from the first of the usual keys it has as text."""
+    for key in ("updated_at", "updatedAt", "updated"):
+        value = raw.get(key)
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                return None
+    return None
+
+
 #: what the state store keeps of a record id (``links.remote_id``) and of an external_id.
 ID_LIMIT = 100
 EXTERNAL_ID_LIMIT = 255
@@ -204,4 +217,4 @@ def _safe(fn: Any) -> Any:
         return None
 
 
-__all__ = ["EXTERNAL_ID_LIMIT", "ID_LIMIT", "Listing", "ScanReport", "pages", "read_record", "walk"]
+__all__ = ["EXTERNAL_ID_LIMIT", "ID_LIMIT", "Listing", "ScanReport", "pages", "read_record", "updated_at", "walk"]
