@@ -15,9 +15,11 @@ remembered by :mod:`connectors.secrets` the moment it arrives.
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
+import re
 import time
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 import httpx
 
 from connectors import secrets
-from connectors.errors import AuthError, RateLimitedError, RetriableError
+from connectors.errors import AuthError, FatalError, NotFoundError, RateLimitedError, RejectedError, RetriableError
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -168,6 +170,116 @@ class TokenAuth(_OriginBound, httpx.Auth):
         raise RuntimeError("TokenAuth supports httpx.AsyncClient only")
 
 
+class ClientCredentialsAuth(TokenAuth):
+    """An OAuth2 client-credentials token, the client id and secret sent over HTTP Basic.
+
+    Args:
+        url: the token endpoint.
+        client_id: the Basic-auth user.
+        secret: the Basic-auth password.
+        timeout_s: the token request's timeout (requests an auth flow makes get none from the client).
+        options: :class:`TokenAuth`'s.
+    """
+
+    def __init__(self, url: str, client_id: str, secret: str, timeout_s: float, **options: Any) -> None:
+        super().__init__(**options)
+        self._url = url
+        self._basic = f"Basic {base64.b64encode(f'{client_id}:{secret}'.encode()).decode()}"
+        self.timeout = httpx.Timeout(timeout_s).as_dict()
+
+    def token_request(self) -> httpx.Request:
+        """``POST`` ``grant_type=client_credentials`` with the Basic credentials."""
+        return httpx.Request(
+            "POST",
+            self._url,
+            headers={"Authorization": self._basic},
+            data={"grant_type": "client_credentials"},
+            extensions={"timeout": self.timeout},
+        )
+
+
+class ExchangedTokenAuth(TokenAuth):
+    """A narrower token (Thredfi's business token), asked for with (and through) another token flow.
+
+    Args:
+        url: the endpoint that exchanges the outer token for this one.
+        outer: the flow whose token the exchange request carries.
+        options: :class:`TokenAuth`'s.
+    """
+
+    def __init__(self, url: str, outer: ClientCredentialsAuth, **options: Any) -> None:
+        super().__init__(**options)
+        self._url = url
+        self._outer = outer
+
+    def token_request(self) -> httpx.Request:
+        """``POST`` to the exchange endpoint (the outer flow adds its token)."""
+        return httpx.Request("POST", self._url, extensions={"timeout": self._outer.timeout})
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """Send the exchange request through the outer flow; every other request with this token."""
+        # Our own token request goes through the outer flow, which renews the
+        # outer token as it must; every other request passes straight through.
+        # Both flows are closed explicitly: an abandoned one would keep its lock.
+        flow = super().async_auth_flow(request)
+        try:
+            outgoing = await flow.__anext__()
+            while True:
+                if outgoing.url != self._url:
+                    response = yield outgoing
+                else:
+                    inner = self._outer.async_auth_flow(outgoing)
+                    try:
+                        sent = await inner.__anext__()
+                        while True:
+                            response = yield sent
+                            try:
+                                sent = await inner.asend(response)
+                            except StopAsyncIteration:
+                                break
+                    finally:
+                        await inner.aclose()
+                outgoing = await flow.asend(response)
+        except StopAsyncIteration:
+            return
+        finally:
+            await flow.aclose()
+
+
+async def ask_tenant(
+    request: Callable[..., Awaitable[httpx.Response]], system: str, path: str, key: str, pattern: re.Pattern[str]
+) -> str:
+    """The tenant the credentials belong to, asked once from a "who am I" route (Bigcapital's organization).
+
+    Args:
+        request: the connector's request loop.
+        system: the system, for messages.
+        path: the route; its JSON answer holds the tenant under ``key``.
+        key: the answer's key, and the setting that names the tenant instead.
+        pattern: what a usable tenant id looks like.
+
+    Raises:
+        AuthError: the server refused the credentials.
+        FatalError: the server has no such route, or answered no usable id.
+    """
+    try:
+        response = await request("GET", path, op="organization")
+    except NotFoundError:
+        raise FatalError(
+            f"{system} organization: GET {path} answered 404; check base_url, or set {key} in the connection"
+        ) from None
+    except RejectedError as exc:
+        raise FatalError(f"{system} organization: the server refused the request ({exc.args[0]})") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    found = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(found, str) or pattern.fullmatch(found) is None:
+        raise FatalError(f"{system} organization: the answer names no usable {key}")
+    return found
+
+
 def _seconds(raw: object, *, default: float) -> float:
     """A token lifetime as seconds ≥ 0; ``default`` when missing, not a number, or not finite."""
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
@@ -215,4 +327,14 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 retry_after_seconds = _retry_after
 
-__all__ = ["HeaderAuth", "TokenAuth", "origin_of", "parse_delay", "restrict_to_origin", "retry_after_seconds"]
+__all__ = [
+    "ClientCredentialsAuth",
+    "ExchangedTokenAuth",
+    "HeaderAuth",
+    "TokenAuth",
+    "ask_tenant",
+    "origin_of",
+    "parse_delay",
+    "restrict_to_origin",
+    "retry_after_seconds",
+]

@@ -28,63 +28,56 @@ record again, and a create is never retried once it may have reached the server.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal, cast
+from collections.abc import Sequence
+from typing import ClassVar, Literal
 
-import httpx
 from pydantic import SecretStr
 from typing_extensions import override
 
-from connectors.auth import HeaderAuth
-from connectors.base import (
-    ConnectionSettings,
-    Connector,
-    FieldMappingError,
-    Listing,
-    TargetSpec,
-    host_of,
-)
-from connectors.errors import FatalError, NotFoundError, RejectedError
-from connectors.mapping import country_alpha2, country_name
-from connectors.model import Customer, FieldProblem, clean
+from connectors import converters as cv
+from connectors.auth import HeaderAuth, ask_tenant
+from connectors.base import Connector, Listing, TargetSpec
+from connectors.errors import error_codes
+from connectors.fields import Field, FieldTable
+from connectors.http import Auth, body_or_none
 from connectors.pagination import PageNumberPaginator
+from connectors.settings import ConnectionSettings, host_of
 
-#: canonical field → (request name, response name) for plain text fields.
-_TEXT: Mapping[str, tuple[str, str]] = {
-    "company_name": ("companyName", "company_name"),
-    "first_name": ("firstName", "first_name"),
-    "last_name": ("lastName", "last_name"),
-    "email": ("email", "email"),
-    "phone": ("workPhone", "work_phone"),
-    "mobile": ("personalPhone", "personal_phone"),
-    "website": ("website", "website"),
-    "address_line1": ("billingAddress1", "billing_address1"),
-    "address_line2": ("billingAddress2", "billing_address2"),
-    "city": ("billingAddressCity", "billing_address_city"),
-    "state": ("billingAddressState", "billing_address_state"),
-    "notes": ("note", "note"),
-}
-_OTHER_NAMES: Mapping[str, str] = {
-    "displayName": "name", "display_name": "name",
-    "customerType": "kind", "customer_type": "kind", "contact_type": "kind",
-    "billingAddressCountry": "country", "billing_address_country": "country",
-    "currencyCode": "currency", "currency_code": "currency",
-}  # fmt: skip
-_KINDS: Mapping[str, Literal["company", "individual"]] = {
-    "business": "company",
-    "individual": "individual",
-}
-_KEPT = frozenset({*_TEXT, "country", "currency"})
+
+def _text(canonical: str, write: str, read: str) -> Field:
+    """A text field: camelCase in requests, snake_case in answers; empty is written as null."""
+    return Field(canonical, read, write, encode=cv.blank_is_null)
+
+
+# A PUT keeps the fields it is not sent, so an update sends every field and null clears one
+# ("" is refused for email); a create leaves empty fields out. ``active`` is never written:
+# the engine creates active and archives through set_active. billing_address_postcode is not
+# read: no request can write it (see the module doc).
+# fmt: off
+FIELDS = FieldTable(
+    # GET answers customer_type (and contact_type); create and edit answer the raw row, contact_type only.
+    Field("kind", ("customer_type", "contact_type"), "customerType",
+          cv.choice({"business": "company", "individual": "individual"},
+                    "bigcapital customer type is not business/individual"), cv.to_contact_type),
+    Field("name", "display_name", "displayName", cv.required(cv.text, "bigcapital record has no display_name"),
+          kept=False),  # required on every PUT too
+    Field("active", "active", decode=cv.bigcapital_active),
+    # Free text ("United States"): a country we cannot place is a problem, never a guess.
+    Field("country", "billing_address_country", "billingAddressCountry", cv.alpha2, cv.to_country_name),
+    Field("currency", "currency_code", "currencyCode", when="create"),  # fixed once created; PUT ignores it
+    _text("company_name", "companyName", "company_name"), _text("first_name", "firstName", "first_name"),
+    _text("last_name", "lastName", "last_name"), _text("email", "email", "email"),
+    _text("phone", "workPhone", "work_phone"), _text("mobile", "personalPhone", "personal_phone"),
+    _text("website", "website", "website"), _text("address_line1", "billingAddress1", "billing_address1"),
+    _text("address_line2", "billingAddress2", "billing_address2"),
+    _text("city", "billingAddressCity", "billing_address_city"),
+    _text("state", "billingAddressState", "billing_address_state"), _text("notes", "note", "note"),
+)
+# fmt: on
 #: Every text column is a varchar(255) (the note too, by the strict reading): longer is a 500.
-_LIMITED = frozenset({*_TEXT, "name"})
+_LIMITED = (FIELDS.kept - {"country", "currency"}) | {"name"}
 _LISTING = {"columnSortBy": "created_at", "sortOrder": "asc"}
-_ACTIVE: Mapping[object, bool] = {1: True, 0: False, "1": True, "0": False, "true": True, "false": False}
 _ORGANIZATION_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-def _astral(value: str) -> bool:
-    """True when ``value`` holds a character utf8mb3 cannot store (beyond U+FFFF: emoji...)."""
-    return any(ord(char) > 0xFFFF for char in value)
 
 
 class BigcapitalSettings(ConnectionSettings):
@@ -100,59 +93,45 @@ class BigcapitalSettings(ConnectionSettings):
     organization_id: str | None = None
 
 
-class BigcapitalConnector(Connector):
+class BigcapitalConnector(Connector[BigcapitalSettings]):
     """Bigcapital's ``/api/customers``: page-number listings, camelCase writes."""
 
     system = "bigcapital"
     settings_model = BigcapitalSettings
+    fields = FIELDS
     spec = TargetSpec(
-        fields=_KEPT,
+        fields=FIELDS.kept,
         required=frozenset({"name", "currency"}),  # currencyCode is required on create
         limits=dict.fromkeys(sorted(_LIMITED), 255),
-        identity_slot=False,
-        archive=True,
         formats={"currency": (r"[A-Z]{3}", "an ISO 4217 currency code")},
+        # The tables are utf8mb3: a character beyond U+FFFF (emoji) makes the server answer 500.
+        basic_plane=_LIMITED | {"currency"},
     )
+    # No maximum page size, and 10 calls a minute per route: few large pages.
     paginator = PageNumberPaginator(
-        items_key="customers",
-        page_param="page",
-        size_param="pageSize",
-        page_size=1000,  # no maximum, 10 calls a minute per route: few large pages
+        items_key="customers", page_param="page", size_param="pageSize", page_size=1000,
         total_items_path=("pagination", "total"),
-    )
+    )  # fmt: skip
     create_path = "/api/customers"
     item_path = "/api/customers/{id}"
-    update_method = "PUT"
-    can_filter_since = False
     #: why ``backfill --since`` is refused, for the one-line message.
     since_refusal: ClassVar[str] = "its server never sets created_at, and no listing filters by date"
-    vendor_fields = {
-        **{name: canonical for canonical, names in _TEXT.items() for name in names},
-        **_OTHER_NAMES,
-    }
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: the organization ``GET /api/organization/current`` named, when the config names none.
-        self._organization: str | None = None
+    #: the organization ``GET /api/organization/current`` named, when the config names none.
+    _organization: str | None = None
 
     @property
     @override
     def tenant(self) -> str:
-        tenant = self._settings.organization_id or self._organization
+        tenant = self.settings.organization_id or self._organization
         if tenant is None:
             raise RuntimeError("bigcapital: the organization is known once the connection is open")
         return tenant
 
-    @property
-    def _settings(self) -> BigcapitalSettings:
-        return cast(BigcapitalSettings, self.settings)
-
     @override
-    def auth(self) -> httpx.Auth:
-        headers = {"Authorization": f"Bearer {self._settings.api_key.get_secret_value()}"}
-        if self._settings.organization_id:
-            headers["organization-id"] = self._settings.organization_id
+    def auth(self) -> Auth:
+        headers = {"Authorization": f"Bearer {self.settings.api_key.get_secret_value()}"}
+        if self.settings.organization_id:
+            headers["organization-id"] = self.settings.organization_id
         return HeaderAuth(headers)
 
     @override
@@ -163,96 +142,21 @@ class BigcapitalConnector(Connector):
             AuthError: the server refused the key.
             FatalError: the server has no such route, or answered no usable id.
         """
-        if self._settings.organization_id or self._organization is not None:
-            return
-        try:
-            self._organization = await self._ask_organization()
-        except BaseException:
-            await self.aclose()  # __aexit__ never runs when __aenter__ raises
-            raise
-
-    async def _ask_organization(self) -> str:
-        try:
-            response = await self.request("GET", "/api/organization/current", op="organization")
-        except NotFoundError:
-            raise FatalError(
-                "bigcapital organization: GET /api/organization/current answered 404; "
-                "check base_url, or set organization_id in the connection"
-            ) from None
-        except RejectedError as exc:
-            raise FatalError(f"bigcapital organization: the server refused the request ({exc.args[0]})") from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        found = body.get("organization_id") if isinstance(body, dict) else None
-        if not isinstance(found, str) or _ORGANIZATION_ID.fullmatch(found) is None:
-            raise FatalError("bigcapital organization: the answer names no usable organization_id")
-        return found
+        if not self.settings.organization_id and self._organization is None:
+            path = "/api/organization/current"
+            self._organization = await ask_tenant(self.request, self.system, path, "organization_id", _ORGANIZATION_ID)
 
     @override
     def external_id_aliases(self, remote_id: str) -> tuple[str, ...]:
         # Before the organization was asked, external ids named the host (and port) of base_url.
-        if self._settings.organization_id:
+        if self.settings.organization_id:
             return ()
-        return (f"{self.system}:{host_of(self._settings.base_url)}:{remote_id}",)
+        return (f"{self.system}:{host_of(self.settings.base_url)}:{remote_id}",)
 
     @override
     def listings(self) -> Sequence[Listing]:
         # inactiveMode=false lists only active customers and true only inactive ones.
         return [Listing(self.collection, {"inactiveMode": m, **_LISTING}) for m in ("false", "true")]
-
-    @override
-    def to_canonical(self, raw: Mapping[str, Any]) -> Customer:
-        # GET answers customer_type (and contact_type); create and edit answer the raw row, contact_type only.
-        kind = _KINDS.get(str(raw.get("customer_type", raw.get("contact_type"))))
-        if kind is None:
-            raise FieldMappingError("kind", "bigcapital customer type is not business/individual")
-        name = clean(raw.get("display_name"), "name")
-        if name is None:
-            raise FieldMappingError("name", "bigcapital record has no display_name")
-        active = raw.get("active")
-        if isinstance(active, bool):
-            is_active = active
-        elif (found := _ACTIVE.get(active.strip().lower() if isinstance(active, str) else active)) is not None:
-            is_active = found
-        else:
-            raise FieldMappingError("active", "bigcapital active is not 1/0 or true/false")
-        return Customer(
-            kind=kind,
-            name=name,
-            # Free text ("United States"): a country we cannot place is a problem, never a guess.
-            country=country_alpha2(raw.get("billing_address_country"), system=self.system),
-            currency=clean(raw.get("currency_code"), "currency"),
-            active=is_active,
-            # billing_address_postcode is not read: no request can write it (see the module doc).
-            **{canonical: clean(raw.get(read), canonical) for canonical, (_, read) in _TEXT.items()},
-        )
-
-    @override
-    def to_payload(self, customer: Customer, external_id: str, *, create: bool) -> dict[str, Any]:
-        # A PUT keeps the fields it is not sent, so it sends every field and null
-        # clears one ("" is refused for email). A create leaves empty fields out.
-        # ``active`` is never sent: the engine creates active and archives through set_active.
-        body: dict[str, Any] = {
-            "customerType": "individual" if customer.kind == "individual" else "business",
-            "displayName": customer.name,  # required on every PUT too
-            **{write: getattr(customer, canonical) or None for canonical, (write, _) in _TEXT.items()},
-            "billingAddressCountry": country_name(customer.country) if customer.country else None,
-        }
-        if create:
-            body["currencyCode"] = customer.currency  # fixed once created; PUT ignores it
-            body = {key: value for key, value in body.items() if value is not None}
-        return body
-
-    @override
-    def extra_problems(self, shaped: Customer) -> list[FieldProblem]:
-        # The tables are utf8mb3: a character beyond U+FFFF (emoji) makes the server answer 500.
-        return [
-            FieldProblem(name, "holds characters bigcapital cannot store (emoji or others beyond U+FFFF)")
-            for name in sorted(_LIMITED | {"currency"})
-            if isinstance(value := getattr(shaped, name), str) and _astral(value)
-        ]
 
     @override
     async def set_active(self, remote_id: str, active: bool) -> None:
@@ -261,20 +165,8 @@ class BigcapitalConnector(Connector):
         if response.status_code == 400:
             # Already in the wanted state is success: a retry after a lost answer lands here.
             already = f"CONTACT_ALREADY_{'ACTIVE' if active else 'INACTIVE'}"
-            if already not in _error_types(response):
+            if already not in error_codes(body_or_none(response)):
                 raise self.classify(response, verb)
-
-
-def _error_types(response: httpx.Response) -> list[str]:
-    """The ``type`` of each business-rule error: ``{"errors":[{"type": ...}]}``."""
-    try:
-        body = response.json()
-    except ValueError:
-        return []
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if not isinstance(errors, list):
-        return []
-    return [str(e.get("type")) for e in errors if isinstance(e, dict)]
 
 
 __all__ = ["BigcapitalConnector", "BigcapitalSettings"]

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import pycountry
 
-from connectors.base import FieldMappingError
+from connectors.errors import FieldMappingError
 from connectors.model import clean
 
 # Names people type that pycountry does not know.

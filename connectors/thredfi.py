@@ -15,43 +15,39 @@ A data sheet plus what the base cannot know about:
 
 from __future__ import annotations
 
-import base64
-import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from typing import Any, Literal, cast
+from typing import Literal
 
-import httpx
 from pydantic import SecretStr
 from typing_extensions import override
 
-from connectors.auth import TokenAuth
-from connectors.base import (
-    ConnectionSettings,
-    Connector,
-    CreateResult,
-    FieldMappingError,
-    Listing,
-    TargetSpec,
-)
-from connectors.mapping import country_alpha2, split_name
-from connectors.model import Customer, RemoteCustomer, clean
+from connectors import converters as cv
+from connectors.auth import ClientCredentialsAuth, ExchangedTokenAuth
+from connectors.base import Connector, CreateResult, TargetSpec
+from connectors.fields import IDENTITY, Field, FieldTable, same
+from connectors.http import Auth
+from connectors.model import Customer
 from connectors.pagination import PageNumberPaginator
-from connectors.ratelimit import RateLimiter
+from connectors.settings import ConnectionSettings
 
-#: canonical field → Thredfi field, for plain text fields (same name both ways).
-_TEXT: Mapping[str, str] = {
-    "email": "email",
-    "phone": "office_phone",
-    "mobile": "mobile_phone",
-    "address_line1": "address_line1",
-    "address_line2": "address_line2",
-    "city": "city",
-    "state": "state_county",
-    "postal_code": "postal_code",
-    "tax_id": "vat_number",
-    "notes": "notes",
-}
-_KEPT = frozenset({*_TEXT, "company_name", "country"})
+# A PATCH sends every kept field: null clears it. A create leaves nulls out, and
+# ``status`` is never written: the engine creates active and archives afterwards.
+# fmt: off
+FIELDS = FieldTable(
+    Field(IDENTITY, write="external_id", when="create"),
+    # One name field per kind: the canonical name goes into whichever one.
+    Field("name", write="company_name", decode=None, encode=cv.if_kind("company"), kept=False),
+    Field("company_name", "company_name"),
+    Field("name", "individual_name", "individual_name", cv.thredfi_name, cv.if_kind("individual"), kept=False),
+    Field("first_name", decode=cv.person_first, kept=False),
+    Field("last_name", decode=cv.person_last, kept=False),
+    Field("kind", decode=cv.kind_by_name),
+    Field("country", "country", "country", cv.alpha2),
+    Field("active", "status", decode=cv.thredfi_active),
+    same("email"), same("phone", "office_phone"), same("mobile", "mobile_phone"),
+    same("address_line1"), same("address_line2"), same("city"), same("state", "state_county"),
+    same("postal_code"), same("tax_id", "vat_number"), same("notes"),
+)
+# fmt: on
 
 
 class ThredfiSettings(ConnectionSettings):
@@ -74,87 +70,16 @@ class ThredfiSettings(ConnectionSettings):
     use_business_token: bool = True
 
 
-class _PartnerToken(TokenAuth):
-    """The partner token: client credentials over HTTP Basic."""
-
-    def __init__(self, url: str, settings: ThredfiSettings, **options: Any) -> None:
-        super().__init__(**options)
-        self._url = url
-        pair = f"{settings.partner_uuid}:{settings.api_key.get_secret_value()}".encode()
-        self._basic = f"Basic {base64.b64encode(pair).decode()}"
-        # Requests an auth flow makes get no timeout from the client: give them one.
-        self.timeout = httpx.Timeout(settings.timeout_s).as_dict()
-
-    @override
-    def token_request(self) -> httpx.Request:
-        return httpx.Request(
-            "POST",
-            self._url,
-            headers={"Authorization": self._basic},
-            data={"grant_type": "client_credentials"},
-            extensions={"timeout": self.timeout},
-        )
-
-
-class _BusinessToken(TokenAuth):
-    """A token for one business, asked for with (and through) the partner token flow."""
-
-    def __init__(self, url: str, partner: _PartnerToken, **options: Any) -> None:
-        super().__init__(**options)
-        self._url = url
-        self._partner = partner
-
-    @override
-    def token_request(self) -> httpx.Request:
-        return httpx.Request("POST", self._url, extensions={"timeout": self._partner.timeout})
-
-    @override
-    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        # Our own token request goes through the partner flow, which renews the
-        # partner token as it must; every other request passes straight through.
-        # Both flows are closed explicitly: an abandoned one would keep its lock.
-        flow = super().async_auth_flow(request)
-        try:
-            outgoing = await flow.__anext__()
-            while True:
-                if outgoing.url != self._url:
-                    response = yield outgoing
-                else:
-                    inner = self._partner.async_auth_flow(outgoing)
-                    try:
-                        sent = await inner.__anext__()
-                        while True:
-                            response = yield sent
-                            try:
-                                sent = await inner.asend(response)
-                            except StopAsyncIteration:
-                                break
-                    finally:
-                        await inner.aclose()
-                outgoing = await flow.asend(response)
-        except StopAsyncIteration:
-            return
-        finally:
-            await flow.aclose()
-
-
-class ThredfiConnector(Connector):
-    """Thredfi's business customers: OAuth2 tokens, page numbers, ``external_id``.
-
-    Args:
-        name: the connection's name in the config file.
-        settings: the connection's validated settings.
-        transport: an httpx transport (tests pass ``httpx.ASGITransport``).
-        limiter: shared requests-per-second limiter, when configured.
-        clock: monotonic seconds for token expiry; a seam for tests.
-    """
+class ThredfiConnector(Connector[ThredfiSettings]):
+    """Thredfi's business customers: OAuth2 tokens, page numbers, ``external_id``."""
 
     system = "thredfi"
     settings_model = ThredfiSettings
+    fields = FIELDS
     spec = TargetSpec(
-        fields=_KEPT,
+        fields=FIELDS.kept,
         # Lengths are not documented; 255 is what the sandbox (a DRF CharField default) keeps.
-        limits={name: 255 for name in (_KEPT | {"name"}) - {"notes", "country"}},
+        limits={name: 255 for name in (FIELDS.kept | {"name"}) - {"notes", "country"}},
         identity_slot=True,
         archive=True,
         formats={"country": (r"[A-Z]{2}", "an ISO 3166-1 alpha-2 country code")},
@@ -165,105 +90,34 @@ class ThredfiConnector(Connector):
     # send can never be reset by a PUT that expected it.
     update_method = "PATCH"
     create_is_idempotent = True  # a repeated external_id answers 200 with the existing record
-    vendor_fields = {
-        **{vendor: canonical for canonical, vendor in _TEXT.items()},
-        "company_name": "name",  # we write the canonical name into whichever name field
-        "individual_name": "name",
-        "country": "country",
-        "status": "active",
-    }
 
-    def __init__(
-        self,
-        name: str,
-        settings: ConnectionSettings,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        limiter: RateLimiter | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(name, settings, transport=transport, limiter=limiter)
-        self._clock = clock
-
-    @property
-    def _settings(self) -> ThredfiSettings:
-        return cast(ThredfiSettings, self.settings)
-
+    identity_key = "external_id"
+    find_params = {"external_id": "{external_id}", "include_archived": "true"}
+    find_exact = True  # should a server ever ignore the filter
+    listing_params = {"include_archived": "true"}
     create_path = "/v1/platform/businesses/{business_id}/customers/"
     item_path = "/v1/platform/businesses/{business_id}/customers/{id}/"
-
-    @override
-    def path_params(self) -> Mapping[str, str]:
-        return {"business_id": self._settings.business_id}
 
     @property
     @override
     def tenant(self) -> str:
-        return self._settings.business_id
+        return self.settings.business_id
 
     @override
-    def auth(self) -> httpx.Auth:
-        settings = self._settings
-        root = f"{settings.base_url.rstrip('/')}/v1/platform"
-        partner = _PartnerToken(f"{root}/oauth2/token/", settings, clock=self._clock)
+    def auth(self) -> Auth:
+        settings, root = self.settings, f"{self.settings.base_url.rstrip('/')}/v1/platform"
+        key, clock = settings.api_key.get_secret_value(), self.clock
+        partner = ClientCredentialsAuth(
+            f"{root}/oauth2/token/", settings.partner_uuid, key, settings.timeout_s, clock=clock
+        )
         if not settings.use_business_token:
             return partner
-        return _BusinessToken(f"{root}/{settings.business_id}/oauth2/token/", partner, clock=self._clock)
-
-    @override
-    def listings(self) -> Sequence[Listing]:
-        return [Listing(self.collection, {"include_archived": "true"})]
-
-    @override
-    def external_id_of(self, raw: Mapping[str, Any]) -> str | None:
-        return clean(raw.get("external_id"))
-
-    @override
-    def to_canonical(self, raw: Mapping[str, Any]) -> Customer:
-        company, person = clean(raw.get("company_name"), "company_name"), clean(raw.get("individual_name"), "name")
-        # Thredfi's own display name prefers the company; so do we when both are set.
-        name = company or person or clean(raw.get("display_name"))
-        if name is None:
-            raise FieldMappingError("name", "thredfi record has no company_name or individual_name")
-        first, last = split_name(person) if company is None else (None, None)
-        status = clean(raw.get("status"))
-        return Customer(
-            kind="company" if company or not person else "individual",
-            name=name,
-            company_name=company,
-            first_name=first,
-            last_name=last,
-            country=country_alpha2(raw.get("country"), system=self.system),
-            active=status.upper() != "ARCHIVED" if status else raw.get("is_archived") is not True,
-            **{canonical: clean(raw.get(vendor), canonical) for canonical, vendor in _TEXT.items()},
-        )
+        return ExchangedTokenAuth(f"{root}/{settings.business_id}/oauth2/token/", partner, clock=clock)
 
     @override
     def shape(self, customer: Customer, *, truncate: bool = False) -> Customer:
-        # Thredfi holds one name: a company's is its company_name, a person's is
-        # split into first and last on read. Shape the same way so a round trip
-        # (and its fingerprint) is stable.
-        shaped = super().shape(customer, truncate=truncate)
-        if shaped.kind == "company":
-            parts = {"company_name": shaped.name, "first_name": None, "last_name": None}
-        else:
-            first, last = split_name(shaped.name)
-            parts = {"company_name": None, "first_name": first, "last_name": last}
-        return shaped.model_copy(update=parts)
-
-    @override
-    def to_payload(self, customer: Customer, external_id: str, *, create: bool) -> dict[str, Any]:
-        company = customer.kind == "company"
-        body: dict[str, Any] = {
-            "company_name": customer.name if company else None,
-            "individual_name": None if company else customer.name,
-            **{vendor: getattr(customer, canonical) for canonical, vendor in _TEXT.items()},
-            "country": customer.country,
-        }
-        if not create:
-            return body  # a PATCH sends every kept field: null clears it
-        # status is not sent: the engine creates active and archives afterwards.
-        return {"external_id": external_id, **{k: v for k, v in body.items() if v is not None}}
+        # Thredfi holds one name; shape it as a read splits it, so a round trip (and its fingerprint) is stable.
+        return cv.one_name_by_kind(super().shape(customer, truncate=truncate))
 
     @override
     async def create(self, customer: Customer, external_id: str) -> CreateResult:
@@ -276,14 +130,6 @@ class ThredfiConnector(Connector):
         if not found:
             raise self.classify(response, "create")
         return CreateResult(found[0], existed=True)
-
-    @override
-    async def find_by_external_id(self, external_id: str) -> list[RemoteCustomer] | None:
-        params = {"external_id": external_id, "include_archived": "true"}
-        response = await self.request("GET", self.collection, params=params, op="find")
-        found = [self.read(raw) for raw in self.paginator.records(response.json())]
-        # Exact matches only, should a server ever ignore the filter.
-        return [remote for remote in found if remote.external_id == external_id]
 
     @override
     async def set_active(self, remote_id: str, active: bool) -> None:

@@ -23,25 +23,46 @@ notes, archive state or identity slot.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal, Self
+from typing import Literal, Self
 
-import httpx
 from pydantic import SecretStr, field_validator, model_validator
 from typing_extensions import override
 
+from connectors import converters as cv
+from connectors import mexico as mx
 from connectors.auth import HeaderAuth
-from connectors.base import ConnectionSettings, Connector, FieldMappingError, Listing, TargetSpec
-from connectors.mapping import country_alpha2, country_alpha3
-from connectors.model import Customer, Kind, clean
+from connectors.base import Connector, TargetSpec
+from connectors.fields import Field, FieldTable, same
+from connectors.http import Auth, Response
+from connectors.model import Customer
 from connectors.pagination import SinglePagePaginator
+from connectors.settings import ConnectionSettings
 
 #: SAT's RFC: 3 letters (company) or 4 (person), a yymmdd date, a 3-character homoclave.
 RFC_PATTERN = r"[A-ZÑ&]{3,4}[0-9]{6}[A-Z0-9]{3}"
-# "Int. 4" counts as an interior only after an exterior: "Calle Interior 5" is a street.
-_INTERIOR = re.compile(r"(?P<rest>.+?\s+(?:\S*\d\S*|S/N))\s+(?:Int\.?|Interior)\s*(?P<int>\S+)", re.I)
-_KINDS: dict[int, Kind] = {12: "company", 13: "individual"}
-_COLONIA = re.compile(r"^(?:colonia|col\.?)(?:\s+|(?<=\.))", re.I)  # not "Colima"
+# Writes send a flat ``address*`` body; reads get a nested ``address`` object. An update
+# sends nulls only to clear optional fields (phone, the interior number).
+# fmt: off
+FIELDS = FieldTable(
+    Field("address_line1", "address.street", "addressStreet", mx.street_line, mx.street_part(0)),
+    Field("address_line1", write="addressExterior", decode=None, encode=mx.street_part(1)),
+    Field("address_line1", write="addressInterior", decode=None, encode=mx.street_part(2), clears=True),
+    Field("name", "legalName", "legalName", mx.legal_name),
+    Field("tax_id", "taxId", "taxId"),
+    Field("kind", decode=mx.kind_by_rfc),
+    Field("company_name", decode=mx.name_of_company),  # the legal name is the company name of a company
+    same("email"), same("phone", clears=True),
+    Field("address_line2", "address.neighborhood", "addressNeighborhood", mx.colonia_line, mx.to_colonia),
+    Field("city", "address.city", "addressCity"),
+    Field("city", write="addressMunicipality", decode=None),  # the municipality is the city outside CDMX
+    Field("state", "address.state", "addressState"),
+    Field("postal_code", "address.zip", "addressZip"),
+    Field("country", "address.country", "addressCountry", cv.alpha2_or("MX"), cv.to_alpha3),
+    Field("tax_system", "taxSystem", "taxSystem"),
+    Field("invoice_use", "defaultInvoiceUse", "defaultInvoiceUse"),
+    clears=False,
+)
+# fmt: on
 
 
 class TimbrixSettings(ConnectionSettings):
@@ -64,17 +85,15 @@ class TimbrixSettings(ConnectionSettings):
         return self
 
 
-class TimbrixConnector(Connector):
+class TimbrixConnector(Connector[TimbrixSettings]):
     """Customers of one Timbrix organization."""
 
     system = "timbrix"
     settings_model = TimbrixSettings
-    settings: TimbrixSettings
     # fmt: off
+    fields = FIELDS
     spec = TargetSpec(
-        fields=frozenset({"name", "company_name", "email", "phone", "address_line1",
-                          "address_line2", "city", "state", "postal_code", "country", "tax_id",
-                          "tax_system", "invoice_use"}),
+        fields=FIELDS.kept,
         required=frozenset({"name", "tax_id", "tax_system", "invoice_use", "email",
                             "address_line1", "address_line2", "city", "state", "postal_code"}),
         formats={
@@ -90,14 +109,6 @@ class TimbrixConnector(Connector):
         identity_slot=False,
         archive=False,  # delete only: the base's set_active raises NotSupportedError
     )
-    vendor_fields: ClassVar[Mapping[str, str]] = {
-        "legalName": "name", "taxId": "tax_id", "taxSystem": "tax_system",
-        "defaultInvoiceUse": "invoice_use", "addressStreet": "address_line1",
-        "addressExterior": "address_line1", "addressInterior": "address_line1",
-        "addressNeighborhood": "address_line2", "addressCity": "city",
-        "addressMunicipality": "city", "addressZip": "postal_code", "addressState": "state",
-        "addressCountry": "country",
-    }
     # fmt: on
     paginator = SinglePagePaginator()  # one bare array of every customer
     update_method = "PUT"  # only the fields sent change
@@ -105,127 +116,31 @@ class TimbrixConnector(Connector):
     create_path = "/organizations/{organization_id}/customers"
     item_path = "/organizations/{organization_id}/customers/{id}"
 
-    @override
-    def path_params(self) -> Mapping[str, str]:
-        return {"organization_id": self.settings.organization_id}
-
     @property
     def tenant(self) -> str:
         """The organization id."""
         return self.settings.organization_id
 
-    def auth(self) -> httpx.Auth:
+    def auth(self) -> Auth:
         """``X-API-Key``, or a bearer token when one is configured instead."""
         if self.settings.token is not None:
             return HeaderAuth({"Authorization": f"Bearer {self.settings.token.get_secret_value()}"})
         assert self.settings.api_key is not None  # the settings validator guarantees one
         return HeaderAuth({"X-API-Key": self.settings.api_key.get_secret_value()})
 
-    def listings(self) -> Sequence[Listing]:
-        """The one listing: no paging, filters or sorting."""
-        return [Listing(self.collection)]
-
-    def to_canonical(self, raw: Mapping[str, Any]) -> Customer:
-        """Map a Timbrix customer (nested ``address``, alpha-3 country)."""
-        address = raw.get("address") or {}
-        if not isinstance(address, Mapping):
-            raise FieldMappingError("address_line1", "the timbrix address is not an object")
-        name, tax_id = clean(raw.get("legalName"), "name"), clean(raw.get("taxId"), "tax_id")
-        if name is None:
-            raise FieldMappingError("name", "the timbrix record has no legalName")
-        kind = _kind(tax_id) or "company"
-        street, colonia = clean(address.get("street")), clean(address.get("neighborhood"))
-        exterior, interior = clean(address.get("exterior")), clean(address.get("interior"))
-        return Customer(
-            kind=kind,
-            name=name,
-            company_name=name if kind == "company" else None,
-            email=clean(raw.get("email"), "email"),
-            phone=clean(raw.get("phone"), "phone"),
-            address_line1=_join_street(street, exterior, interior) if street else None,
-            address_line2=f"Col. {colonia}" if colonia else None,
-            city=clean(address.get("city"), "city"),
-            state=clean(address.get("state"), "state"),
-            postal_code=clean(address.get("zip"), "postal_code"),
-            country=country_alpha2(address.get("country"), system=self.system) or "MX",
-            tax_id=tax_id,
-            tax_system=clean(raw.get("taxSystem"), "tax_system"),
-            invoice_use=clean(raw.get("defaultInvoiceUse"), "invoice_use"),
-        )
-
     @override
     def shape(self, customer: Customer, *, truncate: bool = False) -> Customer:
         """Apply the address conventions, the RFC's kind and the default country."""
-        shaped = super().shape(customer, truncate=truncate)
-        kind = _kind(shaped.tax_id) or shaped.kind
-        line1, line2 = shaped.address_line1, shaped.address_line2
-        changes = {
-            "kind": kind,
-            "company_name": shaped.name if kind == "company" else None,
-            "address_line1": _join_street(*_split_street(line1)) if line1 else None,
-            "address_line2": f"Col. {_colonia(line2)}" if _colonia(line2) else None,
-            "country": shaped.country or "MX",
-        }
-        return shaped.model_copy(update=changes)
-
-    def to_payload(self, customer: Customer, external_id: str, *, create: bool) -> dict[str, Any]:
-        """The flat write body; an update sends nulls only to clear optional fields."""
-        shaped = self.shape(customer)
-        line1 = shaped.address_line1
-        street, exterior, interior = _split_street(line1) if line1 else (None, None, None)
-        body = {
-            "legalName": shaped.name,
-            "taxId": shaped.tax_id,
-            "taxSystem": shaped.tax_system,
-            "email": shaped.email,
-            "defaultInvoiceUse": shaped.invoice_use,
-            "phone": shaped.phone,
-            "addressStreet": street,
-            "addressExterior": exterior,
-            "addressInterior": interior,
-            "addressNeighborhood": _colonia(shaped.address_line2),
-            "addressCity": shaped.city,
-            "addressMunicipality": shaped.city,
-            "addressZip": shaped.postal_code,
-            "addressState": shaped.state,
-            "addressCountry": country_alpha3(shaped.country) if shaped.country else None,
-        }
-        clearable = () if create else ("phone", "addressInterior")
-        return {k: v for k, v in body.items() if v is not None or k in clearable}
+        return mx.mexican_address(super().shape(customer, truncate=truncate))
 
     @override
-    def parse_error(self, response: httpx.Response) -> list[tuple[str | None, str]]:
+    def parse_error(self, response: Response) -> list[tuple[str | None, str]]:
         """Name the field a plain-string message mentions ("... this taxId already exists")."""
         named = [(f, re.compile(rf"\b{f}\b")) for f in self.vendor_fields]
         return [
             (field or next((f for f, word in named if word.search(text)), None), text)
             for field, text in super().parse_error(response)
         ]
-
-
-def _kind(tax_id: str | None) -> Kind | None:
-    """12 characters: a company's RFC; 13: a person's; otherwise unknown."""
-    return _KINDS.get(len(tax_id or ""))
-
-
-def _split_street(line: str) -> tuple[str, str, str | None]:
-    """(street, exterior, interior) of "Av. Vallarta 3000 Int. 4"."""
-    line, interior = " ".join(line.split()), None
-    if found := _INTERIOR.fullmatch(line):
-        line, interior = found["rest"], found["int"]
-    street, _, last = line.rpartition(" ")
-    if street and (last.upper() == "S/N" or any(c.isdigit() for c in last)):
-        return street, last, interior
-    return line, "S/N", interior  # sin número
-
-
-def _join_street(street: str | None, exterior: str | None, interior: str | None) -> str:
-    parts = [street, exterior or "S/N", f"Int. {interior}" if interior else None]
-    return " ".join(p for p in parts if p)
-
-
-def _colonia(line: str | None) -> str | None:
-    return clean(_COLONIA.sub("", " ".join(line.split()))) if line else None
 
 
 __all__ = ["RFC_PATTERN", "TimbrixConnector", "TimbrixSettings"]

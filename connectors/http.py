@@ -1,0 +1,338 @@
+"""The one HTTP client and request loop every connector sends through.
+
+The only generic module that imports httpx (auth flows aside): connectors name
+its types through the aliases here (:data:`Response`, :data:`Transport`,
+:data:`Auth`).
+
+- :meth:`HttpClient.request` sends through one ``httpx.AsyncClient`` with
+  bounded concurrency and an optional rate limiter, turns a non-2xx answer into
+  an error through the connector's ``classify`` and retries transient failures
+  with stamina (exponential backoff with jitter, bounded in attempts and time;
+  429 waits ``Retry-After`` when the API sent one, unless that is past the budget).
+- A request that is not idempotent (a create without an identity slot) is
+  retried only when it provably never reached the server, or was refused
+  with 429; otherwise the engine recovers the identity before creating again.
+- ``timeout_s`` bounds a whole exchange, body included; an answer that says
+  the quota is spent (``X-RateLimit-Remaining: 0``) holds the next request
+  until its reset. Requests go only to the base URL's origin, and a
+  connection that cannot be reached at all fails within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+import stamina
+import structlog
+
+from connectors import secrets
+from connectors.auth import origin_of, restrict_to_origin
+from connectors.errors import (
+    ConnectorError,
+    FatalError,
+    NotFoundError,
+    RateLimitedError,
+    RetriableError,
+)
+from connectors.ratelimit import RateLimiter, ThrottleGate
+from connectors.settings import ConnectionSettings, masked_url
+
+log = structlog.get_logger("custsync.connector")
+
+Response = httpx.Response
+Transport = httpx.AsyncBaseTransport
+Auth = httpx.Auth
+#: turns a non-2xx response of an operation into the error the caller acts on.
+Classify = Callable[[httpx.Response, str], ConnectorError]
+
+#: Transport errors raised before the request could have reached the server:
+#: safe to retry even for a create.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: A refused or unresolvable connection is a setup error, not a blip: a few quick tries, then it is reported.
+_CONNECT_WAITS = (0.5, 1.0)
+_CONNECT_BUDGET_S = 3.0
+#: Transport errors that no retry can change: a URL or a header httpx will not send.
+_UNSENDABLE = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL)
+#: Operations whose 2xx body is read: an unreadable one is an error of the call, not of the caller.
+_READ_OPS = frozenset({"create", "update"})
+_PARSED = "custsync.json"
+_PAST_BUDGET = "past the retry budget"
+#: reads of one record or of a side catalog: their 404 says that thing is missing, not that base_url is wrong.
+_ONE_THING_OPS = frozenset({"get", "states"})
+
+
+class HttpClient:
+    """One connection's client: its request loop, pacing and origin guard.
+
+    Args:
+        name: the connection's name in the config file.
+        system: the system, for messages.
+        settings: the connection's settings (base URL, limits, budgets).
+        classify: turns a refused answer into the error the caller acts on.
+        transport: an httpx transport (tests pass ``httpx.ASGITransport``).
+        limiter: shared requests-per-second limiter, when configured.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        system: str,
+        settings: ConnectionSettings,
+        *,
+        classify: Classify,
+        transport: httpx.AsyncBaseTransport | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.name = name
+        self.system = system
+        self.settings = settings
+        self._classify = classify
+        self._transport = transport
+        self._limiter = limiter
+        self._slots = asyncio.Semaphore(settings.max_concurrency)
+        self._client: httpx.AsyncClient | None = None
+        self._throttle = ThrottleGate()
+        #: no answer came yet: a 404 now more likely means a wrong base_url than a missing record.
+        self.answered = False
+
+    @property
+    def where(self) -> str:
+        """The connection as messages name it: ``name (system)``."""
+        return f"{self.name} ({self.system})"
+
+    @property
+    def shown_url(self) -> str:
+        """The base URL as messages may show it: no password, query or fragment."""
+        return masked_url(self.settings.base_url)
+
+    def open(self, auth: httpx.Auth) -> None:
+        """Create the client, its credentials bound to the base URL's origin."""
+        restrict_to_origin(auth, self.settings.base_url)
+        self._client = httpx.AsyncClient(
+            base_url=self.settings.base_url.rstrip("/"),
+            auth=auth,
+            timeout=self.settings.timeout_s,
+            transport=self._transport,
+            headers={"User-Agent": "custsync/0.1", "Accept": "application/json"},
+            limits=httpx.Limits(max_connections=self.settings.max_concurrency),
+        )
+
+    async def aclose(self) -> None:
+        """Close the client."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        op: str,
+        params: Mapping[str, str | int] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+        ok: frozenset[int] = frozenset(),
+    ) -> httpx.Response:
+        """Send one request with retries; return a 2xx (or ``ok``) response.
+
+        Args:
+            method: HTTP method.
+            url: path under the base URL, or an absolute URL (``next`` links).
+            op: what we are doing, for messages (``list``, ``create``...).
+            params: query parameters.
+            json: the body.
+            headers: extra headers (idempotency keys).
+            idempotent: ``False`` for a create the server could apply twice.
+            ok: extra statuses to return instead of raising.
+
+        Raises:
+            RetriableError: still failing after the retry budget, or a wait the
+                server asked for is longer than what is left of it.
+            FatalError: credentials refused, the system cannot be used (the
+                URL is malformed, refused or unresolvable; a 404 before any
+                answer), or ``url`` leads to another origin.
+            RecordError: the system refused this record.
+        """
+        self._refuse_foreign(url, op)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self.settings.retry_timeout_s
+        connects = 0
+
+        def backoff(exc: Exception) -> bool | float:
+            nonlocal connects
+            if isinstance(exc, RateLimitedError):
+                if exc.retry_after is None:
+                    return True
+                left = deadline - loop.time()
+                if exc.retry_after > left:
+                    # Sleeping past the budget only to fail then: give up now, the record is deferred.
+                    if _PAST_BUDGET not in str(exc):
+                        exc.args = (f"{exc} and asks to wait {exc.retry_after:.0f} s, {_PAST_BUDGET}",)
+                    return False
+                return exc.retry_after
+            if not isinstance(exc, RetriableError):
+                return False
+            if isinstance(exc.__cause__, httpx.ConnectError):
+                connects += 1
+                within = connects <= len(_CONNECT_WAITS) and loop.time() - started < _CONNECT_BUDGET_S
+                return _CONNECT_WAITS[connects - 1] if within else False
+            return idempotent or isinstance(exc.__cause__, _NEVER_SENT)
+
+        try:
+            async for attempt in stamina.retry_context(
+                on=backoff,
+                attempts=self.settings.retry_attempts,
+                timeout=self.settings.retry_timeout_s,
+                wait_initial=0.2,
+                wait_max=20.0,
+            ):
+                with attempt:
+                    return await self._send(
+                        method, url, op=op, params=params, json=json, headers=headers, ok=ok, deadline=deadline
+                    )
+        except RetriableError as exc:
+            if isinstance(exc.__cause__, httpx.ConnectError):
+                raise FatalError(f"{self.where}: cannot reach {self.shown_url}: {_unreachable(exc.__cause__)}") from exc
+            raise
+        except NotFoundError as exc:
+            if not self.answered and method == "GET" and op not in _ONE_THING_OPS:
+                raise FatalError(
+                    f"{self.where} {op}: {self.shown_url} answered 404 to its first call: check base_url "
+                    "(a missing path prefix, such as Timbrix's /api?)"
+                ) from exc
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover - stamina re-raises
+
+    def _refuse_foreign(self, url: str, op: str) -> None:
+        """Refuse an absolute URL (a ``next`` link) outside the base URL's scheme, host and port."""
+        try:
+            target = httpx.URL(url)
+            foreign = target.is_absolute_url and origin_of(target) != origin_of(self.settings.base_url)
+        except (httpx.InvalidURL, TypeError, ValueError):
+            raise FatalError(f"{self.where} {op}: refusing a malformed URL the server sent") from None
+        if foreign:
+            # The origin only: a query string could carry anything.
+            raise FatalError(
+                f"{self.where} {op}: refusing to follow a link to {secrets.scrub(origin_of(target))}, "
+                f"outside {origin_of(self.settings.base_url)} (credentials go only to base_url)"
+            )
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        op: str,
+        params: Mapping[str, str | int] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        ok: frozenset[int],
+        deadline: float | None = None,
+    ) -> httpx.Response:
+        if self._client is None:
+            raise RuntimeError("use the connector as an async context manager")
+        await self._pace(op, deadline)
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        async with self._slots:
+            try:
+                # One deadline for the whole exchange: httpx's timeout is per read, so an
+                # answer trickling a byte at a time would otherwise never time out.
+                async with asyncio.timeout(self.settings.timeout_s):
+                    response = await self._client.request(
+                        method, url, params=dict(params) if params else None, json=json, headers=headers
+                    )
+            except ConnectorError as exc:
+                # Raised by an auth flow (token endpoint refused or limited): say which system and call.
+                text = str(exc) if str(exc).startswith(self.system) else f"{self.system} {op}: {exc}"
+                exc.args = (secrets.scrub(text), *exc.args[1:])
+                raise
+            except TimeoutError as exc:
+                raise RetriableError(
+                    f"{self.system} {op}: no complete answer within {self.settings.timeout_s:g} s"
+                ) from exc
+            except _UNSENDABLE as exc:
+                raise FatalError(f"{self.where} {op}: cannot send to {self.shown_url}: {type(exc).__name__}") from exc
+            except httpx.TransportError as exc:
+                raise RetriableError(f"{self.system} {op}: {type(exc).__name__}") from exc
+        if self._throttle.observe(response.headers) is not None:
+            log.info("throttle_spent", connection=self.name, system=self.system, op=op)
+        if response.is_success:
+            self.answered = True
+            if (method == "GET" or op in _READ_OPS) and response.content.strip():
+                parse(response, f"{self.system} answered the {op} with a body that is not JSON")
+            return response
+        if response.status_code in ok:
+            self.answered = True
+            return response
+        raise self._classify(response, op)
+
+    async def _pace(self, op: str, deadline: float | None) -> None:
+        """Wait while the server said this connection's quota is spent (bounded by the retry budget)."""
+        wait = self._throttle.wait()
+        if wait <= 0:
+            return
+        left = (deadline - asyncio.get_running_loop().time()) if deadline is not None else wait
+        if wait > left:
+            raise RateLimitedError(f"{self.system} {op}: the quota resets in {wait:.0f} s, {_PAST_BUDGET}", wait)
+        log.info("throttle_wait", connection=self.name, system=self.system, op=op, seconds=round(wait, 2))
+        await asyncio.sleep(wait)
+
+
+def parse(response: httpx.Response, unreadable: str) -> Any:
+    """The JSON body of a response, parsed once; an unreadable one is a RetriableError.
+
+    Deep nesting (``RecursionError`` in the parser) is unreadable too. The
+    cause is the parse error, never a "never sent" transport error, so a
+    create whose answer is unreadable is not blindly sent again.
+    """
+    if _PARSED in response.extensions:
+        return response.extensions[_PARSED]
+    try:
+        body = response.json()
+    except (ValueError, RecursionError) as exc:
+        raise RetriableError(f"{unreadable} (HTTP {response.status_code})") from exc
+    response.extensions[_PARSED] = body
+    return body
+
+
+def body_or_none(response: httpx.Response) -> Any:
+    """The JSON body of a response, or ``None`` when it has none (an error answer, read leniently)."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def json_body(response: httpx.Response) -> Any:
+    """The JSON body of a 2xx response (a RetriableError when unreadable)."""
+    return parse(response, "unreadable JSON body")
+
+
+def _unreachable(exc: httpx.ConnectError) -> str:
+    """Why a connection could not be opened, in words, from the OS errors under ``exc``."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # the chain is short: httpx → httpcore → OSError → the socket's own
+        if seen is None:
+            break
+        if isinstance(seen, socket.gaierror):
+            return "the host name cannot be resolved"
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).lower()
+    if "name or service not known" in text or "nodename nor servname" in text or "name resolution" in text:
+        return "the host name cannot be resolved"
+    if "refused" in text:
+        return "connection refused"
+    return f"cannot connect ({type(exc).__name__})"
+
+
+__all__ = ["Auth", "Classify", "HttpClient", "Response", "Transport", "body_or_none", "json_body", "parse"]

@@ -1,0 +1,100 @@
+"""What a system can hold (:class:`TargetSpec`), and what follows from it.
+
+:func:`shape` is the customer as the system will hold it (what gets
+fingerprinted); :func:`problems` says, field by field, why the system cannot
+take a shaped customer, before any request is sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.checks import CHECKS
+from connectors.model import CANONICAL_FIELDS, Customer, FieldProblem
+
+#: Fields every system holds in some form, kept by :func:`shape` whatever ``fields`` says.
+ALWAYS_KEPT = frozenset({"kind", "name", "active"})
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What a system can hold, declared by its connector.
+
+    Attributes:
+        fields: canonical fields the system keeps (a round trip preserves them).
+        required: canonical fields a create needs.
+        limits: maximum length of canonical text fields.
+        identity_slot: the system stores our external_id and finds a record by it.
+        archive: the system has an archived / inactive state.
+        natural_keys: canonical fields usable to find a record again
+            (``match_on``) when there is no identity slot.
+        checks: canonical field → name of a value check in
+            :data:`connectors.checks.CHECKS` (``email``, ``phone``, ``url``) the
+            system applies before it stores the field.
+        basic_plane: see below.
+    """
+
+    fields: frozenset[str]
+    required: frozenset[str] = frozenset({"name"})
+    limits: Mapping[str, int] = field(default_factory=dict)
+    identity_slot: bool = False
+    archive: bool = True
+    natural_keys: tuple[str, ...] = ("tax_id", "email")
+    formats: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """canonical field → (regular expression it must match fully, what it means)."""
+    checks: Mapping[str, str] = field(default_factory=dict)
+    basic_plane: frozenset[str] = frozenset()
+    """canonical fields that hold only characters of the Basic Multilingual Plane (no emoji)."""
+
+    def __post_init__(self) -> None:
+        # A misspelt check would silently let refused values through: fail at import instead.
+        if unknown := sorted(set(self.checks.values()) - set(CHECKS)):
+            raise ValueError(f"unknown value checks {unknown} (known: {sorted(CHECKS)})")
+
+
+def shape(spec: TargetSpec, customer: Customer, *, truncate: bool = False) -> Customer:
+    """Fields ``spec`` does not keep become ``None``; with ``truncate``, over-long text is cut."""
+    kept = spec.fields | ALWAYS_KEPT
+    changes: dict[str, Any] = {f: None for f in CANONICAL_FIELDS if f not in kept}
+    if truncate:
+        for name, limit in spec.limits.items():
+            value = changes.get(name, getattr(customer, name))
+            if isinstance(value, str) and len(value) > limit:
+                changes[name] = value[:limit].rstrip()
+    return customer.model_copy(update=changes) if changes else customer
+
+
+def problems(spec: TargetSpec, system: str, shaped: Customer) -> list[FieldProblem]:
+    """Why ``system`` cannot take ``shaped``: ``required``, ``limits``, ``formats``, ``checks``."""
+    found: list[FieldProblem] = []
+    for name in sorted(spec.required):
+        if getattr(shaped, name) in (None, ""):
+            found.append(FieldProblem(name, f"required by {system}, missing in the source record"))
+    for name, limit in sorted(spec.limits.items()):
+        value = getattr(shaped, name)
+        if isinstance(value, str) and len(value) > limit:
+            found.append(FieldProblem(name, f"{len(value)} characters, {system} keeps at most {limit}"))
+    for name, (pattern, meaning) in sorted(spec.formats.items()):
+        value = getattr(shaped, name)
+        if isinstance(value, str) and re.fullmatch(pattern, value) is None:
+            found.append(FieldProblem(name, f"{system} needs {meaning}"))
+    for name, check in sorted(spec.checks.items()):
+        value = getattr(shaped, name)
+        if isinstance(value, str) and value and (needs := CHECKS[check](value)) is not None:
+            found.append(FieldProblem(name, f"{system} needs {needs}"))
+    for name in sorted(spec.basic_plane):
+        if isinstance(value := getattr(shaped, name), str) and any(ord(char) > 0xFFFF for char in value):
+            found.append(FieldProblem(name, f"holds characters {system} cannot store (emoji or others beyond U+FFFF)"))
+    return found
+
+
+def in_canonical_order(found: list[FieldProblem]) -> list[FieldProblem]:
+    """The problems in canonical order, so the first named is the most basic field (name before company_name)."""
+    order = {name: n for n, name in enumerate(CANONICAL_FIELDS)}
+    return sorted(found, key=lambda p: order.get(p.field, len(order)))
+
+
+__all__ = ["ALWAYS_KEPT", "TargetSpec", "in_canonical_order", "problems", "shape"]
