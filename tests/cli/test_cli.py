@@ -66,7 +66,6 @@ def _clean_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "CUSTSYNC_BROKER_URL",
         "CUSTSYNC_LOG_FORMAT",
         "CUSTSYNC_LOG_LEVEL",
-        "CUSTSYNC_CRASH_AT",
     ):
         monkeypatch.delenv(name, raising=False)
     root = logging.getLogger()
