@@ -1,5 +1,6 @@
-# custsync's worker and beat image (docker-compose.yml runs the Procfile's two processes from it).
-FROM python:3.11-slim
+# custsync's images: the worker and beat image (the default, last target: docker-compose.yml runs the
+# Procfile's two processes from it) and, for `docker compose --profile demo`, the sandbox image.
+FROM python:3.11-slim AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -12,10 +13,18 @@ COPY connectors ./connectors
 COPY sandbox ./sandbox
 COPY state ./state
 COPY worker ./worker
-RUN pip install . \
-    && useradd --create-home --uid 10001 custsync
-
 # Celery refuses to be comfortable as root, and nothing here needs it.
+RUN useradd --create-home --uid 10001 custsync
+
+# The emulators of `custsync sandbox` (starlette, uvicorn) come with the sandbox extra: only here.
+FROM base AS sandbox
+RUN pip install '.[sandbox]'
+USER custsync
+WORKDIR /home/custsync
+
+# Production: the package without the sandbox extra.
+FROM base AS production
+RUN pip install .
 USER custsync
 WORKDIR /home/custsync
 

@@ -596,6 +596,7 @@ def sandbox(
     Each system is mounted under its name (http://HOST:PORT/NAME) with an
     admin surface under /_admin to seed, edit and inspect records and faults.
     """
+    _require_sandbox_extra()
     import uvicorn
 
     from sandbox.plugin import emulators
@@ -642,6 +643,7 @@ def demo(
     Seeds customers in the source, syncs them to the target, edits a few in
     the source, and syncs again to show that only those changes are written.
     """
+    _require_sandbox_extra()
     from worker.demo import run_demo
 
     configure_logging(fmt=get_settings().log_format, level="warning")
@@ -717,6 +719,17 @@ def _run_display(cfg: AppConfig, pipeline: str, *, verbose: bool, dry_run: bool)
             store.close()
     with tally_records(verbose=verbose) as tally, live_progress(f"run {pipeline}", err, tally, total) as progress:
         yield progress
+
+
+def _require_sandbox_extra() -> None:
+    """The emulators come with the ``sandbox`` extra: without it, say how to install it (exit 2)."""
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        missing = exc.name or "a package"
+        err.print(escape(f"error: the sandbox needs {missing}, from its extra: pip install 'custsync[sandbox]'"))
+        raise typer.Exit(Exit.USAGE) from None
 
 
 def _check_sandbox_options(host: str, write_config: Path | None, *, allow_remote: bool) -> None:

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from sandbox.server import Sandbox, sandbox_config
 from tests.conftest import PG_SERVER

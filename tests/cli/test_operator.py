@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 import redis
 import structlog
-from click.testing import Result
 from rich.console import Console
 from structlog.testing import capture_logs
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from sandbox import bigcapital
 from sandbox.server import BackgroundServer, Sandbox, is_loopback, sandbox_config

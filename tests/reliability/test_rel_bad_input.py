@@ -29,8 +29,8 @@ from typer.testing import CliRunner
 from connectors import build_connector
 from connectors.model import CANONICAL_FIELDS
 from sandbox.server import Sandbox
-from scripts.kill_soak import PAIRS, config_text, load, seed_source, verify_async
 from state.store import Store
+from tests.support.soak import PAIRS, config_text, load, seed_source, verify_async
 from worker.cli import app
 from worker.sync import run_pipeline
 

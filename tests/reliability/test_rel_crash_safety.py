@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from sandbox.server import Sandbox
-from scripts.kill_soak import PAIRS, config_text, load, seed_source, verify_async
 from state.store import Store
+from tests.support.soak import PAIRS, config_text, load, seed_source, verify_async
 from worker import sync as engine
 from worker.config import AppConfig
 from worker.sync import RunResult, run_pipeline

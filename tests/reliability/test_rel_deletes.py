@@ -20,9 +20,9 @@ from structlog.testing import capture_logs
 from connectors.bigcapital import BigcapitalConnector
 from connectors.model import RemoteCustomer
 from sandbox.server import Sandbox
-from scripts.kill_soak import config_text, load, seed_source
 from state.store import LinkWrite, Store
 from tests.engine.asgi import Tamper, TamperingApp, json_answer
+from tests.support.soak import config_text, load, seed_source
 from worker.config import AppConfig
 from worker.sync import RunResult, run_pipeline
 

@@ -20,8 +20,8 @@ import pytest
 import stamina
 
 from sandbox.server import Sandbox
-from scripts.kill_soak import PAIRS, Check, config_text, load, seed_source, verify_async
 from state.store import Store
+from tests.support.soak import PAIRS, Check, config_text, load, seed_source, verify_async
 from worker.sync import RunResult, run_pipeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -22,7 +22,7 @@ import pytest
 
 from sandbox import bigcapital, thredfi
 from sandbox.server import BackgroundServer, Sandbox, free_port, parse_fault
-from scripts.kill_soak import config_text
+from tests.support.soak import config_text
 
 CUSTSYNC = str(Path(sys.executable).parent / "custsync")
 BC_AUTH = {"Authorization": f"Bearer {bigcapital.SANDBOX_API_KEY}"}

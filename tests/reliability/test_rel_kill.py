@@ -12,7 +12,7 @@ data; a third run must write nothing.
 
 13 kill points per pair, 4 pairs (into Thredfi, Bigcapital, Piriod and
 Timbrix): 52 in CI, every one of which must really kill the child. The long
-run is ``scripts/kill_soak.py`` (1,000+ points).
+run is ``scripts/kill_soak.py`` (1,000+ points), on the helpers of ``tests/support/soak.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.kill_soak import PAIRS, Harness, Outcome, soak, summarise
+from tests.support.soak import PAIRS, Harness, Outcome, soak, summarise
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -31,7 +31,7 @@ from sandbox.piriod import PiriodEmulator
 from sandbox.server import BackgroundServer, Sandbox, sandbox_config
 from sandbox.thredfi import SANDBOX_PARTNER_UUID, ThredfiEmulator
 from sandbox.timbrix import TimbrixEmulator
-from scripts.kill_soak import TIMBRIX_DEFAULTS, seed_thredfi_mexicans
+from tests.support.soak import TIMBRIX_DEFAULTS, seed_thredfi_mexicans
 
 pytestmark = pytest.mark.slow
 

@@ -21,8 +21,8 @@ import pytest
 import structlog.testing
 
 from sandbox.server import BackgroundServer, Sandbox
-from scripts.kill_soak import PAIRS, config_text, load, mutate_source, seed_source, verify_async
 from state.store import Store
+from tests.support.soak import PAIRS, config_text, load, mutate_source, seed_source, verify_async
 from worker.sync import run_pipeline
 
 COUNT = 20

@@ -25,8 +25,8 @@ import stamina.instrumentation
 from connectors.auth import TokenAuth, retry_after_seconds
 from connectors.ratelimit import LocalRateLimiter, RedisRateLimiter
 from sandbox.server import BackgroundServer, Sandbox
-from scripts.kill_soak import config_text, seed_source, verify_async
 from state.store import Store
+from tests.support.soak import config_text, seed_source, verify_async
 from worker.config import AppConfig, parse_config
 from worker.sync import RunResult, run_pipeline
 

@@ -12,13 +12,15 @@ import redis
 import structlog
 
 from sandbox.server import BackgroundServer, Sandbox, free_port, sandbox_config
+from tests.support.parallel import redis_url
 from worker import metrics
 from worker.app import service_config
 from worker.config import load_config
 from worker.settings import get_settings
 
 PIPELINE = "bigcapital_to_thredfi"
-REDIS_URL = "redis://127.0.0.1:6379/9"
+#: Database 9 (8 for the second xdist worker), emptied around each test.
+REDIS_URL = redis_url(9, 8)
 
 
 def _sample(text: str, name: str, **labels: str) -> float | None:

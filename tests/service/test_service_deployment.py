@@ -80,14 +80,41 @@ def test_compose_requires_the_postgres_password_and_keeps_it_out_of_the_url() ->
     assert ":-custsync}" not in text, "no silent default password"
 
 
-def test_compose_builds_the_image_once() -> None:
+def test_compose_builds_each_image_once_and_the_workers_without_the_sandbox() -> None:
     services = _compose()["services"]
-    building = [name for name, service in services.items() if "build" in service]
-    assert building == ["worker"]
-    image = services["worker"]["image"]
-    for name in ("beat", "sandbox"):
-        assert services[name]["image"] == image
-        assert services[name]["pull_policy"] == "never"
+    building = {name: service["build"] for name, service in services.items() if "build" in service}
+    assert building == {
+        "worker": {"context": ".", "target": "production"},
+        "sandbox": {"context": ".", "target": "sandbox"},
+    }
+    assert services["beat"]["image"] == services["worker"]["image"]
+    assert services["beat"]["pull_policy"] == "never"
+    # The sandbox image is another one (with the sandbox extra), built here and never pulled.
+    assert services["sandbox"]["image"] != services["worker"]["image"]
+    assert services["sandbox"]["pull_policy"] == "build"
+
+
+def _stages(dockerfile: str) -> dict[str, list[str]]:
+    """The Dockerfile's instructions by stage name, in order."""
+    stages: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in dockerfile.splitlines():
+        if line.startswith("FROM "):
+            current = stages.setdefault(line.split(" AS ", 1)[1].strip(), [])
+        if line and not line.startswith(("#", " ")):
+            current.append(line)
+    return stages
+
+
+def test_the_production_image_installs_the_package_without_the_sandbox_extra() -> None:
+    stages = _stages((REPO / "Dockerfile").read_text())
+    assert list(stages)[-1] == "production", "production is the default (last) target"
+    assert "RUN pip install ." in stages["production"]
+    assert not [line for line in stages["production"] if "sandbox]" in line]
+    assert "RUN pip install '.[sandbox]'" in stages["sandbox"]
+    for name in ("sandbox", "production"):
+        assert stages[name][0] == "FROM base AS " + name
+        assert "USER custsync" in stages[name]
 
 
 def _duration_s(text: str) -> float:
@@ -133,7 +160,8 @@ def test_compose_demo_profile_runs_the_sandbox_for_the_checked_in_demo_config() 
 
 def test_the_image_starts_the_procfile_worker_by_default() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert dockerfile.startswith("# ") and "FROM python:3.11-slim" in dockerfile
+    assert dockerfile.startswith("# ")
+    assert "FROM python:3.11-slim" in dockerfile
     assert "RUN pip install ." in dockerfile
     (cmd,) = re.findall(r"^CMD (\[.*\])$", dockerfile, flags=re.M)
     assert json.loads(cmd) == shlex.split(_procfile()["worker"])

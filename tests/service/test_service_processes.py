@@ -1,6 +1,6 @@
 """The service as users run it: Celery workers and beats as real processes.
 
-Redis is the real one at 127.0.0.1:6379, database 12 (emptied around each
+Redis is the real one at 127.0.0.1:6379, database 12 (14 on a second xdist worker; emptied around each
 test). The sandbox is served on loopback from this process, so the tests
 see every request the workers make. State is SQLite in the test's temporary
 directory (WAL and a busy timeout let several workers share it).
@@ -31,6 +31,7 @@ from celery import Celery
 from sandbox.server import BackgroundServer, Sandbox, free_port, sandbox_config
 from state.models import Run
 from state.store import Store
+from tests.support.parallel import redis_url
 from worker.app import make_app
 from worker.config import load_config
 from worker.lock import KEY_PREFIX, Holder
@@ -40,7 +41,8 @@ CRASHING_RUN = Path(__file__).resolve().parents[2] / "scripts" / "crashing_run.p
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 REPO = Path(__file__).resolve().parents[2]
-REDIS_URL = "redis://127.0.0.1:6379/12"
+#: Database 12 (14 for the second xdist worker), emptied around each test.
+REDIS_URL = redis_url(12, 14)
 PIPELINE = "bigcapital_to_thredfi"
 LOCK_KEY = KEY_PREFIX + PIPELINE
 CUSTSYNC = str(Path(sys.executable).parent / "custsync")
@@ -218,7 +220,7 @@ class Service:
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
-    """A fresh sandbox on loopback, Redis database 12 emptied, processes killed at the end."""
+    """A fresh sandbox on loopback, this worker's Redis database emptied, processes killed at the end."""
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
     box = Sandbox()
@@ -278,7 +280,8 @@ def test_given_the_deployment_section_when_followed_then_a_scheduled_pipeline_sy
             timeout=60,
             check=True,
         )
-        return json.loads(done.stdout)
+        found: dict[str, Any] = json.loads(done.stdout)
+        return found
 
     service.wait(lambda: any(r["status"] == "succeeded" for r in status()["runs"]), 80, "a scheduled run")
     time.sleep(3)  # had the second beat scheduled too, its run would be here by now
@@ -424,8 +427,12 @@ def test_given_a_backfill_killed_when_started_again_then_it_finishes_with_no_dup
     # The kill is injected around the same command line by the kill tests' driver (never by custsync).
     killed = subprocess.run(
         [sys.executable, str(CRASHING_RUN), "write:60", "backfill", PIPELINE, "-c", str(service.config_path)],
-        capture_output=True, text=True, env=service.environ(CUSTSYNC_LOCK_TTL_S="10"), cwd=service.tmp,
-        timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        env=service.environ(CUSTSYNC_LOCK_TTL_S="10"),
+        cwd=service.tmp,
+        timeout=120,
+        check=False,
     )
     assert killed.returncode == -signal.SIGKILL
     assert redis.Redis.from_url(REDIS_URL).get(LOCK_KEY) is not None  # the dead process's lock

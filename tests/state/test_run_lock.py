@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import time
 
+import psycopg
 import pytest
 
 from state.lock import StoreLock
 from state.store import Store
+
+
+def _wait_for_session_end(url: str, pid: object, timeout_s: float = 10.0) -> None:
+    """Wait until the server has ended the backend ``pid`` (asynchronous, and slow on a loaded machine)."""
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True) as conn:
+        while conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+            assert time.monotonic() < deadline, f"backend {pid} still alive after {timeout_s}s"
+            time.sleep(0.05)
 
 
 def _lock(store: Store, holder: str, *, pipeline: str = "p", ttl_s: float = 30.0) -> StoreLock:
@@ -74,8 +84,10 @@ def test_given_postgres_holder_session_ends_when_another_asks_then_it_is_free(st
         assert not second.try_acquire()
         assert second.held_by == "cli@host-a:11#aaaa", "the holder's session is named after it"
         assert holder._connection is not None
+        pid = holder._connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
         holder._connection.invalidate()  # the holder's session dies (its process was killed)
         holder._connection = None
+        _wait_for_session_end(store.url, pid)  # the server ends it a moment after its socket closes
         assert second.try_acquire()
         second.release()
     finally:
