@@ -23,9 +23,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, col, delete, select
 
-from connectors.secrets import scrub
 from state.lock import StoreLock
 from state.models import Identity, Link, QuarantineEntry, Run
+from state.redaction import redact as scrub
 
 _CHUNK = 500
 _MIGRATION_LOCK = 0x637573747379  # "custsy": the advisory lock key of schema migrations
