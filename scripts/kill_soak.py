@@ -49,7 +49,6 @@ if str(ROOT) not in sys.path:  # run as a plain script from anywhere
 
 import httpx  # noqa: E402
 
-from connectors import build_connector  # noqa: E402
 from connectors.base import Connector  # noqa: E402
 from connectors.model import RemoteCustomer  # noqa: E402
 from sandbox.fake import fake_customers  # noqa: E402
@@ -57,6 +56,7 @@ from sandbox.server import BackgroundServer, Sandbox, sandbox_config  # noqa: E4
 from state.store import Store  # noqa: E402
 from worker.config import AppConfig, parse_config  # noqa: E402
 from worker.diff import apply_defaults  # noqa: E402
+from worker.runner import build_connector  # noqa: E402
 from worker.sync import RunResult, run_pipeline  # noqa: E402
 
 #: short name → (source, target). One pair into each target system.

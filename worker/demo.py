@@ -24,8 +24,9 @@ from sandbox.fake import TIMBRIX_COUNTRIES
 from sandbox.server import SYSTEMS, BackgroundServer, Sandbox, sandbox_config
 from state.store import Store
 from worker.config import AppConfig, load_config
+from worker.engine import RunResult
 from worker.progress import tally_records
-from worker.sync import RunResult, run_pipeline
+from worker.runner import run_pipeline
 
 #: How a user edits a record in each system's web app: (phone field, how to deactivate).
 _EDITS: dict[str, tuple[str, dict[str, Any] | None]] = {
