@@ -15,6 +15,7 @@ from connectors.model import Customer, FieldProblem, RemoteCustomer, fingerprint
 from state.models import Link, QuarantineEntry
 from tests.conftest import make_config
 from worker.diff import Decision, LinkState
+from worker.engine.outcomes import Held, Prepared, Quarantine, Record, Unchanged, Write, Written
 from worker.engine.plan import (
     PagePlan,
     PlanContext,
@@ -26,16 +27,7 @@ from worker.engine.plan import (
     quarantine_change,
     source_fingerprint,
 )
-from worker.engine.results import (
-    Held,
-    PlannedChange,
-    Prepared,
-    Quarantine,
-    Record,
-    Unchanged,
-    Write,
-    Written,
-)
+from worker.engine.results import PlannedChange
 from worker.runner import build_connector
 
 CONFIG = make_config("sqlite://")

@@ -13,20 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import structlog
 
 from state.store import LinkWrite, QuarantineWrite, Store
-from worker.engine.results import (
-    CountKey,
-    Counts,
-    Deferred,
-    Outcome,
-    Prepared,
-    Quarantine,
-    Refused,
-    RunHooks,
-    Unchanged,
-    Write,
-    Written,
-    count_of,
-)
+from worker.engine.outcomes import Deferred, Outcome, Prepared, Quarantine, Refused, Unchanged, Write, Written, count_of
+from worker.engine.results import CountKey, Counts, RunHooks
 
 log = structlog.get_logger("custsync.sync")
 

@@ -27,7 +27,8 @@ from connectors.model import Customer, FieldProblem, RemoteCustomer, fingerprint
 from state.store import LinkWrite
 from worker.config import PipelineConfig
 from worker.engine.identity import Identity, usable_id
-from worker.engine.results import Deferred, Executed, Refused, RunHooks, Write, Written, WrittenAs
+from worker.engine.outcomes import Deferred, Executed, Refused, Write, Written, WrittenAs
+from worker.engine.results import RunHooks
 from worker.verify import WriteCheck
 
 log = structlog.get_logger("custsync.sync")

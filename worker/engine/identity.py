@@ -19,7 +19,7 @@ import structlog
 from connectors.base import Connector
 from connectors.model import Customer, FieldProblem, RemoteCustomer, fingerprint
 from state.store import Store
-from worker.engine.results import Write
+from worker.engine.outcomes import Write
 
 log = structlog.get_logger("custsync.sync")
 

@@ -17,17 +17,8 @@ from dataclasses import dataclass, field
 from connectors.model import CANONICAL_FIELDS, Customer, FieldProblem, RemoteCustomer, fingerprint
 from state.models import Link, QuarantineEntry
 from worker.diff import LinkState, apply_defaults, decide
-from worker.engine.results import (
-    Held,
-    Outcome,
-    Planned,
-    PlannedChange,
-    Prepared,
-    Quarantine,
-    Record,
-    Unchanged,
-    Write,
-)
+from worker.engine.outcomes import Held, Outcome, Planned, Prepared, Quarantine, Record, Unchanged, Write
+from worker.engine.results import PlannedChange
 from worker.verify import parse_fields
 
 

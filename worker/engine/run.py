@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import structlog
 
 from connectors.base import Connector
-from connectors.model import FieldProblem, RemoteCustomer
+from connectors.model import RemoteCustomer
 from state.models import QuarantineEntry
 from state.store import LinkWrite, Store
 from worker.config import PipelineConfig
@@ -29,20 +29,19 @@ from worker.engine.commit import Ledger
 from worker.engine.deletes import Vanished
 from worker.engine.execute import Executor
 from worker.engine.identity import Claim, Identity, usable_id
-from worker.engine.plan import PlanContext, plan_page, positional, quarantine_change
-from worker.engine.results import (
-    Counts,
+from worker.engine.outcomes import (
     Deferred,
-    EngineOptions,
     Executed,
     Outcome,
     Planned,
-    PlannedChange,
     Quarantine,
-    Unchanged,
     Write,
     Written,
+    quarantine_if,
+    with_identity,
 )
+from worker.engine.plan import PlanContext, plan_page, positional, quarantine_change
+from worker.engine.results import Counts, EngineOptions, PlannedChange
 from worker.engine.snapshot import read_snapshot
 
 log = structlog.get_logger("custsync.sync")
@@ -147,7 +146,7 @@ class Engine:
         self.seen_source_ids.update(r.id for r in records)
         writes = [o for o in outcomes if isinstance(o, Write)]
         problems, claims = await self.identity.collisions(writes, dry_run=self.options.dry_run)
-        outcomes = [_quarantined(o, problems) for o in outcomes]
+        outcomes = [quarantine_if(o, problems) for o in outcomes]
         if self.options.dry_run:
             await self._plan_dry(outcomes)
             return
@@ -166,7 +165,7 @@ class Engine:
         ids = self.store.ensure_identities(list(fresh)) if fresh else {}
         linked = [LinkWrite(ids[e], remote_id, None, None) for e, remote_id in linking.items()]
         self.store.save_links(self.source.name, linked)
-        return [_with_identity(o, ids) for o in outcomes]
+        return [with_identity(o, ids) for o in outcomes]
 
     def _once(self, records: list[RemoteCustomer]) -> list[RemoteCustomer]:
         """The page without records already listed in this run (a listing may repeat one): each counts once."""
@@ -213,7 +212,7 @@ class Engine:
             return
         waiting, self._waiting = self._waiting, []
         problems = self.identity.settle([claim for claim, _ in waiting])
-        outcomes = [_quarantined(claim.write, problems) for claim, _ in waiting]
+        outcomes = [quarantine_if(claim.write, problems) for claim, _ in waiting]
         quarantined = {claim.write.record.remote.id: entry for claim, entry in waiting if entry is not None}
         await self._push_and_record(outcomes, quarantined)
 
@@ -293,26 +292,6 @@ class Engine:
         self.deletes_error = outcome.error
         self._vanished += outcome.archived
         self.planned.extend(PlannedChange("archive", "", "", target_id) for target_id in outcome.planned)
-
-
-def _quarantined(outcome: Planned, problems: Mapping[str, FieldProblem]) -> Planned:
-    """A write turned into a quarantine when a problem was found for its record."""
-    problem = problems.get(outcome.record.remote.id)
-    if problem is None or not isinstance(outcome, Write):
-        return outcome
-    return Quarantine(outcome.record, problem, outcome.prepared.source_fingerprint, outcome.prepared)
-
-
-def _with_identity(outcome: Planned, ids: Mapping[str, int]) -> Planned:
-    """A planned record whose identity the store just made."""
-    if not isinstance(outcome, Write | Unchanged) or outcome.record.identity_id is not None:
-        return outcome
-    identity_id = ids.get(outcome.record.external_id)
-    if identity_id is None:
-        return outcome
-    record = dataclasses.replace(outcome.record, identity_id=identity_id)
-    prepared = dataclasses.replace(outcome.prepared, record=record)
-    return dataclasses.replace(outcome, prepared=prepared)
 
 
 __all__ = ["Engine"]
