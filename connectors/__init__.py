@@ -4,21 +4,15 @@ The systems come from the ``custsync.systems`` entry-point group
 (:mod:`connectors.registry`); :data:`REGISTRY` maps each system's name to its
 connector class. Registering a plug-in is all it takes for the config loader
 to accept its system, the engine to use it, and the contract suite
-(:func:`worker.testing.contract_test_class`) to test it.
+(:func:`worker.testing.contract_test_class`) to test it. A configured
+connection is built by :func:`worker.runner.build_connector`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, MutableMapping
 
-import httpx
-
-from connectors.base import ConnectionSettings, Connector
-from connectors.ratelimit import LocalRateLimiter, RateLimiter
-
-if TYPE_CHECKING:
-    from worker.config import AppConfig
+from connectors.base import Connector
 
 
 class _Registry(MutableMapping[str, type[Connector]]):
@@ -81,28 +75,4 @@ def get_connector(system: str) -> type[Connector]:
         raise KeyError(f"unknown system {system!r} (known: {', '.join(sorted(REGISTRY))})") from None
 
 
-def build_connector(
-    config: AppConfig,
-    name: str,
-    *,
-    transport: httpx.AsyncBaseTransport | None = None,
-    limiter_factory: Callable[[str, float], RateLimiter] | None = None,
-) -> Connector:
-    """Build the connector of a configured connection.
-
-    Args:
-        config: the loaded config.
-        name: the connection's name.
-        transport: an httpx transport (tests and the demo pass the emulator's).
-        limiter_factory: builds the shared limiter when ``requests_per_second`` is set
-            (the service passes a Redis-backed one; default: in process).
-    """
-    settings: ConnectionSettings = config.connections[name]
-    limiter: RateLimiter | None = None
-    if settings.requests_per_second:
-        factory = limiter_factory or (lambda _key, rate: LocalRateLimiter(rate))
-        limiter = factory(name, settings.requests_per_second)
-    return get_connector(settings.system)(name, settings, transport=transport, limiter=limiter)
-
-
-__all__ = ["REGISTRY", "build_connector", "get_connector"]
+__all__ = ["REGISTRY", "get_connector"]

@@ -1,9 +1,9 @@
-"""Requests-per-second limiters: one per connection, in process or shared via Redis.
+"""Requests-per-second limiters: the protocol, and the one for a single process.
 
 The CLI runs one process, so an in-process token bucket is exact. As a
-service, several workers call the same API: :class:`RedisRateLimiter`
-keeps one schedule per connection in Redis, spacing requests ``1/rate``
-apart, so that all of them together stay under ``requests_per_second``.
+service, several workers call the same API: the Redis-backed limiter that
+they share lives with the service (:mod:`worker.ratelimit`); connectors only
+see the :class:`RateLimiter` protocol.
 
 :class:`ThrottleGate` paces on what the server says instead: an answer
 whose ``X-RateLimit-Remaining`` (or Bigcapital's ``-auth`` variant) is 0
@@ -18,8 +18,6 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
-
-import redis.asyncio as aioredis
 
 #: (remaining, reset) header pairs: Bigcapital's per-credential bucket, then the usual global one.
 _THROTTLE_HEADERS = (
@@ -65,51 +63,6 @@ class LocalRateLimiter:
                     self._tokens -= 1
                     return
                 await asyncio.sleep((1 - self._tokens) / self._rate)
-
-
-class RedisRateLimiter:
-    """Requests spaced ``1/rate`` seconds apart across every process, through Redis.
-
-    Each :meth:`acquire` reserves the next free slot atomically (a Lua script
-    keeps the "theoretical arrival time" of the next request, the GCRA of
-    ATM networks) and sleeps until it. Slots are timed by the Redis server's
-    clock, so workers on hosts whose clocks disagree still share one
-    schedule. Unlike counting requests in fixed one-second windows, this
-    never lets a burst at the end of one second meet a burst at the start of
-    the next, and a rate below one per second (0.5: one request every two
-    seconds) is honoured instead of being rounded up.
-
-    Args:
-        client: an asyncio Redis client.
-        key: the limiter's name (one per connection).
-        rate: requests per second, across all processes.
-    """
-
-    #: KEYS[1] the schedule; ARGV[1] the interval in microseconds. Returns the wait in microseconds.
-    _SCRIPT = """
-local now = redis.call('TIME')
-local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
-local interval = tonumber(ARGV[1])
-local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
-if slot < now_us then slot = now_us end
-local ttl_ms = math.ceil((slot + interval - now_us) / 1000) + 1000
-redis.call('SET', KEYS[1], string.format('%d', slot + interval), 'PX', ttl_ms)
-return slot - now_us
-"""
-
-    def __init__(self, client: aioredis.Redis, key: str, rate: float) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self._client = client
-        self._key = f"custsync:rate:{key}"
-        self._interval_us = max(1, round(1_000_000 / rate))
-        self._script = client.register_script(self._SCRIPT)
-
-    async def acquire(self) -> None:
-        """Reserve the next slot of this connection's schedule and wait for it."""
-        wait_us = int(await self._script(keys=[self._key], args=[self._interval_us]))
-        if wait_us > 0:
-            await asyncio.sleep(wait_us / 1_000_000)
 
 
 def _number(raw: str | None) -> float | None:
@@ -160,4 +113,4 @@ class ThrottleGate:
         return max(self._open_at - self._clock(), 0.0)
 
 
-__all__ = ["LocalRateLimiter", "RateLimiter", "RedisRateLimiter", "ThrottleGate"]
+__all__ = ["LocalRateLimiter", "RateLimiter", "ThrottleGate"]

@@ -1,7 +1,7 @@
 """``custsync`` with the engine SIGKILLing its own process at a chosen point (kill tests only).
 
 The kill is not part of custsync: it is injected here, through the engine's
-:class:`~worker.sync.RunHooks`, into an otherwise unchanged command line run
+:class:`~worker.engine.RunHooks`, into an otherwise unchanged command line run
 (lock, store, logging and all)::
 
     python scripts/crashing_run.py write:N  run PIPELINE -c CONFIG --json
@@ -23,10 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from worker import lock, sync  # noqa: E402
+from worker import runner  # noqa: E402
+from worker.engine import RunHooks, RunResult  # noqa: E402
 
 
-def crash_hooks(spec: str) -> sync.RunHooks:
+def crash_hooks(spec: str) -> RunHooks:
     """Hooks that SIGKILL this process at ``write:N`` or ``commit:N``."""
     kind, _, count = spec.partition(":")
     if kind not in ("write", "commit") or not count.isdigit():
@@ -38,7 +39,7 @@ def crash_hooks(spec: str) -> sync.RunHooks:
         if seen[0] == at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    return sync.RunHooks(on_write=tick) if kind == "write" else sync.RunHooks(on_commit=tick)
+    return RunHooks(on_write=tick) if kind == "write" else RunHooks(on_commit=tick)
 
 
 def main(argv: list[str]) -> None:
@@ -46,16 +47,15 @@ def main(argv: list[str]) -> None:
     if not argv:
         raise SystemExit(__doc__)
     hooks, args = crash_hooks(argv[0]), argv[1:]
-    original = sync.run_pipeline
+    original = runner.run_pipeline
 
-    async def crashing(*positional: Any, **options: Any) -> sync.RunResult:
-        if options.get("hooks") is None:  # the lock passes ``hooks=None`` along
+    async def crashing(*positional: Any, **options: Any) -> RunResult:
+        if options.get("hooks") is None:  # run_exclusive passes ``hooks=None`` along
             options["hooks"] = hooks
         return await original(*positional, **options)
 
-    # Both names the CLI reaches the engine by (directly for a dry run, through the lock otherwise).
-    sync.run_pipeline = crashing  # type: ignore[assignment]
-    lock.run_pipeline = crashing  # type: ignore[assignment]
+    # The one name every run reaches the engine by (directly for a dry run, through run_exclusive otherwise).
+    runner.run_pipeline = crashing  # type: ignore[assignment]
     from worker.cli import app
 
     app(args=args, prog_name="custsync")

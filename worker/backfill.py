@@ -36,11 +36,12 @@ from rich.table import Table
 from connectors import REGISTRY
 from state.store import Store
 from worker.config import AppConfig, ConfigError
-from worker.lock import dead_local_process, reachable, run_exclusive
+from worker.engine import Progress as ProgressCallback
+from worker.engine import RunResult
+from worker.lock import dead_local_process, reachable
 from worker.progress import last_pulled, live_progress, tally_records
+from worker.runner import run_exclusive
 from worker.settings import get_settings
-from worker.sync import Progress as ProgressCallback
-from worker.sync import RunResult
 
 log = structlog.get_logger("custsync.backfill")
 

@@ -204,8 +204,8 @@ def _execute(config: AppConfig, pipeline: str, *, kind: str = "run", **options: 
     """
     from kombu.utils.url import maybe_sanitize_url
 
-    from worker.lock import dead_local_process, reachable, run_exclusive
-    from worker.sync import run_pipeline
+    from worker.lock import dead_local_process, reachable
+    from worker.runner import run_exclusive, run_pipeline
 
     settings = get_settings()
     dry_run = bool(options.get("dry_run"))
@@ -429,8 +429,8 @@ def retry(
 @app.command()
 def check(config: ConfigOption = None) -> None:
     """Validate the config file, try each connection's credentials, reach the state store and the broker."""
-    from connectors import build_connector
     from connectors.errors import ConnectorError
+    from worker.runner import build_connector
 
     cfg = _load(config)
     if not cfg.connections and not cfg.pipelines:
@@ -512,10 +512,10 @@ def probe(
     values; it is archived afterwards (deleted where the system has no
     archived state).
     """
-    from connectors import build_connector
     from connectors.errors import ConnectorError
     from worker.probe import ProbeError
     from worker.probe import probe as run_probe
+    from worker.runner import build_connector
 
     cfg = _load(config)
     if connection not in cfg.connections:

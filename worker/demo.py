@@ -25,8 +25,9 @@ from connectors.registry import systems
 from sandbox.server import BackgroundServer, Sandbox, sandbox_config
 from state.store import Store
 from worker.config import AppConfig, load_config
+from worker.engine import RunResult
 from worker.progress import tally_records
-from worker.sync import RunResult, run_pipeline
+from worker.runner import run_pipeline
 
 #: Most seeded customers must land for the demo to pass (exit 0).
 _MOST = 0.5

@@ -24,11 +24,13 @@ Every run also takes the state store's own lock (:mod:`state.lock`: an
 advisory lock on PostgreSQL, a lease row on SQLite), after the Redis one
 when there is a broker and alone when there is none, so two runs on one
 state store never overlap even with no Redis answering either.
+
+This module only locks: :func:`worker.runner.run_exclusive` takes both
+locks and runs the engine under them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import os
 import re
@@ -36,22 +38,13 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from contextlib import ExitStack
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
-from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from redis.lock import Lock
-
-from connectors.ratelimit import RedisRateLimiter
-from state.store import Store
-from worker.config import AppConfig
-from worker.sync import Counts, Progress, RunHooks, RunResult, run_pipeline
 
 log = structlog.get_logger("custsync.lock")
 
@@ -147,7 +140,7 @@ class PipelineLock:
         self.pipeline = pipeline
         self.key = KEY_PREFIX + pipeline
         self.ttl_s = ttl_s
-        self.token = _holder_token(owner)
+        self.token = holder_token(owner)
         self.held_by: Holder | None = None
         self.lost = False
         self._client = client
@@ -254,128 +247,16 @@ class PipelineLock:
             log.warning("lock_release_failed", pipeline=self.pipeline, error=str(exc))
 
 
-def run_exclusive(
-    config: AppConfig,
-    pipeline: str,
-    *,
-    store: Store,
-    redis_url: str | None,
-    owner: str,
-    ttl_s: float,
-    wait_if: Callable[[Holder], bool] | None = None,
-    take_over_if: Callable[[Holder], bool] | None = None,
-    kind: str = "run",
-    since: date | None = None,
-    progress: Progress | None = None,
-    hooks: RunHooks | None = None,
-    options: Mapping[str, Any] | None = None,
-) -> RunResult:
-    """Run a pipeline once under its lock, with the shared rate limiter.
-
-    Args:
-        config: the loaded config.
-        pipeline: the pipeline's name.
-        store: the state store.
-        redis_url: Redis for the lock and the limiter; ``None`` runs without
-            either (the CLI when Redis does not answer). The state store's own
-            lock is taken either way.
-        owner: ``task:TASK_ID`` or ``cli``.
-        ttl_s: the lock's expiry.
-        wait_if: which holders to wait for (see :class:`PipelineLock`).
-        take_over_if: which holders are gone for sure (see :class:`PipelineLock`).
-        options: further engine options (``full``, ``retry_quarantined``).
-        kind: ``run`` or ``backfill``, as recorded.
-        since: backfill only records created on or after this date.
-        progress: called with the running ``pulled`` count after each page.
-        hooks: test callbacks of the engine (the kill tests inject their SIGKILL here).
-
-    Returns:
-        The engine's result, or a ``skipped`` result when the Redis lock or
-        the state store's lock is held (its reason names the holder).
-
-    Raises:
-        LockLostError: the lock was lost mid-run and the run was cancelled.
-    """
-    client = redis_client(redis_url) if redis_url is not None else None
-    lock = PipelineLock(client, pipeline, ttl_s=ttl_s, owner=owner) if client is not None else None
-    with ExitStack() as held:
-        if client is not None:
-            held.callback(client.close)
-        if lock is not None:
-            if not lock.acquire(wait_if=wait_if, take_over_if=take_over_if):
-                assert lock.held_by is not None
-                return _skipped(store, pipeline, kind, f"lock held by {lock.held_by.describe()}", lock.held_by.token)
-            held.callback(lock.release)
-            log.info("lock_acquired", pipeline=pipeline, ttl_s=ttl_s)
-        # The state store's own lock, taken on every path: two runs on one store never overlap,
-        # whether or not a broker answers them (a CLI run on a laptop, Redis down).
-        store_lock = store.run_lock(pipeline, holder=_holder_token(owner), ttl_s=ttl_s)
-        if not store_lock.acquire(wait_if=_on_holder(wait_if), take_over_if=_on_holder(take_over_if)):
-            holder = Holder.parse(store_lock.held_by or "")
-            return _skipped(store, pipeline, kind, f"state-store lock held by {holder.describe()}", holder.token)
-        held.callback(store_lock.release)  # released before the Redis lock (callbacks run last in, first out)
-        log.info("store_lock_acquired", pipeline=pipeline, ttl_s=ttl_s)
-
-        async def guarded() -> RunResult:
-            loop = asyncio.get_running_loop()
-            main = asyncio.current_task()
-            assert main is not None
-
-            def cancel() -> None:
-                loop.call_soon_threadsafe(main.cancel)
-
-            store_lock.start_renewal(on_lost=cancel)
-            if lock is not None:
-                lock.start_renewal(on_lost=cancel)
-            limiter_client = (
-                aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
-                if redis_url is not None
-                else None
-            )
-            limiter_factory = (
-                (lambda key, rate: RedisRateLimiter(limiter_client, key, rate)) if limiter_client is not None else None
-            )
-            try:
-                return await run_pipeline(
-                    config,
-                    pipeline,
-                    store=store,
-                    kind=kind,
-                    since=since,
-                    progress=progress,
-                    hooks=hooks,
-                    limiter_factory=limiter_factory,
-                    **(options or {}),
-                )
-            finally:
-                if limiter_client is not None:
-                    await limiter_client.aclose()
-
-        try:
-            return asyncio.run(guarded())
-        except asyncio.CancelledError:
-            if (lock is not None and lock.lost) or store_lock.lost:
-                raise LockLostError(f"{pipeline}: the run lock expired or was taken mid-run; run cancelled") from None
-            raise
-    raise AssertionError("unreachable")  # pragma: no cover - every branch above returns or raises
-
-
-def _holder_token(owner: str) -> str:
+def holder_token(owner: str) -> str:
     """A lock value naming this process: ``OWNER@HOST:PID#NONCE`` (the Redis lock's shape)."""
     return f"{owner}@{socket.gethostname()}:{os.getpid()}#{uuid.uuid4().hex[:12]}"
 
 
-def _on_holder(predicate: Callable[[Holder], bool] | None) -> Callable[[str], bool] | None:
+def on_holder(predicate: Callable[[Holder], bool] | None) -> Callable[[str], bool] | None:
     """A predicate on a :class:`Holder` as one on the raw holder value the store lock reads."""
     if predicate is None:
         return None
     return lambda token: predicate(Holder.parse(token))
-
-
-def _skipped(store: Store, pipeline: str, kind: str, reason: str, holder: str) -> RunResult:
-    run_id = store.record_skipped_run(pipeline, kind=kind, reason=reason)
-    log.info("run_skipped", pipeline=pipeline, run_id=run_id, reason="lock_held", holder=holder)
-    return RunResult(pipeline, run_id, "skipped", Counts(), 0.0, reason)
 
 
 __all__ = [
@@ -384,8 +265,9 @@ __all__ = [
     "LockLostError",
     "PipelineLock",
     "dead_local_process",
+    "holder_token",
+    "on_holder",
     "reachable",
     "redis_client",
-    "run_exclusive",
     "same_owner",
 ]

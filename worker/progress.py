@@ -25,7 +25,7 @@ import structlog
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from worker.sync import Progress as ProgressCallback
+from worker.engine import Progress as ProgressCallback
 
 #: Events logged once per record (or page): the ones a terminal summarises.
 PER_RECORD_EVENTS = frozenset(

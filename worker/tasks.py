@@ -1,7 +1,7 @@
 """The Celery tasks: bind log context, call the engine under the lock, map the outcome.
 
 Celery cannot run ``async def`` tasks, so each task runs the engine in an
-event loop of its own (:func:`worker.lock.run_exclusive` calls
+event loop of its own (:func:`worker.runner.run_exclusive` calls
 ``asyncio.run``). Outcomes:
 
 - succeeded / partial: the run's summary is the task's result;
@@ -31,9 +31,10 @@ from worker import metrics
 from worker.app import app, retry_backoff_max, service_config
 from worker.backfill import ProgressLog
 from worker.config import AppConfig
-from worker.lock import redis_client, run_exclusive, same_owner
+from worker.engine import RunResult
+from worker.lock import redis_client, same_owner
+from worker.runner import run_exclusive
 from worker.settings import get_settings
-from worker.sync import RunResult
 
 log = structlog.get_logger("custsync.tasks")
 

@@ -23,7 +23,8 @@ from tests.conftest import SANDBOX_URL, SyncFn, make_config
 from tests.engine.asgi import Tamper, TamperingApp, json_answer
 from worker.cli import app as cli_app
 from worker.config import AppConfig
-from worker.sync import RunResult, run_pipeline
+from worker.engine import RunResult
+from worker.runner import run_pipeline
 
 SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 TH_CUSTOMERS = r"^/thredfi/v1/platform/businesses/[^/]+/customers/"

@@ -9,7 +9,7 @@ import pytest
 from sandbox.server import Sandbox
 from state.store import Store
 from tests.conftest import SyncFn, make_config
-from worker.sync import run_pipeline
+from worker.runner import run_pipeline
 
 SEEDED = 20
 

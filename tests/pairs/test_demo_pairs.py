@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import structlog
 from rich.console import Console
 
 from connectors.model import CANONICAL_FIELDS
@@ -82,9 +83,15 @@ def test_given_a_demo_with_quarantines_then_a_summary_is_shown_not_one_line_per_
 ) -> None:
     from worker.logging import configure_logging
 
+    saved = structlog.get_config()
     configure_logging(fmt="json", level="warning")
     out = io.StringIO()
-    code = run_demo(source="piriod", target="timbrix", count=20, workdir=tmp_path, console=Console(file=out, width=120))
+    try:
+        code = run_demo(
+            source="piriod", target="timbrix", count=20, workdir=tmp_path, console=Console(file=out, width=120)
+        )
+    finally:
+        structlog.configure(**saved)  # a warning-level filter left behind hides info events from later tests
     assert code == 1
     logged = capsys.readouterr().err
     assert "record_quarantined" not in logged, "per-record events are summarised, not printed"

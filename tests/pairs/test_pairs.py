@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connectors import build_connector
 from connectors.model import CANONICAL_FIELDS, Customer
 from sandbox.server import SYSTEMS, Sandbox
 from state.store import Store
@@ -30,6 +29,7 @@ from tests.pairs.fixtures import EXPECTED_REFUSALS, FIXTURES, HELD_BY, seed
 from tests.pairs.test_fidelity_doc import DOC, table_after
 from worker.config import AppConfig
 from worker.diff import apply_defaults
+from worker.runner import build_connector
 from worker.sync import run_pipeline
 
 PAIRS = [(source, target) for source in SYSTEMS for target in SYSTEMS if source != target]

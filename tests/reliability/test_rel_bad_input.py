@@ -26,12 +26,12 @@ from hypothesis import strategies as st
 from starlette.responses import JSONResponse
 from typer.testing import CliRunner
 
-from connectors import build_connector
 from connectors.model import CANONICAL_FIELDS
 from sandbox.server import Sandbox
 from state.store import Store
 from tests.support.soak import PAIRS, config_text, load, seed_source, verify_async
 from worker.cli import app
+from worker.runner import build_connector
 from worker.sync import run_pipeline
 
 #: vendor field (dotted for nested objects) → canonical fields a refusal of it may name.

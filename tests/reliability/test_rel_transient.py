@@ -23,11 +23,12 @@ import stamina
 import stamina.instrumentation
 
 from connectors.auth import TokenAuth, retry_after_seconds
-from connectors.ratelimit import LocalRateLimiter, RedisRateLimiter
+from connectors.ratelimit import LocalRateLimiter
 from sandbox.server import BackgroundServer, Sandbox
 from state.store import Store
 from tests.support.soak import config_text, seed_source, verify_async
 from worker.config import AppConfig, parse_config
+from worker.ratelimit import RedisRateLimiter
 from worker.sync import RunResult, run_pipeline
 
 

@@ -22,7 +22,8 @@ import redis
 from sandbox.server import BackgroundServer, Sandbox, sandbox_config
 from state.store import Store
 from worker.config import load_config
-from worker.lock import KEY_PREFIX, Holder, PipelineLock, dead_local_process, run_exclusive, same_owner
+from worker.lock import KEY_PREFIX, Holder, PipelineLock, dead_local_process, same_owner
+from worker.runner import run_exclusive
 
 pytestmark = pytest.mark.redis
 

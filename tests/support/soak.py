@@ -40,7 +40,6 @@ from typing import Any
 
 import httpx
 
-from connectors import build_connector
 from connectors.base import Connector
 from connectors.model import RemoteCustomer
 from sandbox.fake import fake_customers
@@ -48,6 +47,7 @@ from sandbox.server import BackgroundServer, Sandbox, sandbox_config
 from state.store import Store
 from worker.config import AppConfig, parse_config
 from worker.diff import apply_defaults
+from worker.runner import build_connector
 from worker.sync import RunResult, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,260 @@
+"""Recovery and adoption: finding the target record an identity may already have.
+
+Before a create, the identity is recovered in the target: by external_id
+where the target holds it (Thredfi, Piriod), otherwise by the pipeline's
+natural keys (tax id, then e-mail) over an index of the target built once
+per run, and, for a create we may already have made (a pending intent), by
+an exact match of the whole record. Several matches are an ambiguity:
+quarantined, never guessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from connectors.base import Connector
+from connectors.model import Customer, FieldProblem, RemoteCustomer, fingerprint
+from state.store import Store
+from worker.engine.outcomes import Write
+
+log = structlog.get_logger("custsync.sync")
+
+#: what :meth:`Identity.recover` answers when there is nothing to find: create it.
+NOT_FOUND = RemoteCustomer("", None)
+
+
+def usable_id(remote_id: str | None) -> bool:
+    """A record id a write may address: an answer without one (``?``) never becomes a PUT to the collection."""
+    return bool(remote_id) and not str(remote_id).startswith("?")
+
+
+def _norm(value: str | None) -> str | None:
+    return "".join(value.split()).lower() if value else None
+
+
+class _TargetIndex:
+    """The whole target, listed once per run, to recover identities without a slot."""
+
+    def __init__(
+        self,
+        records: list[RemoteCustomer],
+        linked: set[str],
+        fields: frozenset[str],
+        shape: Callable[[Customer], Customer] = lambda c: c,
+    ) -> None:
+        self._by_key: dict[tuple[str, str], list[RemoteCustomer]] = {}
+        self._by_fp: dict[str, list[RemoteCustomer]] = {}
+        self._linked = set(linked)
+        self._claimed = set(linked)
+        for record in records:
+            if record.customer is None or record.external_id or not usable_id(record.id):
+                continue  # unreadable, or it holds an identity in the slot: someone's, never a match
+            for key in ("tax_id", "email"):
+                value = _norm(getattr(record.customer, key))
+                if value:
+                    self._by_key.setdefault((key, value), []).append(record)
+            # As the target shapes it, like the fingerprint it is compared with.
+            self._by_fp.setdefault(fingerprint(shape(record.customer), fields), []).append(record)
+
+    def match(self, key: str, value: str | None) -> list[RemoteCustomer]:
+        return [r for r in self._by_key.get((key, _norm(value) or ""), []) if r.id not in self._claimed]
+
+    def match_unclaimed_at_start(self, key: str, value: str | None) -> list[RemoteCustomer]:
+        """Like :meth:`match`, counting records claimed in this run as candidates (collisions)."""
+        return [r for r in self._by_key.get((key, _norm(value) or ""), []) if r.id not in self._linked]
+
+    def match_content(self, fp: str) -> list[RemoteCustomer]:
+        return [r for r in self._by_fp.get(fp, []) if r.id not in self._claimed]
+
+    def claim(self, remote_id: str) -> None:
+        self._claimed.add(remote_id)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A create that would match an unlinked target record by a natural key: it waits for the whole source."""
+
+    write: Write
+    target_id: str
+    key: str
+
+
+def ambiguous(key: str, count: int, system: str) -> FieldProblem:
+    """Several target records match one source record."""
+    return FieldProblem(key, f"ambiguous: {count} {system} records match this {key}; link one by hand or fix the data")
+
+
+def collision(key: str, count: int, source: str, target: str) -> FieldProblem:
+    """Several source records match one target record."""
+    return FieldProblem(
+        key,
+        f"ambiguous: {count} {source} records match one {target} record by this {key}; "
+        "link one by hand or fix the data",
+    )
+
+
+class Identity:
+    """Finds target records for identities; one per run (it holds the target index and the claims)."""
+
+    def __init__(
+        self, *, source: Connector, target: Connector, store: Store, kept: frozenset[str], match_on: tuple[str, ...]
+    ) -> None:
+        self.source, self.target, self.store, self.kept, self.match_on = source, target, store, kept, match_on
+        self._index: _TargetIndex | None = None
+        self._index_lock = asyncio.Lock()
+        self._nk_claims: dict[str, str] = {}  # target id -> external_id that claimed it by a natural key
+
+    def forget_index(self) -> None:
+        """List the target again at the next need (an applied create is in it now)."""
+        self._index = None
+
+    def claim(self, remote_id: str) -> None:
+        """A record this run created: no other identity may match it."""
+        if self._index is not None:
+            self._index.claim(remote_id)
+
+    async def index(self) -> _TargetIndex:
+        async with self._index_lock:
+            if self._index is None:
+                records = [r async for page in self.target.pages() for r in page]
+                linked = {link.remote_id for link in self.store.links_of(self.target.name) if link.remote_id}
+                self._index = _TargetIndex(records, linked, self.kept, self.target.shape)
+                log.info("target_indexed", records=len(records))
+            return self._index
+
+    async def recover(self, write: Write, *, pending: bool = False) -> RemoteCustomer | FieldProblem:
+        """Find the target record this identity may already have.
+
+        Returns:
+            The record found; :data:`NOT_FOUND` when there is none (create it);
+            a problem when the match is ambiguous (quarantined).
+        """
+        prepared, record = write.prepared, write.record
+        pending = pending or (prepared.link is not None and prepared.link.status == "pending")
+        if self.target.spec.identity_slot:
+            if self.target.create_is_idempotent and not pending:
+                # The create itself answers with a record holding this external_id; only an older
+                # form of it (an alias) needs a lookup first.
+                matches = await self._find_by_external_id(write, aliases_only=True)
+                if len(matches) == 1:
+                    return matches[0]
+                if len(matches) > 1:
+                    return ambiguous("external_id", len(matches), self.target.system)
+                return NOT_FOUND
+            matches = await self._find_by_external_id(write)
+            if len(matches) > 1:
+                return ambiguous("external_id", len(matches), self.target.system)
+            if matches:
+                log.info(
+                    "identity_recovered", external_id=record.external_id, target_id=matches[0].id, by="external_id"
+                )
+                return matches[0]
+            if not self.match_on:
+                # The slot says whether our record exists: a lookalike holding another identity
+                # (or none) is not ours, and content is no evidence against the slot.
+                return NOT_FOUND
+        if not self.match_on and not pending:
+            return NOT_FOUND
+        index = await self.index()
+        for key in self.match_on:
+            matches = index.match(key, getattr(prepared.shaped, key))
+            if len(matches) > 1:
+                return ambiguous(key, len(matches), self.target.system)
+            if matches:
+                index.claim(matches[0].id)
+                self._nk_claims[matches[0].id] = record.external_id
+                log.info("natural_key_matched", external_id=record.external_id, target_id=matches[0].id, key=key)
+                return matches[0]
+        if pending and not self.target.spec.identity_slot:
+            matches = index.match_content(prepared.fingerprint)
+            if len(matches) == 1:
+                index.claim(matches[0].id)
+                log.info("identity_recovered", external_id=record.external_id, target_id=matches[0].id, by="content")
+                return matches[0]
+        return NOT_FOUND
+
+    async def _find_by_external_id(self, write: Write, *, aliases_only: bool = False) -> list[RemoteCustomer]:
+        """Target records holding this identity in their slot, under its current or an older form."""
+        record = write.record
+        matches: list[RemoteCustomer] = []
+        if not aliases_only:
+            matches = [m for m in await self.target.find_by_external_id(record.external_id) or [] if usable_id(m.id)]
+        if matches or record.remote.external_id:
+            return matches
+        for alias in self.source.external_id_aliases(record.remote.id):
+            if alias == record.external_id:
+                continue
+            matches = [m for m in await self.target.find_by_external_id(alias) or [] if usable_id(m.id)]
+            if matches:
+                return matches
+        return []
+
+    async def collisions(
+        self, writes: Sequence[Write], *, dry_run: bool
+    ) -> tuple[dict[str, FieldProblem], list[Claim]]:
+        """Two source records matching one unlinked target record by a natural key: both are quarantined.
+
+        Taking either would silently rename the target record after the other; the
+        match is left to a person. A target record claimed by a natural key on an
+        earlier page of this run is a collision for the later record too.
+
+        Returns:
+            (source id → its problem, the creates that wait for the whole source: none in a dry run).
+        """
+        creating = [w for w in writes if "create" in w.decision.actions]
+        if not creating or not self.match_on:
+            return {}, []
+        index = await self.index()
+        claims: dict[str, list[tuple[Write, str]]] = {}
+        for write in creating:
+            for key in self.match_on:
+                matches = index.match_unclaimed_at_start(key, getattr(write.prepared.shaped, key))
+                if len(matches) == 1:
+                    claims.setdefault(matches[0].id, []).append((write, key))
+                if matches:
+                    break  # several matches: recover() quarantines it as ambiguous
+        problems: dict[str, FieldProblem] = {}
+        waiting: list[Claim] = []
+        for target_id, claimants in claims.items():
+            earlier = self._nk_claims.get(target_id)
+            if len(claimants) < 2 and (earlier is None or earlier == claimants[0][0].record.external_id):
+                if not dry_run:  # waits for the whole source (settle())
+                    waiting.append(Claim(claimants[0][0], target_id, claimants[0][1]))
+                continue
+            count = len(claimants) + (1 if earlier is not None else 0)
+            for write, key in claimants:
+                problems[write.record.remote.id] = collision(key, count, self.source.system, self.target.system)
+            log.warning("natural_key_collision", target_id=target_id, key=claimants[0][1], records=count)
+        return problems, waiting
+
+    def settle(self, waiting: Sequence[Claim]) -> dict[str, FieldProblem]:
+        """Of the creates that waited for the whole source, those that claim one target record together.
+
+        Two or more waiting records that would match one target record (from different
+        pages) are all quarantined as ambiguous: taking one would rename the target
+        record after a guess. The others are matched (or created) as on their page.
+
+        Returns:
+            source id → its problem.
+        """
+        by_target: dict[str, list[Claim]] = {}
+        for claim in waiting:
+            by_target.setdefault(claim.target_id, []).append(claim)
+        problems: dict[str, FieldProblem] = {}
+        for target_id, claimants in by_target.items():
+            if len(claimants) < 2:
+                continue
+            key = claimants[0].key
+            for claim in claimants:
+                problems[claim.write.record.remote.id] = collision(
+                    key, len(claimants), self.source.system, self.target.system
+                )
+            log.warning("natural_key_collision", target_id=target_id, key=key, records=len(claimants))
+        return problems
+
+
+__all__ = ["NOT_FOUND", "Claim", "Identity", "ambiguous", "collision", "usable_id"]

@@ -1,0 +1,297 @@
+"""One run of one pipeline over connectors already built: pull → plan → write → commit, page by page.
+
+The write path is built for the no-duplicate promise:
+
+1. Before a create, the intent is committed as a *pending* link (:meth:`Ledger.intents`).
+2. Before creating, the identity is recovered in the target (:mod:`worker.engine.identity`).
+3. Only then is the record created, and the link saved as *linked*.
+
+A crash anywhere leaves at worst a pending link, which the next run resolves
+through step 2. No Celery and no connector building here: :mod:`worker.runner`
+composes the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import structlog
+
+from connectors.base import Connector
+from connectors.model import RemoteCustomer
+from state.models import QuarantineEntry
+from state.store import LinkWrite, Store
+from worker.config import PipelineConfig
+from worker.diff import LinkState, decide
+from worker.engine.commit import Ledger
+from worker.engine.deletes import Vanished
+from worker.engine.execute import Executor
+from worker.engine.identity import Claim, Identity, usable_id
+from worker.engine.outcomes import (
+    Deferred,
+    Executed,
+    Outcome,
+    Planned,
+    Quarantine,
+    Write,
+    Written,
+    quarantine_if,
+    with_identity,
+)
+from worker.engine.plan import PlanContext, plan_page, positional, quarantine_change
+from worker.engine.results import Counts, EngineOptions, PlannedChange
+from worker.engine.snapshot import read_snapshot
+
+log = structlog.get_logger("custsync.sync")
+
+
+class Engine:
+    """One run of one pipeline; :func:`worker.runner.run_pipeline` builds and runs it."""
+
+    #: how many more times, in the same run, a create that got no answer is looked up and retried
+    UNANSWERED_PASSES = 2
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        pipeline: PipelineConfig,
+        source: Connector,
+        target: Connector,
+        store: Store,
+        run_id: str,
+        options: EngineOptions,
+    ) -> None:
+        self.name, self.pipeline, self.source, self.target, self.store = name, pipeline, source, target, store
+        self.run_id, self.options = run_id, options
+        self.planned: list[PlannedChange] = []
+        self.seen_source_ids: set[str] = set()
+        self.pulled = 0
+        self.deletes_error: str | None = None
+        self._vanished = 0
+        # The fields this pipeline speaks for: those both systems keep. Symmetric, so
+        # the opposite pipeline fingerprints the same fields and sees no echo; the
+        # target's other fields are left as they are (defaults fill them on create).
+        kept = frozenset((source.spec.fields & target.spec.fields) | {"kind", "name"})
+        if pipeline.match_on is not None:
+            match_on: tuple[str, ...] = tuple(pipeline.match_on)
+        else:
+            match_on = () if target.spec.identity_slot else target.spec.natural_keys
+        self.identity = Identity(source=source, target=target, store=store, kept=kept, match_on=match_on)
+        self.executor = Executor(
+            pipeline=pipeline, target=target, identity=self.identity, kept=kept, full=options.full, hooks=options.hooks
+        )
+        self.ledger = Ledger(
+            store, pipeline=name, run_id=run_id, source=source.name, target=target.name, hooks=options.hooks
+        )
+        self.context = PlanContext(
+            kept=kept,
+            shape=lambda c: target.shape(c, truncate=pipeline.truncate),
+            problems=target.problems,
+            external_id_for=source.external_id_for,
+            source_system=source.system,
+            archive=pipeline.archive,
+            target_archives=target.spec.archive,
+            defaults=pipeline.defaults,
+            delete_on_archive=pipeline.delete_on_archive,
+            force=options.full,
+            retry_quarantined=options.retry_quarantined,
+            dry_run=options.dry_run,
+        )
+        self._unidentified = 0  # source records listed without a usable id
+        self._unanswered: list[Deferred] = []  # creates without an answer, retried once every page is done
+        self._duplicates = 0  # records listed again in this run (same id): counted once
+        # Creates that would match an unlinked target record by a natural key wait for the whole
+        # source: a second source record with the same key on a later page makes both ambiguous.
+        self._waiting: list[tuple[Claim, QuarantineEntry | None]] = []
+
+    @property
+    def counts(self) -> Counts:
+        """The run's counts, derived from the final outcome of each record."""
+        return self.ledger.counts(self.pulled, vanished=self._vanished)
+
+    # -- the run ------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Walk every source page; then handle vanished records if enabled."""
+        page_no = 0
+        async for page in self.source.pages():
+            page_no += 1
+            await self.page(page)
+            log.info("page_synced", page=page_no, records=len(page), pulled=self.pulled)
+            if self.options.progress is not None:
+                self.options.progress(self.pulled)
+        await self._settle_natural_keys()
+        await self._retry_unanswered()
+        if self.pipeline.propagate_deletes:
+            await self.vanished()
+        if self._duplicates:
+            log.warning("duplicate_records_ignored", count=self._duplicates)
+        self.executor.check.report()
+
+    async def page(self, records: list[RemoteCustomer]) -> None:
+        """Plan, push and record one page; the state is saved once per page."""
+        records = self._once(records)
+        self.pulled += len(records)
+        ids = [r.id for r in records if r.id != "?"]
+        records = positional(records, self.pulled)
+        self._unidentified += len(records) - len(ids)
+        snapshot = read_snapshot(
+            self.store, records, ids, pipeline=self.name, source=self.source, target=self.target, ctx=self.context
+        )
+        plan = plan_page(records, snapshot, self.context)
+        outcomes = list(self._ensure_identities(plan.outcomes, plan.fresh, plan.linking))
+        self.seen_source_ids.update(r.id for r in records)
+        writes = [o for o in outcomes if isinstance(o, Write)]
+        problems, claims = await self.identity.collisions(writes, dry_run=self.options.dry_run)
+        outcomes = [quarantine_if(o, problems) for o in outcomes]
+        if self.options.dry_run:
+            await self._plan_dry(outcomes)
+            return
+        if claims:
+            waiting = {c.write.record.remote.id for c in claims}
+            self._waiting.extend((c, snapshot.quarantined.get(c.write.record.remote.id)) for c in claims)
+            outcomes = [o for o in outcomes if o.record.remote.id not in waiting]
+        await self._push_and_record(outcomes, snapshot.quarantined)
+
+    def _ensure_identities(
+        self, outcomes: Sequence[Planned], fresh: Sequence[str], linking: Mapping[str, str]
+    ) -> Sequence[Planned]:
+        """Give the planned records without an identity one (not in a dry run), and link them to their source."""
+        if self.options.dry_run:
+            return outcomes
+        ids = self.store.ensure_identities(list(fresh)) if fresh else {}
+        linked = [LinkWrite(ids[e], remote_id, None, None) for e, remote_id in linking.items()]
+        self.store.save_links(self.source.name, linked)
+        return [with_identity(o, ids) for o in outcomes]
+
+    def _once(self, records: list[RemoteCustomer]) -> list[RemoteCustomer]:
+        """The page without records already listed in this run (a listing may repeat one): each counts once."""
+        fresh: list[RemoteCustomer] = []
+        ids: set[str] = set()
+        for record in records:
+            if usable_id(record.id) and (record.id in self.seen_source_ids or record.id in ids):
+                self._duplicates += 1
+                continue
+            ids.add(record.id)
+            fresh.append(record)
+        return fresh
+
+    # -- writing --------------------------------------------------------------
+
+    async def _push_and_record(self, outcomes: Sequence[Planned], quarantined: Mapping[str, QuarantineEntry]) -> None:
+        """Commit the intents, push, and record every record of the page."""
+        writes = [o for o in outcomes if isinstance(o, Write)]
+        self.ledger.intents(writes)
+        executed = await asyncio.gather(*(self.executor.execute(w) for w in writes), return_exceptions=True)
+        results: dict[int, Executed] = {}
+        crashed: list[BaseException] = []
+        for write, result in zip(writes, executed, strict=True):
+            if isinstance(result, BaseException):
+                crashed.append(result)
+            else:
+                results[id(write)] = result
+        self._unanswered.extend(r for r in results.values() if isinstance(r, Deferred) and r.lost_create)
+        # Every record of the page, including those refused before any push: each is counted,
+        # quarantined or released here, never dropped. An unexpected error in one push must not
+        # throw away the links of the others (they would all be recovered again).
+        # A write whose push raised stays a Write: linked to its source as planned, counted nowhere.
+        self._record([results.get(id(o), o) if isinstance(o, Write) else o for o in outcomes], quarantined)
+        if crashed:
+            raise crashed[0]
+
+    def _record(self, outcomes: Sequence[Outcome | Write], quarantined: Mapping[str, QuarantineEntry]) -> None:
+        """The page's commit (:meth:`Ledger.page`); the crash-safety tests break in here."""
+        self.ledger.page(outcomes, quarantined)
+
+    async def _settle_natural_keys(self) -> None:
+        """Push the creates that wait on a natural-key match, now that every source record was seen."""
+        if not self._waiting:
+            return
+        waiting, self._waiting = self._waiting, []
+        problems = self.identity.settle([claim for claim, _ in waiting])
+        outcomes = [quarantine_if(claim.write, problems) for claim, _ in waiting]
+        quarantined = {claim.write.record.remote.id: entry for claim, entry in waiting if entry is not None}
+        await self._push_and_record(outcomes, quarantined)
+
+    async def _retry_unanswered(self) -> None:
+        """Creates that failed without an answer, and were not found: look again, then create.
+
+        A create that is not idempotent is never resent blindly; a 5xx may or may not have
+        applied it. Once every page is pushed (and recorded), and if the target answered
+        other writes of this run, each such record is looked up again (by external_id, or
+        by natural keys and content over one fresh listing of the target per pass) and
+        created only if it is still missing, a bounded number of times. What still fails
+        stays pending for the next run, as it was recorded with its page.
+        """
+        for _ in range(self.UNANSWERED_PASSES):
+            lost, self._unanswered = self._unanswered, []
+            if not lost or not self.executor.answered:
+                return
+            if not self.target.spec.identity_slot or self.identity.match_on:
+                self.identity.forget_index()  # a fresh listing: an applied create is in it now, every link saved
+            writes = [self._again(d) for d in lost]
+            log.info("unanswered_creates_retried", count=len(lost))
+            results = await asyncio.gather(*(self.executor.execute(w, resent=True) for w in writes))
+            self._unanswered = [r for r in results if isinstance(r, Deferred) and r.lost_create]
+            self.ledger.retried(results)
+
+    def _again(self, deferred: Deferred) -> Write:
+        """A lost create as it is tried again: pending, decided afresh."""
+        prepared = dataclasses.replace(
+            deferred.write.prepared, fingerprint=deferred.fingerprint, link=LinkState(None, "pending", None, None)
+        )
+        decision = decide(
+            prepared.link,
+            fingerprint=prepared.fingerprint,
+            active=prepared.shaped.active,
+            archive=self.pipeline.archive,
+            target_archives=self.target.spec.archive,
+        )
+        return Write(prepared, decision)
+
+    # -- a dry run ----------------------------------------------------------------
+
+    async def _plan_dry(self, outcomes: Sequence[Planned]) -> None:
+        """Plan each write, and each record a real run would quarantine, with its reason."""
+        final: list[Outcome] = []
+        for outcome in outcomes:
+            if not isinstance(outcome, Write):
+                final.append(outcome)
+                continue
+            record, link = outcome.record, outcome.prepared.link
+            found = await self.identity.recover(outcome) if "create" in outcome.decision.actions else None
+            if isinstance(found, RemoteCustomer) and found.id:
+                self.planned.append(PlannedChange("match", record.external_id, record.remote.id, found.id))
+                final.append(Written(outcome, "matched", None, outcome.prepared.fingerprint))
+            elif found is not None and not isinstance(found, RemoteCustomer):
+                final.append(Quarantine(record, found, outcome.prepared.source_fingerprint, outcome.prepared))
+            else:
+                target_id = link.remote_id if link else None
+                action = "+".join(outcome.decision.actions)
+                self.planned.append(PlannedChange(action, record.external_id, record.remote.id, target_id))
+                final.append(Written(outcome, outcome.decision.outcome, None, outcome.prepared.fingerprint))
+        self.planned.extend(change for change in map(quarantine_change, final) if change is not None)
+        self.ledger.tally(final)
+
+    # -- vanished source records -------------------------------------------------
+
+    async def vanished(self) -> None:
+        """Archive targets of source records that provably vanished (:mod:`worker.engine.deletes`)."""
+        outcome = await Vanished(
+            pipeline=self.pipeline,
+            source=self.source,
+            target=self.target,
+            store=self.store,
+            seen=self.seen_source_ids,
+            unidentified=self._unidentified,
+            dry_run=self.options.dry_run,
+        ).run()
+        self.deletes_error = outcome.error
+        self._vanished += outcome.archived
+        self.planned.extend(PlannedChange("archive", "", "", target_id) for target_id in outcome.planned)
+
+
+__all__ = ["Engine"]
