@@ -29,17 +29,26 @@ expression, ``times`` times at most (``None``: forever), after skipping the
 first ``skip`` matches, and with ``probability`` drawn from a seeded RNG so a
 fault run is reproducible. ``drop_field`` and ``kill`` without a ``method``
 match record writes only (never a read or a token request).
+
+A rate limit (:meth:`Emulator.limit_rate`) is separate from the faults: a
+fixed window of ``requests`` per ``window_s`` over every non-admin request,
+the way Django REST framework's throttles count. A request over it gets 429
+with ``Retry-After`` (whole seconds until the window ends); with
+``headers=True`` every answer also carries ``X-RateLimit-Limit``,
+``-Remaining`` and ``-Reset``. The benchmark uses it; it is off by default.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
 import re
 import signal
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -108,6 +117,39 @@ class FaultRule:
     def exhausted(self) -> bool:
         """True once the rule fired ``times`` times."""
         return self.times is not None and self.fired >= self.times
+
+
+@dataclass
+class RateLimit:
+    """A fixed-window request limit; see the module docstring."""
+
+    requests: int
+    window_s: float = 1.0
+    headers: bool = False
+    clock: Callable[[], float] = time.monotonic
+    window_start: float = 0.0
+    hits: int = 0
+    refused: int = 0
+
+    def hit(self) -> tuple[float | None, dict[str, str]]:
+        """Count one request: (seconds to wait, or None when admitted; headers to send)."""
+        now = self.clock()
+        if now - self.window_start >= self.window_s:
+            self.window_start, self.hits = now, 0
+        left = self.window_start + self.window_s - now
+        admitted = self.hits < self.requests
+        if admitted:
+            self.hits += 1
+        else:
+            self.refused += 1
+        headers: dict[str, str] = {}
+        if self.headers:
+            headers = {
+                "X-RateLimit-Limit": str(self.requests),
+                "X-RateLimit-Remaining": str(max(self.requests - self.hits, 0)),
+                "X-RateLimit-Reset": str(math.ceil(left)),
+            }
+        return (None if admitted else left), headers
 
 
 class Faults:
@@ -212,6 +254,8 @@ class Emulator:
         self.kill_after_writes = kill_after_writes
         #: what a ``kill`` does; tests that run the emulator in process replace it.
         self.kill: Callable[[], None] = _sigkill
+        #: a request rate limit over every non-admin request (:meth:`limit_rate`); none by default.
+        self.rate_limit: RateLimit | None = None
         self.app = self._build_app()
 
     # -- subclass surface -------------------------------------------------
@@ -236,6 +280,11 @@ class Emulator:
         self.requests.clear()
         self.faults.clear()
         self.write_count = 0
+
+    def limit_rate(self, requests: int, window_s: float = 1.0, *, headers: bool = False) -> RateLimit:
+        """Refuse requests over ``requests`` per ``window_s`` with 429 (see the module docstring)."""
+        self.rate_limit = RateLimit(requests, window_s, headers)
+        return self.rate_limit
 
     def seed(self, payloads: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Create records through ``admin_seed`` (tests call this directly)."""
@@ -343,6 +392,17 @@ class _FaultMiddleware:
             await self.app(scope, receive, send)
             return
         query = scope.get("query_string", b"").decode("latin-1")
+        if (limit := self.emulator.rate_limit) is not None:
+            wait, limit_headers = limit.hit()
+            if wait is not None:
+                retry = {"Retry-After": str(max(math.ceil(wait), 1))}
+                refused = JSONResponse({"detail": "Request was throttled."}, status_code=429,
+                                       headers={**limit_headers, **retry})  # fmt: skip
+                await refused(scope, receive, send)
+                self.emulator.requests.append(LoggedRequest(method, path, query, 429))
+                return
+            if limit_headers:
+                send = _with_headers(send, limit_headers)
         write = self.emulator.is_record_write(method, path)
         dropping = self.emulator.faults.pick(method, path, write=write, rewrite=True)
         if dropping is not None and dropping.field:
@@ -379,6 +439,18 @@ class _FaultMiddleware:
             raise ConnectionDropped("sandbox fault: the emulator was killed")
         await _respond_fault(rule, scope, receive, send)
         log(rule.status if rule.kind == "error_after" else 0)
+
+
+def _with_headers(send: Send, headers: Mapping[str, str]) -> Send:
+    """``send`` adding ``headers`` to the response start."""
+    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+    async def sending(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return sending
 
 
 async def _discard(message: Any) -> None:
@@ -484,6 +556,7 @@ __all__ = [
     "FaultRule",
     "Faults",
     "LoggedRequest",
+    "RateLimit",
     "is_email",
     "iso",
     "json_error",
