@@ -6,14 +6,16 @@ Per connection, a limit on requests in flight that follows the API's answers:
   (``X-RateLimit-Remaining`` / ``RateLimit-Remaining``) show the budget nearly
   spent, once per round: answers to requests sent before the last cut do not
   cut again;
-- it **grows back additively**, by one per window of as many successes as the
-  limit (doubling instead, "slow start", until the first cut);
+- it **grows additively**, by one per window of as many successes as the
+  limit, from 1 at the start (16 in flight after 15 round trips: no
+  burst of 16 meets a small quota before the first answer tells of it);
 - it stays between ``floor`` (1) and ``ceiling`` (the connection's
   ``max_concurrency``, 16 by default).
 
 One request in flight still outruns a small quota on a fast API, so a 429
 also teaches a **pace**: 0.7 of the rate of successes since the previous cut,
-growing by 4 % of it per window of successes; a ``Retry-After`` or an
+growing by 4 % of it per window of successes (an eighth of that past 0.9 of
+the rate last allowed, so that it probes the limit slowly); a ``Retry-After`` or an
 exhausted budget's reset holds every request of the connection until then.
 Against an API refusing over 5 requests per second this ends a run of a
 hundred requests with under 5 % refused (``tests/perf/test_concurrency.py``).
@@ -63,7 +65,6 @@ class AIMDState:
     """
 
     limit: float = 1.0
-    slow_start: bool = True
     #: bumped on every cut; a permit remembers the epoch it was admitted in.
     epoch: int = 0
     #: successes in the current growth window (of the limit and of the pace).
@@ -72,6 +73,8 @@ class AIMDState:
     #: requests per second, once a 429 taught one; ``None``: unpaced.
     rate: float | None = None
     rate_step: float = 0.0
+    #: the rate the API allowed at the last refusal: the pace creeps, not strides, near it.
+    rate_max: float = 0.0
     next_at: float = 0.0
     #: nothing is admitted before this time (Retry-After, a spent budget's reset).
     hold_until: float = 0.0
@@ -101,6 +104,8 @@ class Bounds:
     pace_cut: float = 0.7
     #: the pace grows by this share of what it was cut to, per window of successes.
     pace_growth: float = 0.04
+    #: past this share of the rate last allowed, the pace grows eight times slower.
+    near: float = 0.9
     #: paces below this are not taken (a request every 10 s).
     min_rate: float = 0.1
 
@@ -156,18 +161,17 @@ def settle(
     state.window += 1
     if state.window >= max(1, math.floor(state.limit)):
         state.window = 0
-        grown = state.limit * 2 if state.slow_start else state.limit + 1
-        state.limit = float(min(bounds.ceiling, grown))
+        state.limit = float(min(bounds.ceiling, state.limit + 1))
     if state.rate is not None:
         state.pace_window += 1
         if state.pace_window >= max(1, math.ceil(state.rate)):
             state.pace_window = 0
-            state.rate += state.rate_step
+            near = state.rate >= bounds.near * state.rate_max
+            state.rate += state.rate_step / 8 if near else state.rate_step
 
 
 def _cut(state: AIMDState, bounds: Bounds, now: float, signal: Signal, pause: float | None) -> None:
     state.epoch += 1
-    state.slow_start = False
     state.window = state.pace_window = 0
     state.limit = max(float(bounds.floor), state.limit * bounds.cut)
     if signal == "refused":
@@ -175,6 +179,7 @@ def _cut(state: AIMDState, bounds: Bounds, now: float, signal: Signal, pause: fl
         elapsed = max(now - state.cut_at, 1e-3) + (pause or 0.0)
         allowed = state.ok_since_cut / elapsed if state.ok_since_cut else (state.rate or 1.0) * bounds.cut
         current = min(state.rate, allowed) if state.rate is not None else allowed
+        state.rate_max = current
         state.rate = max(bounds.min_rate, current * bounds.pace_cut)
         state.rate_step = state.rate * bounds.pace_growth
         state.next_at = max(state.next_at, now + (pause or 0.0))
@@ -185,23 +190,32 @@ def _cut(state: AIMDState, bounds: Bounds, now: float, signal: Signal, pause: fl
 class StateStore(Protocol):
     """Where the limiters keep their :class:`AIMDState`, one per key (a connection)."""
 
-    async def apply(self, key: str, change: Callable[[AIMDState], T]) -> T:
-        """Run ``change`` on the key's state atomically and keep what it did; return its result."""
+    async def apply(self, key: str, change: Callable[[AIMDState, float], T]) -> T:
+        """Run ``change(state, now)`` on the key's state atomically, keep what it did, return its result.
+
+        ``now`` is the store's clock in Unix seconds (Redis's own for a shared
+        state, so that workers whose clocks disagree share one schedule).
+        """
         ...
 
 
 class InProcessState:
-    """The states in this process's memory: shared by every task of a run."""
+    """The states in this process's memory: shared by every task of a run.
 
-    def __init__(self) -> None:
+    Args:
+        clock: Unix seconds (a seam for tests).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.states: dict[str, AIMDState] = {}
+        self._clock = clock
 
-    async def apply(self, key: str, change: Callable[[AIMDState], T]) -> T:
+    async def apply(self, key: str, change: Callable[[AIMDState, float], T]) -> T:
         # One event loop, no await inside ``change``: atomic.
         state = self.states.get(key)
         if state is None:
             state = self.states[key] = AIMDState()
-        return change(state)
+        return change(state, self._clock())
 
 
 def read_signal(status: int, headers: Mapping[str, str], in_flight: int) -> tuple[Signal, float | None]:
@@ -269,7 +283,6 @@ class AIMDLimiter:
         ceiling: the most requests in flight (the connection's ``max_concurrency``).
         floor: the fewest (1).
         store: where the state lives; a new :class:`InProcessState` by default.
-        clock: Unix seconds (a seam for tests).
         poll_s: how often a full window looks again when the state is shared
             (releases in other processes wake nobody here).
     """
@@ -281,13 +294,11 @@ class AIMDLimiter:
         ceiling: int = 16,
         floor: int = 1,
         store: StateStore | None = None,
-        clock: Callable[[], float] = time.time,
         poll_s: float = 0.02,
     ) -> None:
         self.key = key
         self.bounds = Bounds(ceiling=ceiling, floor=floor)
         self.store: StateStore = store if store is not None else InProcessState()
-        self._clock = clock
         self._poll_s = poll_s
         self._local = isinstance(self.store, InProcessState)
         self._released = asyncio.Event()
@@ -297,7 +308,7 @@ class AIMDLimiter:
         """Wait until a request may go; the permit to release with :meth:`release`."""
         token = uuid.uuid4().hex
         while True:
-            wait, epoch = await self.store.apply(self.key, lambda s: admit(s, self.bounds, self._clock(), token))
+            wait, epoch = await self.store.apply(self.key, lambda s, now: admit(s, self.bounds, now, token))
             if wait == 0.0:
                 self.in_flight += 1
                 return Permit(token, epoch)
@@ -316,9 +327,8 @@ class AIMDLimiter:
             pause: float | None = None
         else:
             signal, pause = read_signal(permit.status, permit.headers, self.in_flight)
-        now = self._clock()
         await self.store.apply(
-            self.key, lambda s: settle(s, self.bounds, now, permit.token, permit.epoch, signal, pause)
+            self.key, lambda s, now: settle(s, self.bounds, now, permit.token, permit.epoch, signal, pause)
         )
         self._released.set()
 
@@ -334,12 +344,11 @@ class AIMDLimiter:
     async def observe(self, status: int, headers: Mapping[str, str]) -> None:
         """Learn from an answer to a request not sent through a slot (an auth flow's token request)."""
         signal, pause = read_signal(status, headers, self.in_flight)
-        now = self._clock()
-        await self.store.apply(self.key, lambda s: settle(s, self.bounds, now, "", s.epoch, signal, pause))
+        await self.store.apply(self.key, lambda s, now: settle(s, self.bounds, now, "", s.epoch, signal, pause))
 
     async def state(self) -> AIMDState:
         """A copy of the current state (for reports and tests)."""
-        return await self.store.apply(self.key, lambda s: AIMDState.from_json(s.to_json()))
+        return await self.store.apply(self.key, lambda s, now: AIMDState.from_json(s.to_json()))
 
 
 __all__ = [
