@@ -84,6 +84,7 @@ class SandboxProcess:
         self._args = [sys.executable, "-m", "bench.sandbox_process", "--port", str(self.port)]
         self._args += [a for s, n in seed.items() for a in ("--seed", f"{s}:{n}")]
         self._args += ["--latency-ms", str(latency_ms)]
+        self.latency_ms = latency_ms
         self._args += [a for s, n in (rate or {}).items() for a in ("--rate", f"{s}:{n}")]
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -119,6 +120,13 @@ class SandboxProcess:
         answer = httpx.request(method, f"{self.url}/{system}/_admin/{path}", timeout=120, **kwargs)
         answer.raise_for_status()
         return answer.json() if answer.content else None
+
+    def reset(self, system: str) -> None:
+        """Empty an emulator (records, log, faults), then put its latency back."""
+        self.admin(system, "POST", "reset")
+        if self.latency_ms > 0:
+            slow = {"kind": "slow", "delay_s": self.latency_ms / 1000, "times": None}
+            self.admin(system, "POST", "faults", json=slow)
 
     def take_requests(self) -> dict[str, list[dict[str, Any]]]:
         """Every emulator's request log since the last call (and clear it)."""
@@ -207,7 +215,7 @@ class Requests:
 
 def bare_client(box: SandboxProcess, name: str, count: int, concurrency: int) -> dict[str, Any]:
     """N Thredfi creates with one bare client; the target emptied first."""
-    box.admin(TARGET, "POST", "reset")
+    box.reset(TARGET)
     payloads = clients.thredfi_payloads(count)
     box_cpu, own_cpu = box.cpu(), time.process_time()
     started = time.perf_counter()
@@ -219,10 +227,16 @@ def bare_client(box: SandboxProcess, name: str, count: int, concurrency: int) ->
             "requests": requests.as_dict()}  # fmt: skip
 
 
-def custsync(box: SandboxProcess, label: str, config: Path, records: int) -> dict[str, Any]:
+#: custsync's CLI, as installed.
+CLI = "from worker.cli import main; main()"
+#: the same, every connection's client built over ``connectors.transport.default_transport()``: what the
+#: one-line hook in ``connectors/base.py`` will do (the bench patches it in until then).
+CLI_CHOSEN_TRANSPORT = "import bench.transport_hook; from worker.cli import main; main()"
+
+
+def custsync(box: SandboxProcess, label: str, config: Path, records: int, *, cli: str = CLI) -> dict[str, Any]:
     """``custsync run`` in a subprocess: wall, its peak RSS and CPU, the sandbox's CPU, the requests."""
-    command = [sys.executable, "-c", "from worker.cli import main; main()", "run", PIPELINE,
-               "--config", str(config), "--json"]  # fmt: skip
+    command = [sys.executable, "-c", cli, "run", PIPELINE, "--config", str(config), "--json"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     box_cpu = box.cpu()
     started = time.perf_counter()
@@ -303,7 +317,7 @@ def aimd_driver(box: SandboxProcess, count: int) -> dict[str, Any] | None:
         from bench.aimd import drive
     except ImportError:
         return None
-    box.admin(TARGET, "POST", "reset")
+    box.reset(TARGET)
     started = time.perf_counter()
     ok = asyncio.run(drive(f"{box.url}/{TARGET}", clients.thredfi_payloads(count, tag="aimd"), CONCURRENCY))
     wall = time.perf_counter() - started
@@ -334,8 +348,9 @@ def machine() -> dict[str, Any]:
 
 def run(size: str, *, latency_records: int, rate_records: int, log: Any = print) -> dict[str, Any]:
     count = SIZES[size]
-    result: dict[str, Any] = {"size": size, "customers": count, "concurrency": CONCURRENCY,
-                              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()}  # fmt: skip
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    result: dict[str, Any] = {"size": size, "customers": count, "concurrency": CONCURRENCY, "date": date,
+                              "machine": machine()}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="custsync-bench-") as tmp:
         with SandboxProcess(seed={SOURCE: count}) as box:
             box.take_requests()
@@ -363,22 +378,30 @@ def run(size: str, *, latency_records: int, rate_records: int, log: Any = print)
             runs[1]["per_record"] = per_record(runs[1], count)
             runs[2]["per_record"] = per_record(runs[2], changed)
             result["custsync"] = runs
+            box.reset(TARGET)
+            box.take_requests()
+            config = write_config(box, Path(tmp) / "chosen")
+            chosen = [custsync(box, "first sync, aiohttp transport", config, count, cli=CLI_CHOSEN_TRANSPORT)]
+            log(_line(chosen[-1]))
+            chosen.append(custsync(box, "no-op re-sync, aiohttp transport", config, count, cli=CLI_CHOSEN_TRANSPORT))
+            log(_line(chosen[-1]))
+            result["custsync_chosen_transport"] = chosen
         with SandboxProcess(seed={SOURCE: latency_records}, latency_ms=LATENCY_MS) as box:
             box.take_requests()
             base = sequential(box, latency_records)
             log(_line(base))
-            box.admin(TARGET, "POST", "reset")
+            box.reset(TARGET)
             box.take_requests()
-            fast = custsync(box, f"first sync at {LATENCY_MS:g} ms", write_config(box, Path(tmp) / "latency"),
-                            latency_records)  # fmt: skip
+            config = write_config(box, Path(tmp) / "latency")
+            fast = custsync(box, f"first sync at {LATENCY_MS:g} ms", config, latency_records)
             log(_line(fast))
             result["latency"] = {"latency_ms": LATENCY_MS, "records": latency_records, "sequential": base,
                                  "custsync": fast, "ratio": fast["records_per_s"] / base["records_per_s"]}  # fmt: skip
             log(f"  ratio at {LATENCY_MS:g} ms: {result['latency']['ratio']:.1f}x the sequential baseline")
         with SandboxProcess(seed={SOURCE: rate_records}, rate={TARGET: RATE_LIMIT}) as box:
             box.take_requests()
-            limited = custsync(box, f"first sync, {TARGET} at {RATE_LIMIT} req/s", write_config(box, Path(tmp) / "rate"),
-                               rate_records)  # fmt: skip
+            config = write_config(box, Path(tmp) / "rate")
+            limited = custsync(box, f"first sync, {TARGET} at {RATE_LIMIT} req/s", config, rate_records)
             limited["refused_share"] = limited["requests"]["refused_429"] / max(limited["requests"]["total"], 1)
             log(_line(limited) + f", {limited['refused_share']:.0%} refused")
             driver = aimd_driver(box, rate_records)
@@ -386,10 +409,11 @@ def run(size: str, *, latency_records: int, rate_records: int, log: Any = print)
                 log(_line(driver) + f", {driver['refused_share']:.1%} refused")
             result["rate_limited"] = {"limit_per_s": RATE_LIMIT, "custsync": limited, "aimd_driver": driver}
     best = max(result["bare_clients"], key=lambda r: r["records_per_s"])
-    first = result["custsync"][0]
+    first, chosen = result["custsync"][0], result["custsync_chosen_transport"][0]
     result["verdict"] = {
         "best_bare_client": best["name"],
         "first_sync_vs_best_bare": first["records_per_s"] / best["records_per_s"],
+        "first_sync_aiohttp_transport_vs_best_bare": chosen["records_per_s"] / best["records_per_s"],
         "first_sync_sandbox_cpu_share": first["sandbox_cpu_share"],
         "latency_ratio": result["latency"]["ratio"],
         "rate_limited_refused_share": result["rate_limited"]["custsync"]["refused_share"],
@@ -416,11 +440,12 @@ def table(result: dict[str, Any]) -> str:
         f"load {host['load_average']} at start. {result['date']}. {result['customers']:,} customers, "
         f"{result['concurrency']} in flight.",
         "",
-        "| run | records | wall (s) | records/s | engine/client CPU (s) | sandbox CPU (s) | peak RSS (MB) "
-        "| requests by kind |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| run | records | wall (s) | records/s | engine/client CPU (s) | records per CPU-s | sandbox CPU (s) "
+        "| peak RSS (MB) | requests by kind |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    rows = [*result["bare_clients"], *result["custsync"], result["latency"]["sequential"],
+    rows = [*result["bare_clients"], *result["custsync"], *result["custsync_chosen_transport"],
+            result["latency"]["sequential"],
             result["latency"]["custsync"], result["rate_limited"]["custsync"]]  # fmt: skip
     if result["rate_limited"]["aimd_driver"]:
         rows.append(result["rate_limited"]["aimd_driver"])
@@ -428,21 +453,27 @@ def table(result: dict[str, Any]) -> str:
         cpu = r.get("engine_cpu_s", r.get("client_cpu_s"))
         rss = f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else ""
         kinds = Requests(by_kind={s: Counter(k) for s, k in r["requests"]["by_kind"].items()}).short()
+        per_cpu = f"{r['records'] / cpu:,.0f}" if cpu else ""
         lines.append(
             f"| {r['name']} | {r['records']:,} | {r['wall_s']:.2f} | {r['records_per_s']:,.0f} "
-            f"| {'' if cpu is None else f'{cpu:.1f}'} | {r.get('sandbox_cpu_s', 0):.1f} | {rss} | {kinds} |"
+            f"| {'' if cpu is None else f'{cpu:.1f}'} | {per_cpu} "
+            f"| {r.get('sandbox_cpu_s', 0):.1f} | {rss} | {kinds} |"
         )
     v = result["verdict"]
     lines += [
         "",
-        f"- First sync / best bare client ({v['best_bare_client']}): **{v['first_sync_vs_best_bare']:.2f}**; "
+        f"- First sync / best bare client ({v['best_bare_client']}): **{v['first_sync_vs_best_bare']:.2f}** "
+        f"(over the aiohttp transport: **{v['first_sync_aiohttp_transport_vs_best_bare']:.2f}**); "
         f"the sandbox's share of the CPU during the first sync: {v['first_sync_sandbox_cpu_share']:.0%}.",
         f"- At {result['latency']['latency_ms']:g} ms latency: custsync is **{v['latency_ratio']:.1f}x** "
         "the sequential baseline.",
         f"- {TARGET} limited to {result['rate_limited']['limit_per_s']} req/s, no `requests_per_second`: "
         f"**{v['rate_limited_refused_share']:.0%}** of custsync's requests refused with 429"
-        + (f"; through the AIMD limiter: **{v['aimd_refused_share']:.1%}**." if v["aimd_refused_share"] is not None
-           else "."),
+        + (
+            f"; through the AIMD limiter: **{v['aimd_refused_share']:.1%}**."
+            if v["aimd_refused_share"] is not None
+            else "."
+        ),
     ]
     for r in result["custsync"]:
         per = ", ".join(f"{k} {n:.3g}" for k, n in r.get("per_record", {}).items())
@@ -455,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="quick", help="customers to seed (default quick: 500)")
     parser.add_argument("--latency-records", type=int, default=200, help="creates in the 50 ms runs (default 200)")
-    parser.add_argument("--rate-records", type=int, default=100, help="creates in the 5 req/s runs (default 100)")
+    parser.add_argument("--rate-records", type=int, default=60, help="creates in the 5 req/s runs (default 60)")
     parser.add_argument("--output", type=Path, default=None, help="JSON file (default bench/results/SIZE.json)")
     args = parser.parse_args(argv)
     print(f"custsync bench, size {args.size} ({SIZES[args.size]:,} customers)", flush=True)

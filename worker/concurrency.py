@@ -44,9 +44,7 @@ class RedisState:
             writing the same key (then :class:`RuntimeError`).
     """
 
-    def __init__(
-        self, client: aioredis.Redis, *, prefix: str = PREFIX, ttl_s: int = 600, attempts: int = 100
-    ) -> None:
+    def __init__(self, client: aioredis.Redis, *, prefix: str = PREFIX, ttl_s: int = 600, attempts: int = 100) -> None:
         self._client = client
         self.prefix = prefix
         self.ttl_s = ttl_s
