@@ -194,6 +194,128 @@ class Faults:
         return None
 
 
+_changes = [0]
+
+
+def changes() -> int:
+    """How many times any :class:`Record` or :class:`Records` changed: a cached listing order is valid
+    while this and the records' identity and length are what they were."""
+    return _changes[0]
+
+
+class Record(dict[str, Any]):
+    """A stored record: a ``dict`` that counts its changes (for :class:`OrderCache`).
+
+    A change nested deeper (``record["metadata"]["x"] = 1``) is not counted:
+    the cached orders sort on top-level fields only.
+    """
+
+    __slots__ = ()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        _changes[0] += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        _changes[0] += 1
+        super().__delitem__(key)
+
+    def __ior__(self, other: Any) -> Record:  # type: ignore[override,misc]
+        _changes[0] += 1
+        super().update(other)
+        return self
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        _changes[0] += 1
+        super().update(*args, **kwargs)
+
+    def pop(self, *args: Any) -> Any:
+        _changes[0] += 1
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[str, Any]:
+        _changes[0] += 1
+        return super().popitem()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        _changes[0] += 1
+        return super().setdefault(key, default)
+
+    def clear(self) -> None:
+        _changes[0] += 1
+        super().clear()
+
+
+class Records(dict[str, dict[str, Any]]):
+    """An emulator's records by id, counting their additions and removals as :class:`Record` does."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
+        _changes[0] += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        _changes[0] += 1
+        super().__delitem__(key)
+
+    def __ior__(self, other: Any) -> Records:  # type: ignore[override,misc]
+        _changes[0] += 1
+        super().update(other)
+        return self
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        _changes[0] += 1
+        super().update(*args, **kwargs)
+
+    def pop(self, *args: Any) -> Any:
+        _changes[0] += 1
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[str, dict[str, Any]]:
+        _changes[0] += 1
+        return super().popitem()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        _changes[0] += 1
+        return super().setdefault(key, default)
+
+    def clear(self) -> None:
+        _changes[0] += 1
+        super().clear()
+
+
+class OrderCache:
+    """Listing orders of an emulator's records, computed once per state of the records.
+
+    A listing that sorts every record per page request makes a full walk
+    quadratic: the emulator, not the client, would set the pace. The order of
+    *all* records under one sort is kept here until a record changes (any
+    :class:`Record` or :class:`Records` change, or other records); each page
+    then filters it, which gives the same rows as sorting the filtered rows
+    when the sort is a total order (every emulator's ends on the id).
+    """
+
+    def __init__(self) -> None:
+        self._orders: dict[Any, tuple[tuple[int, int, int], list[dict[str, Any]]]] = {}
+
+    def order(
+        self,
+        records: Mapping[str, dict[str, Any]],
+        key: Any,
+        sort: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+    ) -> list[dict[str, Any]]:
+        """Every record in the order ``sort`` gives (``key`` names the sort); do not change the list."""
+        stamp = (changes(), id(records), len(records))
+        held = self._orders.get(key)
+        if held is not None and held[0] == stamp:
+            return held[1]
+        ordered = sort(list(records.values()))
+        if changes() == stamp[0]:  # a sort key that changed a record is not cached
+            self._orders[key] = (stamp, ordered)
+        return ordered
+
+
 @dataclass(frozen=True)
 class LoggedRequest:
     """One request the emulator answered (admin requests are not logged)."""
@@ -246,7 +368,7 @@ class Emulator:
     field_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     def __init__(self, *, fault_seed: int = 0, kill_after_writes: int | None = None) -> None:
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, dict[str, Any]] = Records()
         self.requests: list[LoggedRequest] = []
         self.faults = Faults(fault_seed)
         self._lock = threading.Lock()
@@ -556,7 +678,11 @@ __all__ = [
     "FaultRule",
     "Faults",
     "LoggedRequest",
+    "OrderCache",
     "RateLimit",
+    "Record",
+    "Records",
+    "changes",
     "is_email",
     "iso",
     "json_error",
