@@ -55,7 +55,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox._core import Emulator, Handler, OrderCache, Record, is_email, json_error, read_json
+from sandbox._core import Emulator, Handler, OrderCache, is_email, json_error, new_record, read_json
 from sandbox.fake import DEFAULT_COUNTRIES, fake_customers
 
 SANDBOX_API_KEY = "bc_d61fd102bb302717dbfafe5e7f487bc3b927e3850751142e1fcb0034e67f31dcc4e7c2ae375e7fe992375074ce6181fe"
@@ -446,7 +446,7 @@ class BigcapitalEmulator(Emulator):
         return self.records.get(str(int(raw))) if raw.isdigit() else None
 
     def _insert(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        record: dict[str, Any] = Record(dict.fromkeys(ROW_KEYS))
+        record = new_record(self.records, dict.fromkeys(ROW_KEYS))
         record.update(
             id=self._next_id, balance=0, active=1, contact_service="customer", opening_balance=0,
             opening_balance_exchange_rate=1, local_opening_balance=0, closing_balance=0, contact_normal="debit",

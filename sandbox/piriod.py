@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox._core import Emulator, OrderCache, Record, is_email, iso, json_error, read_json, utcnow
+from sandbox._core import Emulator, OrderCache, is_email, iso, json_error, new_record, read_json, utcnow
 from sandbox.fake import DEFAULT_COUNTRIES, fake_customers
 
 SANDBOX_API_TOKEN = "sk_test_piriod_sandbox"  # noqa: S105 - public sandbox value
@@ -322,7 +322,7 @@ class PiriodEmulator(Emulator):
         record_id = "cus_" + "".join(_CROCKFORD[(number >> (5 * i)) & 31]
                                      for i in reversed(range(26)))
         country = country_object(fields["country"])
-        record: dict[str, Any] = Record({
+        record = new_record(self.records, {
             "id": record_id, "name": "", "address": "", "country": country, "state": None,
             "currency": country["currencies"][0] if country else "USD", "email": None,
             "phone": None, "website": None, "zip_code": None, "manager": None, "reference": None,
