@@ -134,6 +134,22 @@ def test_given_a_429_after_a_burst_when_settled_then_a_pace_below_what_was_allow
     assert admit(state, bounds, 101.3, "b")[0] == pytest.approx(1 / state.rate, rel=0.01), "then paced"
 
 
+def test_given_a_pace_when_twice_the_allowed_rate_goes_unrefused_then_pacing_stops() -> None:
+    state, bounds = AIMDState(limit=16, rate=2.0, rate_step=1.0, rate_max=1.0), Bounds()
+    now = 100.0
+    for i in range(20):
+        now += 1.0
+        wait, epoch = admit(state, bounds, now, f"t{i}")
+        assert wait == 0.0
+        settle(state, bounds, now, f"t{i}", epoch, "ok", None)
+        if state.rate is None:
+            break
+
+    assert state.rate is None
+    assert admit(state, bounds, now, "free")[0] == 0.0
+    assert admit(state, bounds, now, "free too")[0] == 0.0, "no spacing any more"
+
+
 async def test_given_many_tasks_when_sent_through_slots_then_in_flight_never_exceeds_the_limit() -> None:
     limiter = AIMDLimiter("x", ceiling=3)
     running, most = 0, 0
