@@ -320,8 +320,9 @@ class AIMDLimiter:
             # Full: a release here wakes us, others' are polled for. Held or paced: look again then.
             full = 1.0 if self._local else self._poll_s
             timeout = full if wait <= 0.01 else min(wait, 1.0)
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._released.wait(), timeout)
+            with suppress(TimeoutError):  # asyncio.timeout, not wait_for: a cancel from outside is never lost
+                async with asyncio.timeout(timeout):
+                    await self._released.wait()
 
     async def release(self, permit: Permit) -> None:
         """Give the slot back and learn from what :meth:`Permit.observe` recorded."""

@@ -25,7 +25,7 @@ from sandbox.server import BackgroundServer
 from sandbox.thredfi import SANDBOX_API_KEY, SANDBOX_BUSINESS_ID, SANDBOX_PARTNER_UUID, ThredfiEmulator
 from worker.concurrency import RedisState
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = "redis://127.0.0.1:6379/14"  # a DB no other test flushes (keys are per test anyway)
 CUSTOMERS = f"/v1/platform/businesses/{SANDBOX_BUSINESS_ID}/customers/"
 
 
@@ -188,7 +188,7 @@ async def test_given_a_request_that_raised_when_its_slot_is_left_then_released_a
 
 @pytest.fixture
 async def redis_client() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_URL)
+    client = aioredis.Redis.from_url(REDIS_URL, socket_timeout=10)
     yield client
     await client.aclose()
 
@@ -202,7 +202,7 @@ def prefix() -> str:
 async def test_given_two_workers_when_one_is_refused_then_the_other_sees_the_halved_limit(
     redis_client: aioredis.Redis, prefix: str
 ) -> None:
-    other = aioredis.Redis.from_url(REDIS_URL)
+    other = aioredis.Redis.from_url(REDIS_URL, socket_timeout=10)
     try:
         one = AIMDLimiter("thredfi", ceiling=16, store=RedisState(redis_client, prefix=prefix))
         two = AIMDLimiter("thredfi", ceiling=16, store=RedisState(other, prefix=prefix))
@@ -246,7 +246,7 @@ async def test_given_slots_held_by_one_worker_when_another_acquires_then_it_wait
 async def test_given_many_concurrent_changes_from_two_workers_when_applied_then_none_is_lost(
     redis_client: aioredis.Redis, prefix: str
 ) -> None:
-    other = aioredis.Redis.from_url(REDIS_URL)
+    other = aioredis.Redis.from_url(REDIS_URL, socket_timeout=10)
     try:
         stores = [RedisState(redis_client, prefix=prefix), RedisState(other, prefix=prefix)]
         limiters = [AIMDLimiter("bc", ceiling=16, store=s) for s in stores]
