@@ -300,6 +300,7 @@ async def test_given_api_limited_to_5_per_second_when_driven_through_the_limiter
                         await asyncio.sleep(float(answer.headers["Retry-After"]))
 
             await asyncio.gather(*(worker() for _ in range(16)))
+            await asyncio.sleep(0.2)  # the server logs a request after it answered it
 
     statuses = [r.status for r in emulator.requests if r.path.endswith(CUSTOMERS)]
     assert len(emulator.records) == 60
