@@ -230,11 +230,12 @@ async def test_given_slots_held_by_one_worker_when_another_acquires_then_it_wait
     two = AIMDLimiter("piriod", ceiling=2, store=RedisState(redis_client, prefix=prefix), poll_s=0.01)
     held = [await one.acquire(), await one.acquire()]
 
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(two.acquire(), 0.2)
+    waiting = asyncio.create_task(two.acquire())
+    await asyncio.sleep(0.3)
+    assert not waiting.done(), f"two slots held at a limit of two: {await two.state()}"
     held[0].observe(200, {})
     await one.release(held[0])
-    permit = await asyncio.wait_for(two.acquire(), 2)
+    permit = await asyncio.wait_for(waiting, 5)
 
     assert len((await two.state()).leases) == 2
     await two.release(permit)
