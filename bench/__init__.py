@@ -1,1 +1,1 @@
-"""Benchmarks: ``python -m bench.run`` (results in ``bench/RESULTS.md``)."""
+"""Benchmarks: ``make bench`` (``python -m bench.run``); see ``docs/benchmarks.md``."""

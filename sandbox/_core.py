@@ -29,17 +29,26 @@ expression, ``times`` times at most (``None``: forever), after skipping the
 first ``skip`` matches, and with ``probability`` drawn from a seeded RNG so a
 fault run is reproducible. ``drop_field`` and ``kill`` without a ``method``
 match record writes only (never a read or a token request).
+
+A rate limit (:meth:`Emulator.limit_rate`) is separate from the faults: a
+fixed window of ``requests`` per ``window_s`` over every non-admin request,
+the way Django REST framework's throttles count. A request over it gets 429
+with ``Retry-After`` (whole seconds until the window ends); with
+``headers=True`` every answer also carries ``X-RateLimit-Limit``,
+``-Remaining`` and ``-Reset``. The benchmark uses it; it is off by default.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
 import re
 import signal
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -110,6 +119,39 @@ class FaultRule:
         return self.times is not None and self.fired >= self.times
 
 
+@dataclass
+class RateLimit:
+    """A fixed-window request limit; see the module docstring."""
+
+    requests: int
+    window_s: float = 1.0
+    headers: bool = False
+    clock: Callable[[], float] = time.monotonic
+    window_start: float = 0.0
+    hits: int = 0
+    refused: int = 0
+
+    def hit(self) -> tuple[float | None, dict[str, str]]:
+        """Count one request: (seconds to wait, or None when admitted; headers to send)."""
+        now = self.clock()
+        if now - self.window_start >= self.window_s:
+            self.window_start, self.hits = now, 0
+        left = self.window_start + self.window_s - now
+        admitted = self.hits < self.requests
+        if admitted:
+            self.hits += 1
+        else:
+            self.refused += 1
+        headers: dict[str, str] = {}
+        if self.headers:
+            headers = {
+                "X-RateLimit-Limit": str(self.requests),
+                "X-RateLimit-Remaining": str(max(self.requests - self.hits, 0)),
+                "X-RateLimit-Reset": str(math.ceil(left)),
+            }
+        return (None if admitted else left), headers
+
+
 class Faults:
     """The active fault rules of one emulator."""
 
@@ -150,6 +192,150 @@ class Faults:
             rule.fired += 1
             return rule
         return None
+
+
+class Record(dict[str, Any]):
+    """A stored record: a ``dict`` that counts its changes on its emulator's counter (for :class:`OrderCache`).
+
+    A change nested deeper (``record["metadata"]["x"] = 1``) is not counted:
+    the cached orders sort on top-level fields only.
+    """
+
+    __slots__ = ("_changes",)
+
+    def __init__(self, *args: Any, changes: list[int] | None = None, **kwargs: Any) -> None:
+        self._changes = changes if changes is not None else [0]
+        super().__init__(*args, **kwargs)
+
+    def _bump(self) -> None:
+        counter = getattr(self, "_changes", None)  # unset while a copy is being rebuilt
+        if counter is not None:
+            counter[0] += 1
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._bump()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._bump()
+        super().__delitem__(key)
+
+    def __ior__(self, other: Any) -> Record:  # type: ignore[override,misc]
+        self._bump()
+        super().update(other)
+        return self
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._bump()
+        super().update(*args, **kwargs)
+
+    def pop(self, *args: Any) -> Any:
+        self._bump()
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[str, Any]:
+        self._bump()
+        return super().popitem()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._bump()
+        return super().setdefault(key, default)
+
+    def clear(self) -> None:
+        self._bump()
+        super().clear()
+
+
+class Records(dict[str, dict[str, Any]]):
+    """An emulator's records by id; ``changes`` counts additions, removals and :class:`Record` changes."""
+
+    __slots__ = ("changes",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.changes = [0]
+        super().__init__(*args, **kwargs)
+
+    def record(self, data: Mapping[str, Any]) -> Record:
+        """A new record counting its changes here (not stored yet)."""
+        return Record(data, changes=self.changes)
+
+    def _bump(self) -> None:
+        counter = getattr(self, "changes", None)
+        if counter is not None:
+            counter[0] += 1
+
+    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
+        self._bump()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._bump()
+        super().__delitem__(key)
+
+    def __ior__(self, other: Any) -> Records:  # type: ignore[override,misc]
+        self._bump()
+        super().update(other)
+        return self
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._bump()
+        super().update(*args, **kwargs)
+
+    def pop(self, *args: Any) -> Any:
+        self._bump()
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[str, dict[str, Any]]:
+        self._bump()
+        return super().popitem()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._bump()
+        return super().setdefault(key, default)
+
+    def clear(self) -> None:
+        self._bump()
+        super().clear()
+
+
+def new_record(records: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """A record for ``records``: a :class:`Record` counting on it when it is :class:`Records`, else a dict."""
+    return records.record(data) if isinstance(records, Records) else dict(data)
+
+
+class OrderCache:
+    """Listing orders of an emulator's records, computed once per state of the records.
+
+    A listing that sorts every record per page request makes a full walk
+    quadratic: the emulator, not the client, would set the pace. The order of
+    *all* records under one sort is kept here until they change (a
+    :class:`Record` or :class:`Records` change, or another records object); each page
+    then filters it, which gives the same rows as sorting the filtered rows
+    when the sort is a total order (every emulator's ends on the id).
+    """
+
+    def __init__(self) -> None:
+        self._orders: dict[Any, tuple[tuple[int, int, int], list[dict[str, Any]]]] = {}
+
+    def order(
+        self,
+        records: Mapping[str, dict[str, Any]],
+        key: Any,
+        sort: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+    ) -> list[dict[str, Any]]:
+        """Every record in the order ``sort`` gives (``key`` names the sort); do not change the list.
+
+        Records that are not :class:`Records` (a test replaced them) are sorted every time.
+        """
+        if not isinstance(records, Records):
+            return sort(list(records.values()))
+        stamp = (records.changes[0], id(records), len(records))
+        held = self._orders.get(key)
+        if held is not None and held[0] == stamp:
+            return held[1]
+        ordered = sort(list(records.values()))
+        self._orders[key] = (stamp, ordered)
+        return ordered
 
 
 @dataclass(frozen=True)
@@ -204,7 +390,7 @@ class Emulator:
     field_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     def __init__(self, *, fault_seed: int = 0, kill_after_writes: int | None = None) -> None:
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, dict[str, Any]] = Records()
         self.requests: list[LoggedRequest] = []
         self.faults = Faults(fault_seed)
         self._lock = threading.Lock()
@@ -212,6 +398,8 @@ class Emulator:
         self.kill_after_writes = kill_after_writes
         #: what a ``kill`` does; tests that run the emulator in process replace it.
         self.kill: Callable[[], None] = _sigkill
+        #: a request rate limit over every non-admin request (:meth:`limit_rate`); none by default.
+        self.rate_limit: RateLimit | None = None
         self.app = self._build_app()
 
     # -- subclass surface -------------------------------------------------
@@ -236,6 +424,11 @@ class Emulator:
         self.requests.clear()
         self.faults.clear()
         self.write_count = 0
+
+    def limit_rate(self, requests: int, window_s: float = 1.0, *, headers: bool = False) -> RateLimit:
+        """Refuse requests over ``requests`` per ``window_s`` with 429 (see the module docstring)."""
+        self.rate_limit = RateLimit(requests, window_s, headers)
+        return self.rate_limit
 
     def seed(self, payloads: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Create records through ``admin_seed`` (tests call this directly)."""
@@ -343,6 +536,17 @@ class _FaultMiddleware:
             await self.app(scope, receive, send)
             return
         query = scope.get("query_string", b"").decode("latin-1")
+        if (limit := self.emulator.rate_limit) is not None:
+            wait, limit_headers = limit.hit()
+            if wait is not None:
+                retry = {"Retry-After": str(max(math.ceil(wait), 1))}
+                refused = JSONResponse({"detail": "Request was throttled."}, status_code=429,
+                                       headers={**limit_headers, **retry})  # fmt: skip
+                await refused(scope, receive, send)
+                self.emulator.requests.append(LoggedRequest(method, path, query, 429))
+                return
+            if limit_headers:
+                send = _with_headers(send, limit_headers)
         write = self.emulator.is_record_write(method, path)
         dropping = self.emulator.faults.pick(method, path, write=write, rewrite=True)
         if dropping is not None and dropping.field:
@@ -379,6 +583,18 @@ class _FaultMiddleware:
             raise ConnectionDropped("sandbox fault: the emulator was killed")
         await _respond_fault(rule, scope, receive, send)
         log(rule.status if rule.kind == "error_after" else 0)
+
+
+def _with_headers(send: Send, headers: Mapping[str, str]) -> Send:
+    """``send`` adding ``headers`` to the response start."""
+    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+    async def sending(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return sending
 
 
 async def _discard(message: Any) -> None:
@@ -484,9 +700,14 @@ __all__ = [
     "FaultRule",
     "Faults",
     "LoggedRequest",
+    "OrderCache",
+    "RateLimit",
+    "Record",
+    "Records",
     "is_email",
     "iso",
     "json_error",
+    "new_record",
     "read_json",
     "utcnow",
 ]

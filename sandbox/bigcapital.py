@@ -55,7 +55,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox._core import Emulator, Handler, is_email, json_error, read_json
+from sandbox._core import Emulator, Handler, OrderCache, is_email, json_error, new_record, read_json
 from sandbox.fake import DEFAULT_COUNTRIES, fake_customers
 
 SANDBOX_API_KEY = "bc_d61fd102bb302717dbfafe5e7f487bc3b927e3850751142e1fcb0034e67f31dcc4e7c2ae375e7fe992375074ce6181fe"
@@ -190,6 +190,7 @@ class BigcapitalEmulator(Emulator):
         self._next_id = 1
         #: ids whose delete is refused (the customer has transactions), set by tests.
         self.undeletable: set[str] = set()
+        self._orders = OrderCache()
         super().__init__(fault_seed=fault_seed)
 
     @property
@@ -341,7 +342,9 @@ class BigcapitalEmulator(Emulator):
             return _business_error("sort_column_not_found")
         order = query.get("sortOrder") or "desc"  # anything but "desc" sorts ascending (knex)
         inactive = (query.get("inactiveMode") or "false").lower() in ("true", "1")
-        rows = [r for r in self.records.values() if bool(r["active"]) is not inactive]
+        desc = order.lower() == "desc"
+        ordered = self._orders.order(self.records, (column, desc), lambda rows: _sorted(rows, column, desc))
+        rows = [r for r in ordered if bool(r["active"]) is not inactive]  # filtering keeps the order
         if keyword := query.get("searchKeyword"):
             rows = [r for r in rows if _matches_keyword(r, keyword)]
         if (roles := query.get("stringifiedFilterRoles")) is not None:
@@ -357,10 +360,6 @@ class BigcapitalEmulator(Emulator):
             if filtered is None:
                 return _crash()
             rows = filtered
-        # Ties (every API-made row has created_at null) keep the primary-key order either way;
-        # NULLs come first ascending and last descending, as in MySQL.
-        rows.sort(key=lambda r: r["id"])
-        rows.sort(key=lambda r: _sort_key(r, column), reverse=order.lower() == "desc")
         start = (page - 1) * size
         meta: dict[str, Any] = {"order": order}
         if keyword:
@@ -447,7 +446,7 @@ class BigcapitalEmulator(Emulator):
         return self.records.get(str(int(raw))) if raw.isdigit() else None
 
     def _insert(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        record: dict[str, Any] = dict.fromkeys(ROW_KEYS)
+        record = new_record(self.records, dict.fromkeys(ROW_KEYS))
         record.update(
             id=self._next_id, balance=0, active=1, contact_service="customer", opening_balance=0,
             opening_balance_exchange_rate=1, local_opening_balance=0, closing_balance=0, contact_normal="debit",
@@ -620,6 +619,14 @@ def _at_least_one(raw: str | None, default: int) -> int | None:
     if raw is None:
         return default
     return int(raw) if raw.isdigit() and int(raw) > 0 else None
+
+
+def _sorted(rows: list[dict[str, Any]], column: str, desc: bool) -> list[dict[str, Any]]:
+    """The list's order (a total one): ties (every API-made row has created_at null) keep the primary-key
+    order either way; NULLs come first ascending and last descending, as in MySQL."""
+    rows.sort(key=lambda r: r["id"])
+    rows.sort(key=lambda r: _sort_key(r, column), reverse=desc)
+    return rows
 
 
 def _sort_key(record: Mapping[str, Any], column: str) -> tuple[Any, ...]:

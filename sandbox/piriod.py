@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox._core import Emulator, is_email, iso, json_error, read_json, utcnow
+from sandbox._core import Emulator, OrderCache, is_email, iso, json_error, new_record, read_json, utcnow
 from sandbox.fake import DEFAULT_COUNTRIES, fake_customers
 
 SANDBOX_API_TOKEN = "sk_test_piriod_sandbox"  # noqa: S105 - public sandbox value
@@ -154,6 +154,7 @@ class PiriodEmulator(Emulator):
         # metadata.external_id → ids of the records written with it (Piriod does not make it
         # unique); a candidate still passes the real filter, so stale entries are harmless.
         self._external_ids: dict[str, set[str]] = {}
+        self._orders = OrderCache()
         super().__init__(fault_seed=fault_seed, kill_after_writes=kill_after_writes)
 
     def reset(self) -> None:
@@ -244,12 +245,16 @@ class PiriodEmulator(Emulator):
 
     def _list(self, request: Request) -> Response:
         params = request.query_params
+        ordering = params.get("ordering", "")
+        ordered = False
         if wanted := params.get("metadata__external_id"):  # the connector's lookup: through the index
             held = (self.records.get(i) for i in sorted(self._external_ids.get(wanted, ())))
             candidates: Iterable[dict[str, Any]] = (r for r in held if r is not None)
-        else:
-            candidates = self.records.values()
-        rows = [r for r in candidates if r["test_mode"] == _test_mode(request)]
+        else:  # every record, in the listing's order, kept until a record changes; filtering keeps it
+            candidates = self._orders.order(self.records, ordering, lambda rows: _order(rows, ordering))
+            ordered = True
+        test_mode = _test_mode(request)
+        rows = [r for r in candidates if r["test_mode"] == test_mode]
         for key, raw in params.multi_items():
             if not raw:  # django-filter skips empty values
                 continue
@@ -278,7 +283,7 @@ class PiriodEmulator(Emulator):
                 terms = [t for t in re.split(r"[\s,]+", raw.lower()) if t]
                 rows = [r for r in rows if all(any(t in str(r[f] or "").lower()
                                                    for f in _SEARCH_FIELDS) for t in terms)]
-        return _paginate(request, _order(rows, params.get("ordering", "")))
+        return _paginate(request, rows if ordered else _order(rows, ordering))
 
     def _clean(self, body: Mapping[str, Any],
                record: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -317,7 +322,7 @@ class PiriodEmulator(Emulator):
         record_id = "cus_" + "".join(_CROCKFORD[(number >> (5 * i)) & 31]
                                      for i in reversed(range(26)))
         country = country_object(fields["country"])
-        record: dict[str, Any] = {
+        record = new_record(self.records, {
             "id": record_id, "name": "", "address": "", "country": country, "state": None,
             "currency": country["currencies"][0] if country else "USD", "email": None,
             "phone": None, "website": None, "zip_code": None, "manager": None, "reference": None,
@@ -326,7 +331,7 @@ class PiriodEmulator(Emulator):
             "contacts": [], "aggregations": {"sales": 0.0, "sales_current_period": 0.0,
                                              "balance": 0.0},
             "test_mode": test_mode, "created": now, "updated": now,
-        }
+        })
         _apply(record, fields)
         self.records[record_id] = record
         self._index(record)

@@ -134,3 +134,59 @@ async def test_given_timbrix_tax_id_moved_when_creating_then_409_only_for_the_cu
 
     assert reused.status_code == 201, "the old RFC is free once its holder changed it"
     assert taken.status_code == 409
+
+
+# -- listings: the order of all records is computed once per state of the records ---------------
+
+
+async def test_given_bigcapital_listed_when_a_record_changes_then_the_next_page_has_the_new_order() -> None:
+    from sandbox import bigcapital as bc
+
+    emu = bc.BigcapitalEmulator()
+    emu.seed([{"displayName": name} for name in ("Bravo", "Alpha", "Delta", "Charlie")])
+    auth = {"Authorization": f"Bearer {bc.SANDBOX_API_KEY}"}
+    params = {"columnSortBy": "display_name", "sortOrder": "asc", "pageSize": "2"}
+
+    async def names(page: int) -> list[str]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emu.app), base_url="http://b") as http:
+            body = (await http.get("/api/customers", params={**params, "page": page}, headers=auth)).json()
+        return [c["display_name"] for c in body["customers"]]
+
+    assert await names(1) + await names(2) == ["Alpha", "Bravo", "Charlie", "Delta"]
+    emu.records["3"]["display_name"] = "Aardvark"  # Delta, edited in place (as tests and admin edits do)
+    assert await names(1) == ["Aardvark", "Alpha"]
+    emu.records["1"]["active"] = 0
+    assert await names(1) + await names(2) == ["Aardvark", "Alpha", "Charlie"], "inactive ones filtered after"
+
+
+async def test_given_piriod_pages_when_walked_then_sorted_once_and_again_only_after_a_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sandbox import piriod
+
+    sorts: list[str] = []
+    real = piriod._order
+
+    def counted(rows: list[dict[str, Any]], raw: str) -> list[dict[str, Any]]:
+        sorts.append(raw)
+        return real(rows, raw)
+
+    monkeypatch.setattr(piriod, "_order", counted)
+    emu = PiriodEmulator()
+    emu.seed([{"name": f"C{i:02}", "country": "CL", "tax_id": f"7654321{i % 10}-K"} for i in range(30)])
+    headers = {"Authorization": f"Token {SANDBOX_API_TOKEN}", "x-simple-workspace": SANDBOX_WORKSPACE,
+               "x-piriod-test-mode": "true"}  # fmt: skip
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emu.app), base_url="http://p") as http:
+
+        async def page(n: int, **extra: str) -> list[str]:
+            query = {"page": str(n), "page_size": "10", "ordering": "name", **extra}
+            return [r["name"] for r in (await http.get("/customers/", params=query, headers=headers)).json()["results"]]
+
+        walked = [name for n in (1, 2, 3) for name in await page(n)]
+        assert walked == [f"C{i:02}" for i in range(30)]
+        assert len(sorts) == 1, "three pages, one sort"
+        first = next(r for r in emu.records.values() if r["name"] == "C29")
+        await http.patch(f"/customers/{first['id']}/", json={"name": "A first"}, headers=headers)
+        assert (await page(1))[0] == "A first"
+        assert len(sorts) == 2
+        assert await page(1, name="C05") == ["C05"], "filters still apply to the cached order"

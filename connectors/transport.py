@@ -1,0 +1,99 @@
+"""The HTTP transport under every connection's ``httpx.AsyncClient``.
+
+custsync keeps the httpx API (auth flows, retries, timeouts are written
+against it) and picks what moves the bytes here, by the numbers in
+``docs/benchmarks.md``: on the benchmark machine httpx over an aiohttp
+transport (``httpx-aiohttp``, a dependency) makes the same Thredfi creates with about a
+sixth of the CPU of httpx's own transport (httpcore), and three to six times
+as many per second. So :func:`default_transport` returns that transport, and ``None`` (httpx's own) when
+``CUSTSYNC_HTTP_TRANSPORT=httpx`` asks for it.
+
+The one thing not taken as httpx-aiohttp ships it is the translation of
+aiohttp's errors: it names every ``ClientConnectionError`` a
+``ConnectTimeout``, so a connection dropped *after* a create was sent would
+read as "never sent" and be retried (a duplicate), and a refused connection
+would not read as ``ConnectError``. :class:`AiohttpTransport` maps them the
+way httpcore does: only a connection that was never opened is a connect
+error; a drop, a reset or a bad body once the request went out is a read
+error; a socket timeout is a read (or connect) timeout.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport as _Base
+
+#: set to ``httpx`` to use httpx's own transport even when httpx-aiohttp is installed.
+ENV = "CUSTSYNC_HTTP_TRANSPORT"
+
+
+def default_transport(*, max_connections: int | None = None) -> httpx.AsyncBaseTransport | None:
+    """The transport a connection's client is built with; ``None`` means httpx's own.
+
+    Args:
+        max_connections: the most connections kept open at once (httpx ignores
+            the client's ``limits`` when it is given a transport, so pass the
+            connection's ``max_concurrency`` here).
+    """
+    if os.environ.get(ENV, "").strip().lower() == "httpx":
+        return None
+    return AiohttpTransport(limits=httpx.Limits(max_connections=max_connections))
+
+
+def _translated(exc: httpx.TransportError, request: httpx.Request | None) -> httpx.TransportError:
+    """The httpx error httpcore would have raised for the aiohttp error under ``exc``."""
+    cause = exc.__cause__
+    if not isinstance(cause, aiohttp.ClientError):
+        return exc
+    message = str(cause) or type(cause).__name__
+    kind: type[httpx.TransportError]
+    if isinstance(cause, aiohttp.ClientConnectorError):  # DNS, refused, TLS: the request never went out
+        kind = httpx.ConnectError
+    elif isinstance(cause, getattr(aiohttp, "ConnectionTimeoutError", ())):
+        kind = httpx.ConnectTimeout
+    elif isinstance(cause, aiohttp.ServerTimeoutError):
+        kind = httpx.ReadTimeout
+    elif isinstance(cause, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+        kind = httpx.ReadError  # dropped, reset or cut short: it may have been applied
+    else:
+        return exc
+    return kind(message, request=request)
+
+
+class _Stream(httpx.AsyncByteStream):
+    """A response body whose read errors are translated as the request's are."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, request: httpx.Request) -> None:
+        self._inner = inner
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._inner:
+                yield chunk
+        except httpx.TransportError as exc:
+            raise _translated(exc, self._request) from exc.__cause__
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class AiohttpTransport(_Base):
+    """httpx-aiohttp's transport with httpcore's reading of connection errors (see the module docstring)."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response: httpx.Response = await super().handle_async_request(request)
+        except httpx.TransportError as exc:
+            raise _translated(exc, request) from exc.__cause__
+        stream = response.stream
+        if isinstance(stream, httpx.AsyncByteStream):
+            response.stream = _Stream(stream, request)
+        return response
+
+
+__all__ = ["ENV", "AiohttpTransport", "default_transport"]
