@@ -63,22 +63,31 @@ class PiriodState(TypedDict):
 
 # Ids are stable: each country owns a block, entries numbered in this order.
 _STATE_NAMES: dict[str, tuple[int, str]] = {
-    "CL": (1, "Arica y Parinacota|Tarapacá|Antofagasta|Atacama|Coquimbo|Valparaíso|"
-           "Región Metropolitana de Santiago|Libertador General Bernardo O'Higgins|Maule|"
-           "Ñuble|Biobío|La Araucanía|Los Ríos|Los Lagos|"
-           "Aysén del General Carlos Ibáñez del Campo|Magallanes y de la Antártica Chilena"),
-    "MX": (101, "Aguascalientes|Baja California|Baja California Sur|Campeche|Chiapas|"
-           "Chihuahua|Ciudad de México|Coahuila|Colima|Durango|Estado de México|Guanajuato|"
-           "Guerrero|Hidalgo|Jalisco|Michoacán|Morelos|Nayarit|Nuevo León|Oaxaca|Puebla|"
-           "Querétaro|Quintana Roo|San Luis Potosí|Sinaloa|Sonora|Tabasco|Tamaulipas|"
-           "Tlaxcala|Veracruz|Yucatán|Zacatecas"),
-    "US": (201, "Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|"
-           "District of Columbia|Florida|Georgia|Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|"
-           "Kentucky|Louisiana|Maine|Maryland|Massachusetts|Michigan|Minnesota|Mississippi|"
-           "Missouri|Montana|Nebraska|Nevada|New Hampshire|New Jersey|New Mexico|New York|"
-           "North Carolina|North Dakota|Ohio|Oklahoma|Oregon|Pennsylvania|Rhode Island|"
-           "South Carolina|South Dakota|Tennessee|Texas|Utah|Vermont|Virginia|Washington|"
-           "West Virginia|Wisconsin|Wyoming"),
+    "CL": (
+        1,
+        "Arica y Parinacota|Tarapacá|Antofagasta|Atacama|Coquimbo|Valparaíso|"
+        "Región Metropolitana de Santiago|Libertador General Bernardo O'Higgins|Maule|"
+        "Ñuble|Biobío|La Araucanía|Los Ríos|Los Lagos|"
+        "Aysén del General Carlos Ibáñez del Campo|Magallanes y de la Antártica Chilena",
+    ),
+    "MX": (
+        101,
+        "Aguascalientes|Baja California|Baja California Sur|Campeche|Chiapas|"
+        "Chihuahua|Ciudad de México|Coahuila|Colima|Durango|Estado de México|Guanajuato|"
+        "Guerrero|Hidalgo|Jalisco|Michoacán|Morelos|Nayarit|Nuevo León|Oaxaca|Puebla|"
+        "Querétaro|Quintana Roo|San Luis Potosí|Sinaloa|Sonora|Tabasco|Tamaulipas|"
+        "Tlaxcala|Veracruz|Yucatán|Zacatecas",
+    ),
+    "US": (
+        201,
+        "Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|"
+        "District of Columbia|Florida|Georgia|Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|"
+        "Kentucky|Louisiana|Maine|Maryland|Massachusetts|Michigan|Minnesota|Mississippi|"
+        "Missouri|Montana|Nebraska|Nevada|New Hampshire|New Jersey|New Mexico|New York|"
+        "North Carolina|North Dakota|Ohio|Oklahoma|Oregon|Pennsylvania|Rhode Island|"
+        "South Carolina|South Dakota|Tennessee|Texas|Utah|Vermont|Virginia|Washington|"
+        "West Virginia|Wisconsin|Wyoming",
+    ),
     "GB": (301, "England|Scotland|Wales|Northern Ireland"),
 }
 STATES: dict[int, PiriodState] = {
@@ -87,11 +96,36 @@ STATES: dict[int, PiriodState] = {
     for i, name in enumerate(names.split("|"))
 }
 # pycountry has no country → currency table; unknown countries fall back to USD.
-_CURRENCIES = {"CL": "CLP", "MX": "MXN", "US": "USD", "GB": "GBP", "CO": "COP", "PE": "PEN",
-               "AR": "ARS", "BR": "BRL", "UY": "UYU", "CA": "CAD", "ES": "EUR", "DE": "EUR",
-               "FR": "EUR", "IT": "EUR", "PT": "EUR", "NL": "EUR", "IE": "EUR"}
-_CHAR_LIMITS = {"name": 100, "address": 64, "email": 254, "phone": 16, "website": 200,
-                "zip_code": 16, "manager": 64, "reference": 64, "tax_id": 32}
+_CURRENCIES = {
+    "CL": "CLP",
+    "MX": "MXN",
+    "US": "USD",
+    "GB": "GBP",
+    "CO": "COP",
+    "PE": "PEN",
+    "AR": "ARS",
+    "BR": "BRL",
+    "UY": "UYU",
+    "CA": "CAD",
+    "ES": "EUR",
+    "DE": "EUR",
+    "FR": "EUR",
+    "IT": "EUR",
+    "PT": "EUR",
+    "NL": "EUR",
+    "IE": "EUR",
+}
+_CHAR_LIMITS = {
+    "name": 100,
+    "address": 64,
+    "email": 254,
+    "phone": 16,
+    "website": 200,
+    "zip_code": 16,
+    "manager": 64,
+    "reference": 64,
+    "tax_id": 32,
+}
 _REQUIRED = ("name", "address")
 _BOOLS = ("send_invoices", "send_collections", "send_vouchers")
 _STATUSES = ("active", "archived", "pending")
@@ -99,10 +133,8 @@ _TRUE = {"true", "t", "yes", "y", "on", "1"}
 _FALSE = {"false", "f", "no", "n", "off", "0"}
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*\.[^\s]+$", re.IGNORECASE)
 _EXACT_FILTERS = ("email", "name", "tax_id", "status", "reference")
-_ORDERING_FIELDS = frozenset({"id", "name", "email", "created", "updated", "status",
-                              "reference", "tax_id"})
-_SEED_FIELDS = frozenset({*_CHAR_LIMITS, *_BOOLS, "status", "currency", "tax_settings",
-                          "metadata"})
+_ORDERING_FIELDS = frozenset({"id", "name", "email", "created", "updated", "status", "reference", "tax_id"})
+_SEED_FIELDS = frozenset({*_CHAR_LIMITS, *_BOOLS, "status", "currency", "tax_settings", "metadata"})
 _SEARCH_FIELDS = ("name", "email", "tax_id", "reference")
 _REQUIRED_MSG = "This field is required."
 _BAD_CHOICE = "Select a valid choice. That choice is not one of the available choices."
@@ -116,16 +148,19 @@ def country_object(code: str) -> dict[str, Any] | None:
     if country is None:
         return None
     prefix = phonenumbers.country_code_for_region(code)
-    return {"id": code, "name": getattr(country, "common_name", country.name),
-            "code": f"+{prefix}" if prefix else "", "has_regulation": code in REGULATED_COUNTRIES,
-            "currencies": [_CURRENCIES.get(code, "USD")]}
+    return {
+        "id": code,
+        "name": getattr(country, "common_name", country.name),
+        "code": f"+{prefix}" if prefix else "",
+        "has_regulation": code in REGULATED_COUNTRIES,
+        "currencies": [_CURRENCIES.get(code, "USD")],
+    }
 
 
 def state_id(country: str, name: str) -> int | None:
     """Find a state id by name (case and accent insensitive), as a user picks it."""
     wanted = _fold(name)
-    return next((s["id"] for s in STATES.values()
-                 if s["country"] == country and _fold(s["name"]) == wanted), None)
+    return next((s["id"] for s in STATES.values() if s["country"] == country and _fold(s["name"]) == wanted), None)
 
 
 class PiriodEmulator(Emulator):
@@ -141,12 +176,20 @@ class PiriodEmulator(Emulator):
 
     system = "piriod"
     field_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "address_line1": ("address",), "postal_code": ("zip_code",), "notes": ("metadata.notes",),
+        "address_line1": ("address",),
+        "postal_code": ("zip_code",),
+        "notes": ("metadata.notes",),
     }
 
-    def __init__(self, *, api_token: str = SANDBOX_API_TOKEN, workspace: str = SANDBOX_WORKSPACE,
-                 account_country: str = SANDBOX_ACCOUNT_COUNTRY, fault_seed: int = 0,
-                 kill_after_writes: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        api_token: str = SANDBOX_API_TOKEN,
+        workspace: str = SANDBOX_WORKSPACE,
+        account_country: str = SANDBOX_ACCOUNT_COUNTRY,
+        fault_seed: int = 0,
+        kill_after_writes: int | None = None,
+    ) -> None:
         self.api_token = api_token  # assign a new value to "regenerate" the token
         self.workspace = workspace
         self.account_country = account_country
@@ -172,17 +215,18 @@ class PiriodEmulator(Emulator):
     def routes(self) -> list[BaseRoute]:
         """The API routes; every method is routed so that 405s have DRF's body."""
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-        return [Route("/customers/", self._customers, methods=methods),
-                Route("/customers/{id}/", self._customer, methods=methods),
-                Route("/states/", self._states, methods=methods)]
+        return [
+            Route("/customers/", self._customers, methods=methods),
+            Route("/customers/{id}/", self._customer, methods=methods),
+            Route("/states/", self._states, methods=methods),
+        ]
 
     async def _customers(self, request: Request) -> Response:
         if (denied := self._authorize(request)) is not None:
             return denied
         if request.method == "GET":
             return self._list(request)
-        return await self._write(request, None) if request.method == "POST" else (
-            _not_allowed(request.method))
+        return await self._write(request, None) if request.method == "POST" else (_not_allowed(request.method))
 
     async def _customer(self, request: Request) -> Response:
         if (denied := self._authorize(request)) is not None:
@@ -194,8 +238,11 @@ class PiriodEmulator(Emulator):
             return json_error(404, {"detail": "Not found."})
         # The docs say PATCH; the official Node SDK sends PUT. Strict reading: PUT is DRF's
         # full update, so a PUT must carry every required field, as a create does.
-        return JSONResponse(record) if request.method == "GET" else await self._write(
-            request, record, full=request.method == "PUT")
+        return (
+            JSONResponse(record)
+            if request.method == "GET"
+            else await self._write(request, record, full=request.method == "PUT")
+        )
 
     async def _write(self, request: Request, record: dict[str, Any] | None, *, full: bool = False) -> Response:
         body = await read_json(request)
@@ -224,8 +271,11 @@ class PiriodEmulator(Emulator):
         if country and country_object(country) is None:
             return json_error(400, {"country": [_BAD_CHOICE]})
         name = _fold(request.query_params.get("name", ""))
-        rows = [dict(s) for s in STATES.values() if (not country or s["country"] == country)
-                and (not name or _fold(s["name"]) == name)]
+        rows = [
+            dict(s)
+            for s in STATES.values()
+            if (not country or s["country"] == country) and (not name or _fold(s["name"]) == name)
+        ]
         return _paginate(request, rows)
 
     # -- helpers -------------------------------------------------------------
@@ -281,16 +331,15 @@ class PiriodEmulator(Emulator):
                 rows = [r for r in rows if compare(_parse_moment(r["created"]) or _EPOCH, moment)]
             elif key == "search":
                 terms = [t for t in re.split(r"[\s,]+", raw.lower()) if t]
-                rows = [r for r in rows if all(any(t in str(r[f] or "").lower()
-                                                   for f in _SEARCH_FIELDS) for t in terms)]
+                rows = [
+                    r for r in rows if all(any(t in str(r[f] or "").lower() for f in _SEARCH_FIELDS) for t in terms)
+                ]
         return _paginate(request, rows if ordered else _order(rows, ordering))
 
-    def _clean(self, body: Mapping[str, Any],
-               record: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _clean(self, body: Mapping[str, Any], record: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
         """Validate a write body like the DRF serializer; ``record`` is set for updates."""
         fields: dict[str, Any] = {}
-        errors: dict[str, Any] = {n: [_REQUIRED_MSG] for n in _REQUIRED
-                                  if record is None and n not in body}
+        errors: dict[str, Any] = {n: [_REQUIRED_MSG] for n in _REQUIRED if record is None and n not in body}
         for name, clean in _CLEANERS.items():
             if name in body:
                 try:
@@ -302,13 +351,21 @@ class PiriodEmulator(Emulator):
         old_country = record["country"]["id"] if record and record["country"] else None
         country = fields.get("country", old_country or self.account_country)
         state = fields.get("state", record["state"]["id"] if record and record["state"] else None)
-        if (state is not None and STATES[state]["country"] != country and "state" not in errors
-                and (record is None or {"country", "state"} & fields.keys())):
+        if (
+            state is not None
+            and STATES[state]["country"] != country
+            and "state" not in errors
+            and (record is None or {"country", "state"} & fields.keys())
+        ):
             errors["state"] = [f"The state does not belong to country {country}."]
         tax_id = fields.get("tax_id", record["tax_id"] if record else None)
-        if (country in REGULATED_COUNTRIES and country == self.account_country and not tax_id
-                and "tax_id" not in errors
-                and (record is None or {"country", "tax_id"} & fields.keys())):
+        if (
+            country in REGULATED_COUNTRIES
+            and country == self.account_country
+            and not tax_id
+            and "tax_id" not in errors
+            and (record is None or {"country", "tax_id"} & fields.keys())
+        ):
             errors["tax_id"] = [_REQUIRED_MSG]
         if record is None:
             fields.setdefault("country", country)
@@ -319,19 +376,38 @@ class PiriodEmulator(Emulator):
         self._next_id += 1
         # A fixed-width Crockford id sorts like creation order, as a ULID does.
         number = (0x018F2A6B3C00 << 80) + self._next_id
-        record_id = "cus_" + "".join(_CROCKFORD[(number >> (5 * i)) & 31]
-                                     for i in reversed(range(26)))
+        record_id = "cus_" + "".join(_CROCKFORD[(number >> (5 * i)) & 31] for i in reversed(range(26)))
         country = country_object(fields["country"])
-        record = new_record(self.records, {
-            "id": record_id, "name": "", "address": "", "country": country, "state": None,
-            "currency": country["currencies"][0] if country else "USD", "email": None,
-            "phone": None, "website": None, "zip_code": None, "manager": None, "reference": None,
-            "tax_id": None, "tax_settings": {}, "metadata": {}, "send_invoices": True,
-            "send_collections": True, "send_vouchers": True, "status": "active", "sources": [],
-            "contacts": [], "aggregations": {"sales": 0.0, "sales_current_period": 0.0,
-                                             "balance": 0.0},
-            "test_mode": test_mode, "created": now, "updated": now,
-        })
+        record = new_record(
+            self.records,
+            {
+                "id": record_id,
+                "name": "",
+                "address": "",
+                "country": country,
+                "state": None,
+                "currency": country["currencies"][0] if country else "USD",
+                "email": None,
+                "phone": None,
+                "website": None,
+                "zip_code": None,
+                "manager": None,
+                "reference": None,
+                "tax_id": None,
+                "tax_settings": {},
+                "metadata": {},
+                "send_invoices": True,
+                "send_collections": True,
+                "send_vouchers": True,
+                "status": "active",
+                "sources": [],
+                "contacts": [],
+                "aggregations": {"sales": 0.0, "sales_current_period": 0.0, "balance": 0.0},
+                "test_mode": test_mode,
+                "created": now,
+                "updated": now,
+            },
+        )
         _apply(record, fields)
         self.records[record_id] = record
         self._index(record)
@@ -339,8 +415,7 @@ class PiriodEmulator(Emulator):
 
     # -- admin and seeding ----------------------------------------------------
 
-    def seed(self, payloads: list[Mapping[str, Any]],
-             test_mode: bool = True) -> list[dict[str, Any]]:
+    def seed(self, payloads: list[Mapping[str, Any]], test_mode: bool = True) -> list[dict[str, Any]]:
         """Create records via ``admin_seed``, in the test data set unless told otherwise."""
         return [self.admin_seed({"test_mode": test_mode, **p}) for p in payloads]
 
@@ -378,14 +453,26 @@ class PiriodEmulator(Emulator):
         self, count: int, seed: int = 7, test_mode: bool = True, countries: tuple[str, ...] = DEFAULT_COUNTRIES
     ) -> list[dict[str, Any]]:
         """Seed ``count`` fake customers in Piriod's shape (city folded into ``address``)."""
-        return self.seed([{
-            "name": c.name[:100],
-            "address": ", ".join(p for p in (c.address_line1, c.address_line2, c.city) if p)[:64],
-            "country": c.country, "state": c.state, "currency": c.currency, "email": c.email,
-            "phone": c.phone, "website": c.website, "zip_code": c.postal_code,
-            "tax_id": c.tax_id, "metadata": {"notes": c.notes} if c.notes else {},
-            "status": "active" if c.active else "archived",
-        } for c in fake_customers(count, seed=seed, countries=countries)], test_mode=test_mode)
+        return self.seed(
+            [
+                {
+                    "name": c.name[:100],
+                    "address": ", ".join(p for p in (c.address_line1, c.address_line2, c.city) if p)[:64],
+                    "country": c.country,
+                    "state": c.state,
+                    "currency": c.currency,
+                    "email": c.email,
+                    "phone": c.phone,
+                    "website": c.website,
+                    "zip_code": c.postal_code,
+                    "tax_id": c.tax_id,
+                    "metadata": {"notes": c.notes} if c.notes else {},
+                    "status": "active" if c.active else "archived",
+                }
+                for c in fake_customers(count, seed=seed, countries=countries)
+            ],
+            test_mode=test_mode,
+        )
 
     def _resolve_country(self, value: Any) -> str:
         if value is None:
@@ -455,9 +542,11 @@ def _related(name: str, value: Any) -> str | int | None:
             return None
         raise _Invalid(["This field may not be null."])
     pk = str(value)
-    typed = isinstance(value, str) if name == "country" else (
-        isinstance(value, int | str) and not isinstance(value, bool)
-        and re.fullmatch(r"[0-9]+", pk) is not None)
+    typed = (
+        isinstance(value, str)
+        if name == "country"
+        else (isinstance(value, int | str) and not isinstance(value, bool) and re.fullmatch(r"[0-9]+", pk) is not None)
+    )
     if not typed:
         raise _Invalid([f"Incorrect type. Expected pk value, received {type(value).__name__}."])
     if name == "state" and int(pk) in STATES:
@@ -468,8 +557,11 @@ def _related(name: str, value: Any) -> str | int | None:
 
 
 def _choice(name: str, value: Any) -> str:
-    valid = (isinstance(value, str) and pycountry.currencies.get(alpha_3=value) is not None
-             if name == "currency" else value in _STATUSES)
+    valid = (
+        isinstance(value, str) and pycountry.currencies.get(alpha_3=value) is not None
+        if name == "currency"
+        else value in _STATUSES
+    )
     if not valid:
         raise _Invalid([f'"{value}" is not a valid choice.'])
     return str(value)
@@ -489,18 +581,25 @@ def _mapping(name: str, value: Any) -> dict[str, Any]:
     if name != "metadata":
         return value
     # metadata values are strings (numbers are coerced); errors nest per key.
-    nested = {k: ["This field may not be null."] if v is None else ["Not a valid string."]
-              for k, v in value.items()
-              if v is None or isinstance(v, bool) or not isinstance(v, str | int | float)}
+    nested = {
+        k: ["This field may not be null."] if v is None else ["Not a valid string."]
+        for k, v in value.items()
+        if v is None or isinstance(v, bool) or not isinstance(v, str | int | float)
+    }
     if nested:
         raise _Invalid(nested)
     return {k: str(v) for k, v in value.items()}
 
 
 _CLEANERS: dict[str, Callable[[str, Any], Any]] = {
-    **dict.fromkeys(_CHAR_LIMITS, _char), "country": _related, "state": _related,
-    "currency": _choice, **dict.fromkeys(_BOOLS, _boolean), "status": _choice,
-    "tax_settings": _mapping, "metadata": _mapping,
+    **dict.fromkeys(_CHAR_LIMITS, _char),
+    "country": _related,
+    "state": _related,
+    "currency": _choice,
+    **dict.fromkeys(_BOOLS, _boolean),
+    "status": _choice,
+    "tax_settings": _mapping,
+    "metadata": _mapping,
 }
 
 
@@ -509,8 +608,7 @@ def _body_error(body: Any) -> Response | None:
         return json_error(400, {"detail": "JSON parse error - Expecting value: line 1 column 1"})
     if not isinstance(body, dict):
         kind = type(body).__name__
-        return json_error(400, {"non_field_errors": [
-            f"Invalid data. Expected a dictionary, but got {kind}."]})
+        return json_error(400, {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {kind}."]})
     return None
 
 
@@ -539,12 +637,14 @@ def _paginate(request: Request, rows: list[dict[str, Any]]) -> Response:
     if not 1 <= page <= pages:
         return json_error(404, {"detail": "Invalid page."})
     url = str(request.url)
-    return JSONResponse({
-        "count": len(rows),
-        "next": _page_url(url, page + 1) if page < pages else None,
-        "previous": _page_url(url, page - 1) if page > 1 else None,
-        "results": rows[(page - 1) * size: page * size],
-    })
+    return JSONResponse(
+        {
+            "count": len(rows),
+            "next": _page_url(url, page + 1) if page < pages else None,
+            "previous": _page_url(url, page - 1) if page > 1 else None,
+            "results": rows[(page - 1) * size : page * size],
+        }
+    )
 
 
 def _page_url(url: str, page: int) -> str:
@@ -554,8 +654,7 @@ def _page_url(url: str, page: int) -> str:
     params.pop("page", None)
     if page > 1:
         params["page"] = [str(page)]
-    return urlunsplit((scheme, netloc, path, urlencode(sorted(params.items()), doseq=True),
-                       fragment))
+    return urlunsplit((scheme, netloc, path, urlencode(sorted(params.items()), doseq=True), fragment))
 
 
 def _order(rows: list[dict[str, Any]], raw: str) -> list[dict[str, Any]]:
@@ -584,9 +683,17 @@ def _fold(text: str) -> str:
 
 
 __all__ = [
-    "DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "REGULATED_COUNTRIES", "SANDBOX_ACCOUNT_COUNTRY",
-    "SANDBOX_API_TOKEN", "SANDBOX_WORKSPACE", "STATES", "PiriodEmulator", "PiriodState",
-    "country_object", "state_id",
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "REGULATED_COUNTRIES",
+    "SANDBOX_ACCOUNT_COUNTRY",
+    "SANDBOX_API_TOKEN",
+    "SANDBOX_WORKSPACE",
+    "STATES",
+    "PiriodEmulator",
+    "PiriodState",
+    "country_object",
+    "state_id",
 ]
 
 

@@ -49,21 +49,57 @@ SANDBOX_TOKEN_TTL_S = 3600.0
 TOKEN_RATE_LIMIT = 10
 TOKEN_RATE_WINDOW_S = 60.0
 #: SAT régimen fiscal codes accepted for ``taxSystem``.
-TAX_SYSTEMS = ("601", "603", "605", "606", "607", "608", "610", "611", "612", "614", "615",
-               "616", "620", "621", "622", "623", "624", "625", "626")
+TAX_SYSTEMS = (
+    "601",
+    "603",
+    "605",
+    "606",
+    "607",
+    "608",
+    "610",
+    "611",
+    "612",
+    "614",
+    "615",
+    "616",
+    "620",
+    "621",
+    "622",
+    "623",
+    "624",
+    "625",
+    "626",
+)
 #: SAT CFDI 4.0 use codes accepted for ``defaultInvoiceUse``.
-INVOICE_USES = ("G01", "G02", "G03", *(f"I0{n}" for n in range(1, 9)),
-                *(f"D{n:02d}" for n in range(1, 11)), "S01", "CP01", "CN01")
+INVOICE_USES = (
+    "G01",
+    "G02",
+    "G03",
+    *(f"I0{n}" for n in range(1, 9)),
+    *(f"D{n:02d}" for n in range(1, 11)),
+    "S01",
+    "CP01",
+    "CN01",
+)
 #: SAT's generic RFCs (general public, foreign residents): shared by many customers.
 GENERIC_RFCS = frozenset({"XAXX010101000", "XEXX010101000"})
 
 # Write name → key inside the read shape's ``address`` (None: top-level, same name).
 _FIELDS: dict[str, str | None] = {
-    "legalName": None, "taxId": None, "taxSystem": None, "email": None,
-    "defaultInvoiceUse": None, "phone": None, "addressStreet": "street",
-    "addressExterior": "exterior", "addressInterior": "interior",
-    "addressNeighborhood": "neighborhood", "addressCity": "city",
-    "addressMunicipality": "municipality", "addressZip": "zip", "addressState": "state",
+    "legalName": None,
+    "taxId": None,
+    "taxSystem": None,
+    "email": None,
+    "defaultInvoiceUse": None,
+    "phone": None,
+    "addressStreet": "street",
+    "addressExterior": "exterior",
+    "addressInterior": "interior",
+    "addressNeighborhood": "neighborhood",
+    "addressCity": "city",
+    "addressMunicipality": "municipality",
+    "addressZip": "zip",
+    "addressState": "state",
     "addressCountry": "country",
 }
 #: text limits (not documented): CFDI 4.0's ``Nombre`` holds 254; 255 for the rest.
@@ -104,22 +140,34 @@ class TimbrixEmulator(Emulator):
     system = "timbrix"
     non_write_paths = ("/oauth/token", "/api-keys/validate")
     field_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "name": ("legalName",), "tax_id": ("taxId",), "tax_system": ("taxSystem",),
+        "name": ("legalName",),
+        "tax_id": ("taxId",),
+        "tax_system": ("taxSystem",),
         "invoice_use": ("defaultInvoiceUse",),
         "address_line1": ("addressStreet", "addressExterior", "addressInterior"),
-        "address_line2": ("addressNeighborhood",), "city": ("addressCity", "addressMunicipality"),
-        "postal_code": ("addressZip",), "state": ("addressState",), "country": ("addressCountry",),
+        "address_line2": ("addressNeighborhood",),
+        "city": ("addressCity", "addressMunicipality"),
+        "postal_code": ("addressZip",),
+        "state": ("addressState",),
+        "country": ("addressCountry",),
     }
 
-    def __init__(self, *, api_key: str = SANDBOX_API_KEY, client_id: str = SANDBOX_CLIENT_ID,
-                 client_secret: str = SANDBOX_CLIENT_SECRET,
-                 organization_id: str = SANDBOX_ORGANIZATION_ID,
-                 scopes: tuple[str, ...] = SANDBOX_SCOPES,
-                 token_ttl_s: float = SANDBOX_TOKEN_TTL_S,
-                 token_rate_limit: int = TOKEN_RATE_LIMIT,
-                 token_rate_window_s: float = TOKEN_RATE_WINDOW_S,
-                 clock: Callable[[], float] = time.monotonic, forbid_unknown_keys: bool = True,
-                 fault_seed: int = 0, kill_after_writes: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str = SANDBOX_API_KEY,
+        client_id: str = SANDBOX_CLIENT_ID,
+        client_secret: str = SANDBOX_CLIENT_SECRET,
+        organization_id: str = SANDBOX_ORGANIZATION_ID,
+        scopes: tuple[str, ...] = SANDBOX_SCOPES,
+        token_ttl_s: float = SANDBOX_TOKEN_TTL_S,
+        token_rate_limit: int = TOKEN_RATE_LIMIT,
+        token_rate_window_s: float = TOKEN_RATE_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+        forbid_unknown_keys: bool = True,
+        fault_seed: int = 0,
+        kill_after_writes: int | None = None,
+    ) -> None:
         self.forbid_unknown_keys = forbid_unknown_keys
         self.api_key = api_key
         self.client_id = client_id
@@ -154,10 +202,13 @@ class TimbrixEmulator(Emulator):
     def routes(self) -> list[BaseRoute]:
         """The API routes, with Express's optional trailing slash and NestJS's 404s."""
         base = "/api/organizations/{org}/customers"
-        pairs = [(base, self._customers), (base + "/{id}", self._customer),
-                 ("/api/oauth/token", self._token), ("/api/api-keys/validate", self._validate)]
-        routes: list[BaseRoute] = [Route(p + s, h, methods=_METHODS)
-                                   for p, h in pairs for s in ("", "/")]
+        pairs = [
+            (base, self._customers),
+            (base + "/{id}", self._customer),
+            ("/api/oauth/token", self._token),
+            ("/api/api-keys/validate", self._validate),
+        ]
+        routes: list[BaseRoute] = [Route(p + s, h, methods=_METHODS) for p, h in pairs for s in ("", "/")]
         return [*routes, Route("/{path:path}", self._no_route, methods=_METHODS)]
 
     async def _no_route(self, request: Request) -> Response:
@@ -221,16 +272,20 @@ class TimbrixEmulator(Emulator):
         self._window = (start, hits)
         if hits > self.token_rate_limit:
             wait = max(1, math.ceil(start + self.token_rate_window_s - now))
-            return JSONResponse({"statusCode": 429,
-                                 "message": "ThrottlerException: Too Many Requests"},
-                                status_code=429, headers={"Retry-After": str(wait)})
+            return JSONResponse(
+                {"statusCode": 429, "message": "ThrottlerException: Too Many Requests"},
+                status_code=429,
+                headers={"Retry-After": str(wait)},
+            )
         body = await read_json(request)
         body = body if isinstance(body, dict) else {}
         scopes: list[str] = body.get("scopes") or []
-        messages = [f"{k} must be a string" for k in ("clientId", "clientSecret")
-                    if not isinstance(body.get(k), str) or not body[k]]
-        if not isinstance(scopes, list) or not scopes or not all(
-                isinstance(s, str) for s in scopes):
+        messages = [
+            f"{k} must be a string"
+            for k in ("clientId", "clientSecret")
+            if not isinstance(body.get(k), str) or not body[k]
+        ]
+        if not isinstance(scopes, list) or not scopes or not all(isinstance(s, str) for s in scopes):
             messages.append("scopes must be a non-empty array of strings")
         if "userId" in body and not isinstance(body["userId"], str):
             messages.append("userId must be a string")
@@ -239,23 +294,28 @@ class TimbrixEmulator(Emulator):
         if (body["clientId"], body["clientSecret"]) != (self.client_id, self.client_secret):
             return _unauthorized("Invalid client credentials")
         if unknown := [s for s in scopes if s not in self.scopes]:
-            return _error(400, f"Scopes not configured on this OAuth app: {', '.join(unknown)}",
-                          "Bad Request")
+            return _error(400, f"Scopes not configured on this OAuth app: {', '.join(unknown)}", "Bad Request")
         token = secrets.token_urlsafe(32)
         self.tokens[token] = (now + self.token_ttl_s, frozenset(scopes))
-        return JSONResponse({"access_token": token, "token_type": "Bearer",
-                             "expires_in": int(self.token_ttl_s), "scope": " ".join(scopes)})
+        return JSONResponse(
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": int(self.token_ttl_s),
+                "scope": " ".join(scopes),
+            }
+        )
 
     async def _validate(self, request: Request) -> Response:
         if request.method != "POST":
             return await self._no_route(request)
         body = await read_json(request)
         key = (body.get("apiKey") or body.get("key") if isinstance(body, dict) else None) or (
-            request.headers.get("x-api-key"))
+            request.headers.get("x-api-key")
+        )
         if key != self.api_key:
             return _unauthorized("Invalid API key")
-        return JSONResponse({"valid": True, "organizationId": self.organization_id,
-                             "environment": "sandbox"})
+        return JSONResponse({"valid": True, "organizationId": self.organization_id, "environment": "sandbox"})
 
     # -- helpers -------------------------------------------------------------
 
@@ -298,12 +358,19 @@ class TimbrixEmulator(Emulator):
         # ObjectId-like: a fixed "timestamp" prefix, then a counter, so ids sort by creation.
         record_id = f"6650a1b2{self._next_id:016x}"
         record: dict[str, Any] = {
-            "id": record_id, "organizationId": self.organization_id, "legalName": None,
-            "taxId": None, "taxSystem": None, "email": None, "phone": None,
+            "id": record_id,
+            "organizationId": self.organization_id,
+            "legalName": None,
+            "taxId": None,
+            "taxSystem": None,
+            "email": None,
+            "phone": None,
             "defaultInvoiceUse": None,
-            "address": dict.fromkeys(("street", "exterior", "interior", "neighborhood", "city",
-                                      "municipality", "zip", "state", "country")),
-            "createdAt": now, "updatedAt": now,
+            "address": dict.fromkeys(
+                ("street", "exterior", "interior", "neighborhood", "city", "municipality", "zip", "state", "country")
+            ),
+            "createdAt": now,
+            "updatedAt": now,
         }
         record["address"]["country"] = "MEX"
         _apply(record, fields)
@@ -348,12 +415,20 @@ class TimbrixEmulator(Emulator):
         for c in fake_customers(count, seed=seed, countries=("MX",)):
             street, exterior = _split_street(c.address_line1 or "")
             payload: dict[str, Any] = {
-                "legalName": c.name, "taxId": c.tax_id, "taxSystem": c.tax_system,
-                "email": c.email, "defaultInvoiceUse": c.invoice_use, "phone": c.phone,
-                "addressStreet": street, "addressExterior": exterior,
+                "legalName": c.name,
+                "taxId": c.tax_id,
+                "taxSystem": c.tax_system,
+                "email": c.email,
+                "defaultInvoiceUse": c.invoice_use,
+                "phone": c.phone,
+                "addressStreet": street,
+                "addressExterior": exterior,
                 "addressNeighborhood": (c.address_line2 or "").removeprefix("Col. "),
-                "addressCity": c.city, "addressMunicipality": c.city, "addressZip": c.postal_code,
-                "addressState": c.state, "addressCountry": "MEX",
+                "addressCity": c.city,
+                "addressMunicipality": c.city,
+                "addressZip": c.postal_code,
+                "addressState": c.state,
+                "addressCountry": "MEX",
             }
             if all(payload[f] for f in _FIELDS if f not in _OPTIONAL):
                 payloads.append(payload)
@@ -383,23 +458,32 @@ def _check(name: str, value: Any) -> list[str]:
     if not isinstance(value, str):
         # @IsNotEmpty() only fails for a missing value; 142 is "not a string" alone.
         return [f"{name} must be a string"] + (
-            [f"{name} should not be empty"] if value is None and name not in _OPTIONAL else [])
+            [f"{name} should not be empty"] if value is None and name not in _OPTIONAL else []
+        )
     if not value.strip() and name not in _OPTIONAL:
         return [f"{name} should not be empty"]
     limit = _LIMITS.get(name, 255)
     if len(value) > limit:
         return [f"{name} must be shorter than or equal to {limit} characters"]
     rules: dict[str, tuple[Callable[[str], bool], str]] = {
-        "taxId": (lambda v: bool(_RFC.match(v)),
-                  "taxId must be a valid RFC (12 characters for companies, 13 for individuals)"),
-        "taxSystem": (lambda v: v in TAX_SYSTEMS,
-                      f"taxSystem must be one of the following values: {', '.join(TAX_SYSTEMS)}"),
+        "taxId": (
+            lambda v: bool(_RFC.match(v)),
+            "taxId must be a valid RFC (12 characters for companies, 13 for individuals)",
+        ),
+        "taxSystem": (
+            lambda v: v in TAX_SYSTEMS,
+            f"taxSystem must be one of the following values: {', '.join(TAX_SYSTEMS)}",
+        ),
         "email": (is_email, "email must be an email"),
-        "defaultInvoiceUse": (lambda v: v in INVOICE_USES, "defaultInvoiceUse must be one of the "
-                              f"following values: {', '.join(INVOICE_USES)}"),
+        "defaultInvoiceUse": (
+            lambda v: v in INVOICE_USES,
+            f"defaultInvoiceUse must be one of the following values: {', '.join(INVOICE_USES)}",
+        ),
         "addressZip": (lambda v: bool(_ZIP.match(v)), "addressZip must be a 5-digit postal code"),
-        "addressCountry": (lambda v: pycountry.countries.get(alpha_3=v) is not None,
-                           "addressCountry must be a valid ISO31661 Alpha3 code"),
+        "addressCountry": (
+            lambda v: pycountry.countries.get(alpha_3=v) is not None,
+            "addressCountry must be a valid ISO31661 Alpha3 code",
+        ),
     }
     rule = rules.get(name)
     return [rule[1]] if rule and not rule[0](value) else []
@@ -423,9 +507,18 @@ def _split_street(line: str) -> tuple[str, str]:
 
 
 __all__ = [
-    "GENERIC_RFCS", "INVOICE_USES", "SANDBOX_API_KEY", "SANDBOX_CLIENT_ID",
-    "SANDBOX_CLIENT_SECRET", "SANDBOX_ORGANIZATION_ID", "SANDBOX_SCOPES", "SANDBOX_TOKEN_TTL_S",
-    "TAX_SYSTEMS", "TOKEN_RATE_LIMIT", "TOKEN_RATE_WINDOW_S", "TimbrixEmulator",
+    "GENERIC_RFCS",
+    "INVOICE_USES",
+    "SANDBOX_API_KEY",
+    "SANDBOX_CLIENT_ID",
+    "SANDBOX_CLIENT_SECRET",
+    "SANDBOX_ORGANIZATION_ID",
+    "SANDBOX_SCOPES",
+    "SANDBOX_TOKEN_TTL_S",
+    "TAX_SYSTEMS",
+    "TOKEN_RATE_LIMIT",
+    "TOKEN_RATE_WINDOW_S",
+    "TimbrixEmulator",
 ]
 
 

@@ -120,7 +120,8 @@ def test_given_two_runs_started_at_once_without_redis_when_both_finish_then_one_
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 3], [(c, out, err[-2000:]) for c, out, err in results]
     (_, won, _), (_, lost, lost_err) = sorted(results, key=lambda r: r[0])
-    assert won.strip() and lost.strip(), [(c, out, err[-3000:]) for c, out, err in results]
+    assert won.strip(), [(c, out, err[-3000:]) for c, out, err in results]
+    assert lost.strip(), [(c, out, err[-3000:]) for c, out, err in results]
     winner, loser = json.loads(won), json.loads(lost)
     assert winner["status"] == "succeeded"
     assert winner["created"] == COUNT

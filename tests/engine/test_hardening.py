@@ -37,8 +37,9 @@ def _tampering(sandbox: Sandbox) -> tuple[TamperingApp, dict[str, httpx.AsyncBas
     return app, dict.fromkeys(sandbox.emulators, transport)
 
 
-async def _via(config: AppConfig, store: Store, transports: dict[str, httpx.AsyncBaseTransport], pipeline: str,
-               **options: Any) -> RunResult:
+async def _via(
+    config: AppConfig, store: Store, transports: dict[str, httpx.AsyncBaseTransport], pipeline: str, **options: Any
+) -> RunResult:
     """A run through the tampering transport."""
     return await run_pipeline(config, pipeline, store=store, transports=transports, **options)
 
@@ -51,7 +52,8 @@ def _thredfi_writes(sandbox: Sandbox) -> list[Any]:
 
 
 async def test_given_a_record_listed_twice_in_one_page_when_run_then_it_counts_once_and_the_run_goes_on(
-    sandbox: Sandbox, sync: SyncFn, config: AppConfig, store: Store) -> None:
+    sandbox: Sandbox, sync: SyncFn, config: AppConfig, store: Store
+) -> None:
     sandbox["bigcapital"].seed_fake(5)
     app, transports = _tampering(sandbox)
     twice = json_answer(lambda body: {**body, "customers": [*body["customers"], *body["customers"][:1]]})
@@ -70,10 +72,12 @@ async def test_given_a_record_listed_twice_in_one_page_when_run_then_it_counts_o
     assert (second.counts.pulled, second.counts.unchanged) == (5, 5)
 
 
-@pytest.mark.parametrize("answer", [b"<html>bad gateway</html>", b'{"company_name": "no id here"}'],
-                         ids=["not_json", "no_id"])
+@pytest.mark.parametrize(
+    "answer", [b"<html>bad gateway</html>", b'{"company_name": "no id here"}'], ids=["not_json", "no_id"]
+)
 async def test_given_a_create_answered_without_an_id_when_run_then_no_write_to_the_collection_and_it_lands_once(
-    answer: bytes, sandbox: Sandbox, sync: SyncFn, config: AppConfig, store: Store) -> None:
+    answer: bytes, sandbox: Sandbox, sync: SyncFn, config: AppConfig, store: Store
+) -> None:
     sandbox["bigcapital"].seed_fake(3)
     app, transports = _tampering(sandbox)
     rule = app.add(Tamper("POST", TH_CUSTOMERS + r"\?", answer=lambda _body, _path: answer))
@@ -91,7 +95,8 @@ async def test_given_a_create_answered_without_an_id_when_run_then_no_write_to_t
 
 
 async def test_given_a_create_answered_without_an_id_into_bigcapital_when_run_then_contained_and_found_again(
-    sandbox: Sandbox, sync: SyncFn, store: Store, config: AppConfig) -> None:
+    sandbox: Sandbox, sync: SyncFn, store: Store, config: AppConfig
+) -> None:
     """No identity slot: the record is looked up like a lost answer, never addressed as ``?``."""
     sandbox["thredfi"].seed_fake(3)
     app, transports = _tampering(sandbox)
@@ -113,8 +118,12 @@ async def test_given_a_create_answered_without_an_id_into_bigcapital_when_run_th
 async def test_given_two_source_customers_matching_one_unlinked_target_record_by_email_then_both_quarantined(
     sandbox: Sandbox, sync: SyncFn, store: Store
 ) -> None:
-    sandbox["thredfi"].seed([{"company_name": "First Ltd", "email": "shared@example.com"},
-                             {"company_name": "Second Ltd", "email": "shared@example.com"}])
+    sandbox["thredfi"].seed(
+        [
+            {"company_name": "First Ltd", "email": "shared@example.com"},
+            {"company_name": "Second Ltd", "email": "shared@example.com"},
+        ]
+    )
     (theirs,) = sandbox["bigcapital"].seed([{"displayName": "Theirs", "email": "shared@example.com"}])
 
     result = await sync("thredfi_to_bigcapital")
@@ -133,8 +142,13 @@ async def test_given_two_source_customers_on_different_pages_matching_one_target
 ) -> None:
     """The first is on page 1 and the second on page 2 (Thredfi pages hold 100): still never a guess."""
     fillers = [{"company_name": f"Filler {n}", "email": f"filler{n}@example.com"} for n in range(120)]
-    sandbox["thredfi"].seed([{"company_name": "First Ltd", "email": "shared@example.com"}, *fillers,
-                             {"company_name": "Second Ltd", "email": "shared@example.com"}])
+    sandbox["thredfi"].seed(
+        [
+            {"company_name": "First Ltd", "email": "shared@example.com"},
+            *fillers,
+            {"company_name": "Second Ltd", "email": "shared@example.com"},
+        ]
+    )
     (theirs,) = sandbox["bigcapital"].seed([{"displayName": "Theirs", "email": "shared@example.com"}])
 
     result = await sync("thredfi_to_bigcapital")
@@ -194,11 +208,14 @@ def _drop_phone(body: Any) -> Any:
 
 @SQLITE_ONLY
 async def test_given_thredfi_silently_drops_the_phone_when_synced_then_reported_once_remembered_never_cleared(
-    sandbox: Sandbox, sync: SyncFn, store: Store, config: AppConfig, tmp_path: Path) -> None:
-    seeded = sandbox["bigcapital"].seed([
-        {"displayName": f"Phone Co {n}", "email": f"phone{n}@example.com", "workPhone": f"+1555010{n:04d}"}
-        for n in range(4)
-    ])
+    sandbox: Sandbox, sync: SyncFn, store: Store, config: AppConfig, tmp_path: Path
+) -> None:
+    seeded = sandbox["bigcapital"].seed(
+        [
+            {"displayName": f"Phone Co {n}", "email": f"phone{n}@example.com", "workPhone": f"+1555010{n:04d}"}
+            for n in range(4)
+        ]
+    )
     app, transports = _tampering(sandbox)
     for method in ("POST", "PATCH", "PUT"):
         app.add(Tamper(method, TH_CUSTOMERS, request=_drop_phone, times=None))
@@ -208,8 +225,9 @@ async def test_given_thredfi_silently_drops_the_phone_when_synced_then_reported_
 
     assert (first.status, first.counts.created) == ("succeeded", 4), first.summary()
     reported = [e for e in events if e["event"] == "field_not_stored"]
-    assert reported == [{"event": "field_not_stored", "system": "thredfi", "field": "phone", "count": 4,
-                         "log_level": "warning"}], "once per run and field, no values"
+    assert reported == [
+        {"event": "field_not_stored", "system": "thredfi", "field": "phone", "count": 4, "log_level": "warning"}
+    ], "once per run and field, no values"
     assert store.not_stored_counts("thredfi") == {"phone": 4}
     config_file = tmp_path / "custsync.toml"
     config_file.write_text(sandbox_config(SANDBOX_URL, state_url=store.url), encoding="utf-8")
@@ -275,8 +293,9 @@ async def test_given_a_lost_store_and_the_old_form_in_thredfis_slot_when_run_the
     _new_scheme(monkeypatch)
     config = make_config("sqlite://")
 
-    found = await run_pipeline(config, "bigcapital_to_thredfi", store=blank,
-                               transports=dict.fromkeys(config.connections, transport))
+    found = await run_pipeline(
+        config, "bigcapital_to_thredfi", store=blank, transports=dict.fromkeys(config.connections, transport)
+    )
 
     assert found.status == "succeeded", found.summary()
     assert len(sandbox["thredfi"].records) == 4, "no copy under the new form"
@@ -290,10 +309,14 @@ async def test_given_a_lost_store_and_the_old_form_in_thredfis_slot_when_run_the
 async def test_given_records_a_real_run_would_quarantine_when_dry_run_then_planned_with_the_same_reasons(
     sandbox: Sandbox, sync: SyncFn, store: Store
 ) -> None:
-    sandbox["thredfi"].seed([{"company_name": "First Ltd", "email": "shared@example.com"},
-                             {"company_name": "Second Ltd", "email": "shared@example.com"},
-                             {"company_name": "Fine Ltd", "email": "fine@example.com"},
-                             {"company_name": "Bad Money Ltd", "email": "money@example.com"}])
+    sandbox["thredfi"].seed(
+        [
+            {"company_name": "First Ltd", "email": "shared@example.com"},
+            {"company_name": "Second Ltd", "email": "shared@example.com"},
+            {"company_name": "Fine Ltd", "email": "fine@example.com"},
+            {"company_name": "Bad Money Ltd", "email": "money@example.com"},
+        ]
+    )
     sandbox["bigcapital"].seed([{"displayName": "Theirs", "email": "shared@example.com"}])
     bad = next(r for r in sandbox["thredfi"].records.values() if r["company_name"] == "Bad Money Ltd")
     bad["country"] = "Narnia"  # cannot be mapped
@@ -308,11 +331,15 @@ async def test_given_records_a_real_run_would_quarantine_when_dry_run_then_plann
     assert planned.counts.failed == real.counts.failed == 3
 
 
-@pytest.mark.parametrize(("vendor_key", "canonical", "value"), [
-    ("email", "email", {"address": "x@example.com"}),
-    ("billing_address_city", "city", ["Springfield", "IL"]),
-    ("display_name", "name", {"first": "Ada"}),
-], ids=["object_in_email", "array_in_city", "object_in_name"])
+@pytest.mark.parametrize(
+    ("vendor_key", "canonical", "value"),
+    [
+        ("email", "email", {"address": "x@example.com"}),
+        ("billing_address_city", "city", ["Springfield", "IL"]),
+        ("display_name", "name", {"first": "Ada"}),
+    ],
+    ids=["object_in_email", "array_in_city", "object_in_name"],
+)
 async def test_given_json_structure_in_a_text_field_when_run_then_quarantined_naming_the_field_never_written_as_repr(
     vendor_key: str, canonical: str, value: Any, sandbox: Sandbox, config: AppConfig, store: Store
 ) -> None:
@@ -334,4 +361,5 @@ async def test_given_json_structure_in_a_text_field_when_run_then_quarantined_na
     assert entry.field == canonical
     assert "not text" in entry.reason
     written = json.dumps(list(sandbox["thredfi"].records.values()))
-    assert "{'" not in written and "['" not in written, "no Python repr reached the target"
+    assert "{'" not in written, "no Python repr reached the target"
+    assert "['" not in written, "no Python repr reached the target"

@@ -37,37 +37,74 @@ from worker.sync import run_pipeline
 #: vendor field (dotted for nested objects) → canonical fields a refusal of it may name.
 FIELDS: dict[str, dict[str, set[str]]] = {
     "bigcapital": {
-        "display_name": {"name"}, "customer_type": {"kind"}, "email": {"email"}, "work_phone": {"phone"},
-        "personal_phone": {"mobile"}, "website": {"website"}, "billing_address1": {"address_line1"},
-        "billing_address2": {"address_line2"}, "billing_address_city": {"city"},
-        "billing_address_state": {"state"}, "billing_address_postcode": {"postal_code"},
-        "billing_address_country": {"country"}, "currency_code": {"currency"}, "note": {"notes"},
-        "first_name": {"first_name"}, "last_name": {"last_name"}, "company_name": {"company_name"},
+        "display_name": {"name"},
+        "customer_type": {"kind"},
+        "email": {"email"},
+        "work_phone": {"phone"},
+        "personal_phone": {"mobile"},
+        "website": {"website"},
+        "billing_address1": {"address_line1"},
+        "billing_address2": {"address_line2"},
+        "billing_address_city": {"city"},
+        "billing_address_state": {"state"},
+        "billing_address_postcode": {"postal_code"},
+        "billing_address_country": {"country"},
+        "currency_code": {"currency"},
+        "note": {"notes"},
+        "first_name": {"first_name"},
+        "last_name": {"last_name"},
+        "company_name": {"company_name"},
     },
     "thredfi": {
-        "company_name": {"name", "company_name", "kind"}, "individual_name": {"name", "first_name", "last_name"},
-        "email": {"email"}, "office_phone": {"phone"}, "mobile_phone": {"mobile"},
+        "company_name": {"name", "company_name", "kind"},
+        "individual_name": {"name", "first_name", "last_name"},
+        "email": {"email"},
+        "office_phone": {"phone"},
+        "mobile_phone": {"mobile"},
         # Piriod folds line 2 into its one address line: an over-long line 2 overflows line 1.
-        "address_line1": {"address_line1"}, "address_line2": {"address_line2", "address_line1"},
+        "address_line1": {"address_line1"},
+        "address_line2": {"address_line2", "address_line1"},
         "city": {"city"},
         # Without a country Piriod files the customer under its own (Chile): a tax id is needed
         # and the state must be Chilean.
-        "state_county": {"state"}, "postal_code": {"postal_code"}, "country": {"country", "tax_id", "state"},
-        "vat_number": {"tax_id"}, "notes": {"notes"}, "external_id": {"external_id"},
+        "state_county": {"state"},
+        "postal_code": {"postal_code"},
+        "country": {"country", "tax_id", "state"},
+        "vat_number": {"tax_id"},
+        "notes": {"notes"},
+        "external_id": {"external_id"},
     },
     "piriod": {
-        "name": {"name"}, "email": {"email"}, "phone": {"phone"}, "website": {"website"},
-        "address": {"address_line1"}, "zip_code": {"postal_code"}, "country": {"country"}, "state": {"state"},
-        "tax_id": {"tax_id"}, "currency": {"currency"}, "metadata": {"notes", "external_id"},
-        "metadata.notes": {"notes"}, "metadata.external_id": {"external_id"}, "reference": {"external_id"},
+        "name": {"name"},
+        "email": {"email"},
+        "phone": {"phone"},
+        "website": {"website"},
+        "address": {"address_line1"},
+        "zip_code": {"postal_code"},
+        "country": {"country"},
+        "state": {"state"},
+        "tax_id": {"tax_id"},
+        "currency": {"currency"},
+        "metadata": {"notes", "external_id"},
+        "metadata.notes": {"notes"},
+        "metadata.external_id": {"external_id"},
+        "reference": {"external_id"},
     },
     "timbrix": {
-        "legalName": {"name"}, "taxId": {"tax_id", "kind"}, "taxSystem": {"tax_system"}, "email": {"email"},
-        "defaultInvoiceUse": {"invoice_use"}, "phone": {"phone"},
+        "legalName": {"name"},
+        "taxId": {"tax_id", "kind"},
+        "taxSystem": {"tax_system"},
+        "email": {"email"},
+        "defaultInvoiceUse": {"invoice_use"},
+        "phone": {"phone"},
         "address": {"address_line1", "address_line2", "city", "state", "postal_code", "country"},
-        "address.street": {"address_line1"}, "address.exterior": {"address_line1"},
-        "address.interior": {"address_line1"}, "address.neighborhood": {"address_line2"},
-        "address.city": {"city"}, "address.state": {"state"}, "address.zip": {"postal_code"},
+        "address.street": {"address_line1"},
+        "address.exterior": {"address_line1"},
+        "address.interior": {"address_line1"},
+        "address.neighborhood": {"address_line2"},
+        "address.city": {"city"},
+        "address.state": {"state"},
+        "address.zip": {"postal_code"},
         "address.country": {"country"},
     },
 }
@@ -77,14 +114,20 @@ DELETE = object()
 
 odd_unicode = st.text(
     st.characters(categories=["Cc", "Cf", "Cs", "Co", "Mn", "Me", "So", "Sk", "Zs", "Zl", "Zp", "Lo"]),
-    min_size=1, max_size=30,
+    min_size=1,
+    max_size=30,
 )
-huge = st.builds(lambda char, n: char * n, st.sampled_from(["x", "é", "😀", " ", "\u200b"]),
-                 st.integers(256, 20_000))
+huge = st.builds(lambda char, n: char * n, st.sampled_from(["x", "é", "😀", " ", "\u200b"]), st.integers(256, 20_000))
 bad_values = st.one_of(
-    st.just(DELETE), st.none(), st.booleans(), st.integers(-(2**70), 2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.lists(st.integers(), max_size=3),
-    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), huge, odd_unicode,
+    st.just(DELETE),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    huge,
+    odd_unicode,
     st.sampled_from(["not-an-email", "a@b", "@@", "x@y..z", "customer@", "two@at@signs.com"]),
     st.sampled_from(["Atlantis", "ZZ", "XX", "123", "U S A", "united statez"]),
     st.sampled_from(["", "   ", "\t\n", "\x00", "null", "None"]),
@@ -216,9 +259,18 @@ def test_given_an_unknown_piriod_state_when_pushed_then_quarantined_naming_state
     """A value the target cannot express (no such state in Piriod's catalog) fails at push time."""
     box = Sandbox()
     seed_source(box, "tp", 4)
-    (odd,) = box["thredfi"].seed([{"company_name": "Nowhere SpA", "email": "nowhere@example.cl",
-                                   "address_line1": "Calle 1", "country": "CL", "vat_number": "11111111-1",
-                                   "state_county": "Atlantis"}])
+    (odd,) = box["thredfi"].seed(
+        [
+            {
+                "company_name": "Nowhere SpA",
+                "email": "nowhere@example.cl",
+                "address_line1": "Calle 1",
+                "country": "CL",
+                "vat_number": "11111111-1",
+                "state_county": "Atlantis",
+            }
+        ]
+    )
 
     async def go() -> tuple[Any, list[Any]]:
         config = load(config_text("http://sandbox.test", "sqlite://"))
@@ -284,10 +336,16 @@ BREAKAGES: list[tuple[tuple[str, ...], Any, str]] = [
     (("pipelines", "thredfi_to_bigcapital", "source"), None, "pipelines.thredfi_to_bigcapital.source"),
     (("pipelines", "bigcapital_to_thredfi", "schedule"), "every tuesday", "pipelines.bigcapital_to_thredfi.schedule"),
     (("pipelines", "bigcapital_to_thredfi", "match_on"), ["phone"], "pipelines.bigcapital_to_thredfi.match_on"),
-    (("pipelines", "bigcapital_to_thredfi", "max_delete_share"), 1.5,
-     "pipelines.bigcapital_to_thredfi.max_delete_share"),
-    (("pipelines", "bigcapital_to_thredfi", "propagate_deletes"), "yes please",
-     "pipelines.bigcapital_to_thredfi.propagate_deletes"),
+    (
+        ("pipelines", "bigcapital_to_thredfi", "max_delete_share"),
+        1.5,
+        "pipelines.bigcapital_to_thredfi.max_delete_share",
+    ),
+    (
+        ("pipelines", "bigcapital_to_thredfi", "propagate_deletes"),
+        "yes please",
+        "pipelines.bigcapital_to_thredfi.propagate_deletes",
+    ),
     (("pipelines", "bigcapital_to_thredfi", "defaults"), {"colour": "red"}, "pipelines.bigcapital_to_thredfi.defaults"),
     (("pipelines", "bigcapital_to_thredfi", "retries"), 3, "pipelines.bigcapital_to_thredfi.retries"),
     (("state", "uri"), "sqlite://", "state.uri"),

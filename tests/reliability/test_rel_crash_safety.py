@@ -33,10 +33,12 @@ def _config(store: Store, **options: Any) -> AppConfig:
     return load(config_text("http://sandbox.test", store.url, **options))
 
 
-async def _run(config: AppConfig, pipeline: str, store: Store, transport: httpx.ASGITransport,
-               **options: Any) -> RunResult:
-    return await run_pipeline(config, pipeline, store=store,
-                              transports={name: transport for name in config.connections}, **options)
+async def _run(
+    config: AppConfig, pipeline: str, store: Store, transport: httpx.ASGITransport, **options: Any
+) -> RunResult:
+    return await run_pipeline(
+        config, pipeline, store=store, transports={name: transport for name in config.connections}, **options
+    )
 
 
 def _pipeline(pair: str) -> tuple[str, str, str]:
@@ -71,7 +73,10 @@ async def test_given_lost_create_answers_when_rerun_then_every_customer_lands_on
 
 @pytest.mark.parametrize("pair", TARGET_PAIRS)
 async def test_given_crash_after_remote_writes_before_state_commit_when_rerun_then_no_duplicate(
-    pair: str, sandbox: Sandbox, transport: httpx.ASGITransport, store: Store,
+    pair: str,
+    sandbox: Sandbox,
+    transport: httpx.ASGITransport,
+    store: Store,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _, target, pipeline = _pipeline(pair)
@@ -166,7 +171,10 @@ def _external_id(sandbox: Sandbox, system: str, record_id: str) -> str:
 
 @pytest.mark.parametrize("pair", TARGET_PAIRS)
 async def test_given_target_record_deleted_and_crash_after_recreating_when_rerun_then_recreated_once(
-    pair: str, sandbox: Sandbox, transport: httpx.ASGITransport, store: Store,
+    pair: str,
+    sandbox: Sandbox,
+    transport: httpx.ASGITransport,
+    store: Store,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An update that finds its record gone recreates it; a crash before that is recorded
@@ -199,8 +207,12 @@ async def test_given_target_record_deleted_and_crash_after_recreating_when_rerun
 
 
 def _phone_edit(system: str) -> dict[str, str]:
-    return {"bigcapital": {"work_phone": "+15550001111"}, "thredfi": {"office_phone": "+15550001111"},
-            "piriod": {"phone": "+56911112222"}, "timbrix": {"phone": "+523311112222"}}[system]
+    return {
+        "bigcapital": {"work_phone": "+15550001111"},
+        "thredfi": {"office_phone": "+15550001111"},
+        "piriod": {"phone": "+56911112222"},
+        "timbrix": {"phone": "+523311112222"},
+    }[system]
 
 
 # -- natural keys ---------------------------------------------------------------
@@ -258,8 +270,9 @@ async def test_given_two_target_records_share_the_email_when_no_link_then_quaran
 ) -> None:
     config = _config(store)
     (source,) = sandbox["thredfi"].seed([{"company_name": "Twin Ltd", "email": "twin@example.com"}])
-    sandbox["bigcapital"].seed([{"displayName": "Twin A", "email": "twin@example.com"},
-                                {"displayName": "Twin B", "email": "twin@example.com"}])
+    sandbox["bigcapital"].seed(
+        [{"displayName": "Twin A", "email": "twin@example.com"}, {"displayName": "Twin B", "email": "twin@example.com"}]
+    )
     writes = len(sandbox["bigcapital"].writes())
 
     result = await _run(config, "thredfi_to_bigcapital", store, transport)
@@ -289,8 +302,7 @@ async def test_given_pending_intent_and_two_lookalikes_when_rerun_then_ambiguity
         with pytest.raises(Crash):
             await _run(config, "thredfi_to_bigcapital", store, transport)
     (copy,) = sandbox["bigcapital"].records.values()
-    sandbox["bigcapital"].seed([{"displayName": copy["display_name"], "email": copy["email"],
-                                 "currencyCode": "USD"}])
+    sandbox["bigcapital"].seed([{"displayName": copy["display_name"], "email": copy["email"], "currencyCode": "USD"}])
     writes = len(sandbox["bigcapital"].writes())
 
     result = await _run(config, "thredfi_to_bigcapital", store, transport)
@@ -344,8 +356,7 @@ async def test_given_lost_creates_on_every_page_when_run_then_the_target_is_list
     pass of the run, never one per source page (a 10k-customer sync has 100 pages)."""
     config = _config(store)
     seed_source(sandbox, "tb", 250)  # three Thredfi pages
-    sandbox["bigcapital"].faults.add("error_after", method="POST", path="/api/customers$", probability=0.05,
-                                     times=None)
+    sandbox["bigcapital"].faults.add("error_after", method="POST", path="/api/customers$", probability=0.05, times=None)
 
     result = await _run(config, "thredfi_to_bigcapital", store, transport)
 

@@ -33,10 +33,12 @@ def _config(store: Store, **options: Any) -> AppConfig:
     return load(config_text("http://sandbox.test", store.url, **options))
 
 
-async def _run(config: AppConfig, pipeline: str, store: Store, transport: httpx.ASGITransport,
-               **options: Any) -> RunResult:
-    return await run_pipeline(config, pipeline, store=store,
-                              transports={name: transport for name in config.connections}, **options)
+async def _run(
+    config: AppConfig, pipeline: str, store: Store, transport: httpx.ASGITransport, **options: Any
+) -> RunResult:
+    return await run_pipeline(
+        config, pipeline, store=store, transports={name: transport for name in config.connections}, **options
+    )
 
 
 def _active_in_thredfi(sandbox: Sandbox) -> int:
@@ -248,7 +250,9 @@ ACTIVE_PAGE_2 = r"^/bigcapital/api/customers\?(?=.*inactiveMode=false)(?=.*\bpag
 @pytest.fixture
 def pages_of_100(monkeypatch: pytest.MonkeyPatch) -> None:
     """Bigcapital asks 1,000 a page; these attacks need several pages of a few hundred records."""
-    monkeypatch.setattr(BigcapitalConnector, "paginator", dataclasses.replace(BigcapitalConnector.paginator, page_size=100))
+    monkeypatch.setattr(
+        BigcapitalConnector, "paginator", dataclasses.replace(BigcapitalConnector.paginator, page_size=100)
+    )
 
 
 def _tampered(sandbox: Sandbox) -> tuple[TamperingApp, httpx.ASGITransport]:

@@ -45,8 +45,9 @@ def add_faults(box: Sandbox, system: str, *, seed: int) -> None:
     faults.add("rate_limit", probability=0.05 / 0.85, times=None, retry_after=1)
 
 
-async def fault_run(pair: str, tmp_path: Path, *, count: int = COUNT,
-                    seed: int = 11) -> tuple[list[RunResult], Check, Sandbox]:
+async def fault_run(
+    pair: str, tmp_path: Path, *, count: int = COUNT, seed: int = 11
+) -> tuple[list[RunResult], Check, Sandbox]:
     source, target = PAIRS[pair]
     pipeline = f"{source}_to_{target}"
     box = Sandbox()
@@ -97,5 +98,7 @@ async def test_given_1000_customers_and_heavy_faults_when_synced_then_each_lands
     assert faulted > COUNT * 0.1, "the faults really fired"
     renewals = sum(1 for r in box["thredfi"].requests if "oauth2/token" in r.path)
     assert renewals > 1, "Thredfi tokens expired and were renewed"
-    print(f"\n{source}->{target}: {len(runs)} run(s); {check}; target requests faulted: {faulted}; "
-          f"thredfi token requests: {renewals}; {report}")
+    print(
+        f"\n{source}->{target}: {len(runs)} run(s); {check}; target requests faulted: {faulted}; "
+        f"thredfi token requests: {renewals}; {report}"
+    )

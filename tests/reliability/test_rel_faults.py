@@ -119,12 +119,21 @@ async def test_given_a_short_token_lifetime_when_time_passes_then_the_token_is_r
     sandbox["thredfi"].clock = lambda: now[0]  # type: ignore[attr-defined]
     sandbox["thredfi"].token_ttl_s = 2  # type: ignore[attr-defined]
     async with _client(sandbox) as client:
-        token = (await client.post("/thredfi/v1/platform/oauth2/token/", headers={"Authorization": f"Basic {BASIC}"},
-                                   data={"grant_type": "client_credentials"})).json()
+        token = (
+            await client.post(
+                "/thredfi/v1/platform/oauth2/token/",
+                headers={"Authorization": f"Basic {BASIC}"},
+                data={"grant_type": "client_credentials"},
+            )
+        ).json()
         path = f"/thredfi/v1/platform/businesses/{thredfi.SANDBOX_BUSINESS_ID}/customers/"
         # Customer routes take a business token (the sandbox's strict reading of the auth guide).
-        business = (await client.post(f"/thredfi/v1/platform/{thredfi.SANDBOX_BUSINESS_ID}/oauth2/token/",
-                                      headers={"Authorization": f"Bearer {token['access_token']}"})).json()
+        business = (
+            await client.post(
+                f"/thredfi/v1/platform/{thredfi.SANDBOX_BUSINESS_ID}/oauth2/token/",
+                headers={"Authorization": f"Bearer {token['access_token']}"},
+            )
+        ).json()
         bearer = {"Authorization": f"Bearer {business['access_token']}"}
         fresh = await client.get(path, headers=bearer)
         now[0] = 2.5
@@ -152,27 +161,43 @@ def _client(sandbox: Sandbox) -> httpx.AsyncClient:
 # -- parsing the CLI's --fault -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("spec", "expected"), [
-    ("thredfi:error_after:method=POST,probability=0.1,times=",
-     ("thredfi", "error_after", {"times": None, "method": "POST", "probability": 0.1})),
-    ("bigcapital:rate_limit:retry_after=2.5,times=3",
-     ("bigcapital", "rate_limit", {"times": 3, "retry_after": 2.5})),
-    ("piriod:drop:after=true,path=/customers/$", ("piriod", "drop", {"times": None, "after": True,
-                                                                      "path": "/customers/$"})),
-    ("timbrix:slow:delay_s=0.5,skip=2,status=503", ("timbrix", "slow", {"times": None, "delay_s": 0.5,
-                                                                        "skip": 2, "status": 503})),
-    ("timbrix:error_before", ("timbrix", "error_before", {"times": None})),
-    ("thredfi:drop_field:field=phone,times=1", ("thredfi", "drop_field", {"times": 1, "field": "phone"})),
-    ("thredfi:kill:skip=4", ("thredfi", "kill", {"times": None, "skip": 4})),
-])
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            "thredfi:error_after:method=POST,probability=0.1,times=",
+            ("thredfi", "error_after", {"times": None, "method": "POST", "probability": 0.1}),
+        ),
+        (
+            "bigcapital:rate_limit:retry_after=2.5,times=3",
+            ("bigcapital", "rate_limit", {"times": 3, "retry_after": 2.5}),
+        ),
+        (
+            "piriod:drop:after=true,path=/customers/$",
+            ("piriod", "drop", {"times": None, "after": True, "path": "/customers/$"}),
+        ),
+        (
+            "timbrix:slow:delay_s=0.5,skip=2,status=503",
+            ("timbrix", "slow", {"times": None, "delay_s": 0.5, "skip": 2, "status": 503}),
+        ),
+        ("timbrix:error_before", ("timbrix", "error_before", {"times": None})),
+        ("thredfi:drop_field:field=phone,times=1", ("thredfi", "drop_field", {"times": 1, "field": "phone"})),
+        ("thredfi:kill:skip=4", ("thredfi", "kill", {"times": None, "skip": 4})),
+    ],
+)
 def test_given_a_fault_spec_when_parsed_then_system_kind_and_options(spec: str, expected: tuple[object, ...]) -> None:
     assert parse_fault(spec) == expected
 
 
-@pytest.mark.parametrize(("spec", "names"), [
-    ("quickbooks:error_before", "quickbooks"), ("thredfi:explode", "explode"),
-    ("thredfi:slow:colour=red", "colour"), ("thredfi:drop_field", "field=NAME"),
-])
+@pytest.mark.parametrize(
+    ("spec", "names"),
+    [
+        ("quickbooks:error_before", "quickbooks"),
+        ("thredfi:explode", "explode"),
+        ("thredfi:slow:colour=red", "colour"),
+        ("thredfi:drop_field", "field=NAME"),
+    ],
+)
 def test_given_a_bad_fault_spec_when_parsed_then_the_error_names_the_bad_part(spec: str, names: str) -> None:
     with pytest.raises(ValueError, match=names):
         parse_fault(spec)
@@ -186,11 +211,24 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """``custsync sandbox`` as a process with faults, a quick token lifetime and a seed."""
     port = free_port()
     config = tmp_path / "sandbox.toml"
-    args = [CUSTSYNC, "sandbox", "--port", str(port), "--seed", "3", "--token-ttl", "1",
-            "--faults", "bigcapital:error_after:method=POST,path=/api/customers$,times=1",
-            "--fault", "thredfi:rate_limit:method=GET,retry_after=4,times=1",
-            "--fault", "piriod:error_before:method=GET,status=503,times=1",
-            "--write-config", str(config)]
+    args = [
+        CUSTSYNC,
+        "sandbox",
+        "--port",
+        str(port),
+        "--seed",
+        "3",
+        "--token-ttl",
+        "1",
+        "--faults",
+        "bigcapital:error_after:method=POST,path=/api/customers$,times=1",
+        "--fault",
+        "thredfi:rate_limit:method=GET,retry_after=4,times=1",
+        "--fault",
+        "piriod:error_before:method=GET,status=503,times=1",
+        "--write-config",
+        str(config),
+    ]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_for(port, process)
@@ -224,15 +262,22 @@ def test_given_custsync_sandbox_with_faults_when_called_then_each_fault_fires_as
     with httpx.Client(base_url=url) as client:
         lost = client.post("/bigcapital/api/customers", json=NEW_CUSTOMER, headers=BC_AUTH)
         applied = client.get("/bigcapital/_admin/customers").json()
-        token = client.post("/thredfi/v1/platform/oauth2/token/", headers={"Authorization": f"Basic {BASIC}"},
-                            data={"grant_type": "client_credentials"}).json()
+        token = client.post(
+            "/thredfi/v1/platform/oauth2/token/",
+            headers={"Authorization": f"Basic {BASIC}"},
+            data={"grant_type": "client_credentials"},
+        ).json()
         path = f"/thredfi/v1/platform/businesses/{thredfi.SANDBOX_BUSINESS_ID}/customers/"
         # Customer routes take a business token (the sandbox's strict reading of the auth guide).
-        token = client.post(f"/thredfi/v1/platform/{thredfi.SANDBOX_BUSINESS_ID}/oauth2/token/",
-                            headers={"Authorization": f"Bearer {token['access_token']}"}).json()
+        token = client.post(
+            f"/thredfi/v1/platform/{thredfi.SANDBOX_BUSINESS_ID}/oauth2/token/",
+            headers={"Authorization": f"Bearer {token['access_token']}"},
+        ).json()
         limited = client.get(path, headers={"Authorization": f"Bearer {token['access_token']}"})
-        unavailable = client.get("/piriod/customers/", headers={"Authorization": "Token sk_test_piriod_sandbox",
-                                                                "x-simple-workspace": "acc_01H8XYZ123ABC"})
+        unavailable = client.get(
+            "/piriod/customers/",
+            headers={"Authorization": "Token sk_test_piriod_sandbox", "x-simple-workspace": "acc_01H8XYZ123ABC"},
+        )
         time.sleep(1.2)
         expired = client.get(path, headers={"Authorization": f"Bearer {token['access_token']}"})
     assert lost.status_code == 500
@@ -252,8 +297,17 @@ def test_given_a_run_against_the_faulty_sandbox_when_synced_then_it_rides_out_th
     config = tmp_path / "run.toml"
     config.write_text(config_text(url, f"sqlite:///{tmp_path / 'state.db'}"), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTSYNC_")}
-    runs = [subprocess.run([CUSTSYNC, "run", "thredfi_to_bigcapital", "-c", str(config), "--json"], env=env,
-                           capture_output=True, text=True, timeout=120, check=False) for _ in range(2)]
+    runs = [
+        subprocess.run(
+            [CUSTSYNC, "run", "thredfi_to_bigcapital", "-c", str(config), "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        for _ in range(2)
+    ]
     assert runs[-1].returncode == 0, runs[-1].stderr[-2000:]
     with httpx.Client(base_url=url) as client:
         emails = [r["email"] for r in client.get("/bigcapital/_admin/customers").json()]
@@ -261,8 +315,13 @@ def test_given_a_run_against_the_faulty_sandbox_when_synced_then_it_rides_out_th
 
 
 def test_given_an_unknown_fault_when_custsync_sandbox_starts_then_exit_2_naming_it() -> None:
-    done = subprocess.run([CUSTSYNC, "sandbox", "--port", str(free_port()), "--fault", "thredfi:meltdown"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [CUSTSYNC, "sandbox", "--port", str(free_port()), "--fault", "thredfi:meltdown"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2
     assert "meltdown" in done.stderr
 
@@ -276,18 +335,31 @@ def test_given_the_sandbox_process_dies_after_n_writes_when_a_run_is_cut_off_the
     partial (exit 3 or 1), never 0, never a traceback."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTSYNC_")}
-    server = subprocess.Popen([CUSTSYNC, "sandbox", "--port", str(port), "--seed", "40",
-                               "--fault", "thredfi:kill:skip=4"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [CUSTSYNC, "sandbox", "--port", str(port), "--seed", "40", "--fault", "thredfi:kill:skip=4"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for(port, server)  # type: ignore[arg-type]
         config = tmp_path / "run.toml"
         quick = {"retry_attempts": 3, "retry_timeout_s": 5}
-        config.write_text(config_text(f"http://127.0.0.1:{port}", f"sqlite:///{tmp_path / 'state.db'}",
-                                      connections={"thredfi": quick, "bigcapital": quick}))
-        done = subprocess.run([CUSTSYNC, "run", "bigcapital_to_thredfi", "-c", str(config), "--json"],
-                              env={**env, "CUSTSYNC_LOG_LEVEL": "warning"},
-                              capture_output=True, text=True, timeout=300, check=False)
+        config.write_text(
+            config_text(
+                f"http://127.0.0.1:{port}",
+                f"sqlite:///{tmp_path / 'state.db'}",
+                connections={"thredfi": quick, "bigcapital": quick},
+            )
+        )
+        done = subprocess.run(
+            [CUSTSYNC, "run", "bigcapital_to_thredfi", "-c", str(config), "--json"],
+            env={**env, "CUSTSYNC_LOG_LEVEL": "warning"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert server.wait(timeout=30) == -signal.SIGKILL
     finally:
         if server.poll() is None:

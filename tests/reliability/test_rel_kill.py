@@ -47,8 +47,13 @@ def test_given_sync_killed_at_a_write_or_commit_when_run_again_then_each_custome
 
     # The killed run is a real process; the recovery run goes in process (the same
     # engine, without a second interpreter start) to keep CI near two minutes.
-    results = soak([(pair, phase, crash) for phase, crash in POINTS], count=COUNT, workers=WORKERS,
-                   workdir=tmp_path, recover_in_process=True)
+    results = soak(
+        [(pair, phase, crash) for phase, crash in POINTS],
+        count=COUNT,
+        workers=WORKERS,
+        workdir=tmp_path,
+        recover_in_process=True,
+    )
 
     report = summarise(results)
     failed = [str(r) for r in results if not r.ok]

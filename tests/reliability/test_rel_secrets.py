@@ -65,12 +65,14 @@ def _config(url: str, state: Path) -> str:
 def test_given_full_syncs_with_distinctive_secrets_when_every_output_and_the_state_db_are_searched_then_no_hit(
     tmp_path: Path,
 ) -> None:
-    box = Sandbox(emulators={
-        "bigcapital": BigcapitalEmulator(api_key=SECRETS["BIGCAPITAL_API_KEY"]),
-        "thredfi": ThredfiEmulator(api_key=SECRETS["THREDFI_API_KEY"], token_ttl_s=1),
-        "piriod": PiriodEmulator(api_token=SECRETS["PIRIOD_API_TOKEN"]),
-        "timbrix": TimbrixEmulator(api_key=SECRETS["TIMBRIX_API_KEY"]),
-    })
+    box = Sandbox(
+        emulators={
+            "bigcapital": BigcapitalEmulator(api_key=SECRETS["BIGCAPITAL_API_KEY"]),
+            "thredfi": ThredfiEmulator(api_key=SECRETS["THREDFI_API_KEY"], token_ttl_s=1),
+            "piriod": PiriodEmulator(api_token=SECRETS["PIRIOD_API_TOKEN"]),
+            "timbrix": TimbrixEmulator(api_key=SECRETS["TIMBRIX_API_KEY"]),
+        }
+    )
     box["bigcapital"].seed_fake(25)  # type: ignore[attr-defined]
     box["bigcapital"].seed([{"displayName": "Bad Country Ltd", "billingAddressCountry": "Atlantis"}])
     seed_thredfi_mexicans(box, 25)
@@ -90,9 +92,14 @@ def test_given_full_syncs_with_distinctive_secrets_when_every_output_and_the_sta
         base_env.update(SECRETS)
 
         def custsync(*args: str, fmt: str = "json", level: str = "info", **env: str) -> int:
-            done = subprocess.run([CUSTSYNC, *args, "-c", str(config)], capture_output=True, text=True, timeout=180,
-                                  env={**base_env, "CUSTSYNC_LOG_FORMAT": fmt, "CUSTSYNC_LOG_LEVEL": level, **env},
-                                  check=False)
+            done = subprocess.run(
+                [CUSTSYNC, *args, "-c", str(config)],
+                capture_output=True,
+                text=True,
+                timeout=180,
+                env={**base_env, "CUSTSYNC_LOG_FORMAT": fmt, "CUSTSYNC_LOG_LEVEL": level, **env},
+                check=False,
+            )
             outputs.extend([done.stdout, done.stderr])
             return done.returncode
 
@@ -151,22 +158,31 @@ def test_given_api_error_bodies_quoting_the_configured_keys_when_runs_fail_then_
 ) -> None:
     """9.4: the secret is matched by value wherever it is quoted: --json error, logs, runs, quarantine reasons."""
     bc_key, th_key = SECRETS["BIGCAPITAL_API_KEY"], SECRETS["THREDFI_API_KEY"]
-    box = Sandbox(emulators={
-        "bigcapital": BigcapitalEmulator(api_key=bc_key),
-        "thredfi": ThredfiEmulator(api_key=th_key),
-        "piriod": PiriodEmulator(api_token=SECRETS["PIRIOD_API_TOKEN"]),
-        "timbrix": TimbrixEmulator(api_key=SECRETS["TIMBRIX_API_KEY"]),
-    })
+    box = Sandbox(
+        emulators={
+            "bigcapital": BigcapitalEmulator(api_key=bc_key),
+            "thredfi": ThredfiEmulator(api_key=th_key),
+            "piriod": PiriodEmulator(api_token=SECRETS["PIRIOD_API_TOKEN"]),
+            "timbrix": TimbrixEmulator(api_key=SECRETS["TIMBRIX_API_KEY"]),
+        }
+    )
     box["bigcapital"].seed_fake(4)  # type: ignore[attr-defined]
     box["thredfi"].seed_fake(4)  # type: ignore[attr-defined]
     box["piriod"].seed_fake(4)  # type: ignore[attr-defined]
-    app = _echoing(box.app, [
-        # Thredfi refuses each create, quoting the keys it was given (a record error: quarantine reasons).
-        ("POST", r"^/thredfi/v1/platform/businesses/[^/]+/customers/$", 400,
-         {"details": {"email": [f"key {th_key} may not create; source key {bc_key}"]}}),
-        # Bigcapital's listing fails, quoting its key (the run fails: the run's error, --json error).
-        ("GET", r"^/bigcapital/api/customers$", 500, {"message": f"internal error for api key {bc_key}"}),
-    ])
+    app = _echoing(
+        box.app,
+        [
+            # Thredfi refuses each create, quoting the keys it was given (a record error: quarantine reasons).
+            (
+                "POST",
+                r"^/thredfi/v1/platform/businesses/[^/]+/customers/$",
+                400,
+                {"details": {"email": [f"key {th_key} may not create; source key {bc_key}"]}},
+            ),
+            # Bigcapital's listing fails, quoting its key (the run fails: the run's error, --json error).
+            ("GET", r"^/bigcapital/api/customers$", 500, {"message": f"internal error for api key {bc_key}"}),
+        ],
+    )
     state = tmp_path / "state.db"
     outputs: list[str] = []
     with BackgroundServer(app) as server:
@@ -176,9 +192,14 @@ def test_given_api_error_bodies_quoting_the_configured_keys_when_runs_fail_then_
         env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTSYNC_")} | SECRETS
 
         def custsync(*args: str, level: str = "debug") -> subprocess.CompletedProcess[str]:
-            done = subprocess.run([CUSTSYNC, *args, "-c", str(config)], capture_output=True, text=True, timeout=120,
-                                  env={**env, "CUSTSYNC_LOG_FORMAT": "json", "CUSTSYNC_LOG_LEVEL": level},
-                                  check=False)
+            done = subprocess.run(
+                [CUSTSYNC, *args, "-c", str(config)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**env, "CUSTSYNC_LOG_FORMAT": "json", "CUSTSYNC_LOG_LEVEL": level},
+                check=False,
+            )
             outputs.extend([done.stdout, done.stderr])
             return done
 

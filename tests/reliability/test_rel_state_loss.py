@@ -38,9 +38,17 @@ def _creates(sandbox: Sandbox, system: str) -> int:
     return sum(1 for r in sandbox[system].requests if r.method == "POST" and r.status == 201)
 
 
-@pytest.mark.parametrize(("pair", "recovery"), [("bt", "external_id"), ("tp", "external_id"),
-                                                ("tb", "natural_key"), ("tx", "natural_key"),
-                                                ("xt", "external_id"), ("pb", "natural_key")])
+@pytest.mark.parametrize(
+    ("pair", "recovery"),
+    [
+        ("bt", "external_id"),
+        ("tp", "external_id"),
+        ("tb", "natural_key"),
+        ("tx", "natural_key"),
+        ("xt", "external_id"),
+        ("pb", "natural_key"),
+    ],
+)
 @pytest.mark.parametrize("edited", [False, True])
 async def test_given_the_state_store_deleted_after_a_full_sync_when_run_again_then_zero_new_records(
     pair: str, recovery: str, edited: bool, sandbox: Sandbox, tmp_path: Path
@@ -98,8 +106,14 @@ def test_given_the_sqlite_file_deleted_when_custsync_runs_again_then_matches_are
         config.write_text(config_text(server.url, f"sqlite:///{state}"), encoding="utf-8")
 
         def run() -> subprocess.CompletedProcess[str]:
-            return subprocess.run([CUSTSYNC, "run", "thredfi_to_bigcapital", "-c", str(config), "--json"],
-                                  env=env, capture_output=True, text=True, timeout=120, check=False)
+            return subprocess.run(
+                [CUSTSYNC, "run", "thredfi_to_bigcapital", "-c", str(config), "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
 
         first = run()
         records = set(box["bigcapital"].records)

@@ -41,16 +41,22 @@ def store_url(tmp_path: Path) -> str:
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
-def _config(store: Store, base_url: str = "http://sandbox.test", *,
-            connections: dict[str, dict[str, Any]] | None = None, **pipeline: Any) -> AppConfig:
+def _config(
+    store: Store,
+    base_url: str = "http://sandbox.test",
+    *,
+    connections: dict[str, dict[str, Any]] | None = None,
+    **pipeline: Any,
+) -> AppConfig:
     raw = tomllib.loads(config_text(base_url, store.url, **pipeline))
     for name, options in (connections or {}).items():
         raw["connections"][name].update(options)
     return parse_config(raw, path=Path("transient.toml"), environ={})
 
 
-async def _run(config: AppConfig, pipeline: str, store: Store,
-               transport: httpx.AsyncBaseTransport | None = None, **options: Any) -> RunResult:
+async def _run(
+    config: AppConfig, pipeline: str, store: Store, transport: httpx.AsyncBaseTransport | None = None, **options: Any
+) -> RunResult:
     transports = {name: transport for name in config.connections} if transport else None
     return await run_pipeline(config, pipeline, store=store, transports=transports, **options)
 
@@ -190,9 +196,18 @@ async def test_given_a_retry_time_budget_when_failing_for_good_then_stops_within
 # -- 429 and Retry-After -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("header", "seconds"), [("2", 2.0), ("0.25", 0.25), ("0", None), ("-3", None),
-                                                 ("", None), ("soon", None),
-                                                 ("Wed, 21 Oct 2026 07:28:00 GMT", None)])
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("2", 2.0),
+        ("0.25", 0.25),
+        ("0", None),
+        ("-3", None),
+        ("", None),
+        ("soon", None),
+        ("Wed, 21 Oct 2026 07:28:00 GMT", None),
+    ],
+)
 def test_given_a_retry_after_header_when_read_then_only_a_positive_number_of_seconds_counts(
     header: str, seconds: float | None
 ) -> None:
@@ -218,8 +233,7 @@ async def test_given_429_with_retry_after_when_creating_then_waits_exactly_that_
 
 @pytest.mark.parametrize("retry_after", [None, 0, -1])
 async def test_given_429_without_a_usable_retry_after_when_reading_then_ordinary_backoff(
-    retry_after: float | None, sandbox: Sandbox, transport: httpx.ASGITransport, store: Store,
-    waits: list[float]
+    retry_after: float | None, sandbox: Sandbox, transport: httpx.ASGITransport, store: Store, waits: list[float]
 ) -> None:
     seed_source(sandbox, "bt", 2)
     sandbox["bigcapital"].faults.add("rate_limit", method="GET", times=1, retry_after=retry_after)
@@ -250,8 +264,9 @@ async def test_given_requests_per_second_when_run_then_every_request_passes_the_
     sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
 ) -> None:
     seed_source(sandbox, "bt", 5)
-    config = _config(store, connections={"thredfi": {"requests_per_second": 50},
-                                         "bigcapital": {"requests_per_second": 40}})
+    config = _config(
+        store, connections={"thredfi": {"requests_per_second": 50}, "bigcapital": {"requests_per_second": 40}}
+    )
     made: dict[str, tuple[float, _Counting]] = {}
 
     def factory(key: str, rate: float) -> _Counting:

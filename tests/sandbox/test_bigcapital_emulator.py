@@ -47,9 +47,7 @@ async def _pull_all(client: httpx.AsyncClient, size: int, **params: Any) -> list
     ids: list[int] = []
     page = 1
     while True:
-        response = await client.get(
-            "/api/customers", params={"page": page, "pageSize": size, **params}
-        )
+        response = await client.get("/api/customers", params={"page": page, "pageSize": size, **params})
         assert response.status_code == 200
         body = response.json()
         ids += [c["id"] for c in body["customers"]]
@@ -69,9 +67,7 @@ async def test_given_no_key_when_listing_then_401(client: httpx.AsyncClient) -> 
 async def test_given_wrong_key_when_creating_then_401_and_nothing_stored(
     client: httpx.AsyncClient, emu: BigcapitalEmulator
 ) -> None:
-    response = await client.post(
-        "/api/customers", json=MINIMAL, headers={"Authorization": "Bearer bc_" + "0" * 96}
-    )
+    response = await client.post("/api/customers", json=MINIMAL, headers={"Authorization": "Bearer bc_" + "0" * 96})
     assert response.status_code == 401
     assert emu.records == {}
 

@@ -38,15 +38,20 @@ async def client(emu: PiriodEmulator) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def a_body(**changes: Any) -> dict[str, Any]:
-    body = {"name": "Acme SpA", "address": "Av. Providencia 1234, Providencia", "country": "CL",
-            "state": SANTIAGO, "tax_id": "76086428-5", "email": "billing@acme.cl"}
+    body = {
+        "name": "Acme SpA",
+        "address": "Av. Providencia 1234, Providencia",
+        "country": "CL",
+        "state": SANTIAGO,
+        "tax_id": "76086428-5",
+        "email": "billing@acme.cl",
+    }
     body.update(changes)
     return body
 
 
 def many(count: int) -> list[dict[str, Any]]:
-    return [{"name": f"Customer {i:03d}", "address": f"Calle {i}", "country": "US"}
-            for i in range(count)]
+    return [{"name": f"Customer {i:03d}", "address": f"Calle {i}", "country": "US"} for i in range(count)]
 
 
 async def pull_all(client: httpx.AsyncClient, url: str) -> tuple[list[dict[str, Any]], int]:
@@ -191,8 +196,7 @@ async def test_given_page_out_of_range_when_listing_then_404_invalid_page(
 async def test_given_no_records_when_listing_first_page_then_empty_envelope(
     client: httpx.AsyncClient,
 ) -> None:
-    assert (await client.get("/customers/")).json() == {
-        "count": 0, "next": None, "previous": None, "results": []}
+    assert (await client.get("/customers/")).json() == {"count": 0, "next": None, "previous": None, "results": []}
 
 
 # -- filters and ordering ----------------------------------------------------
@@ -201,27 +205,38 @@ async def test_given_no_records_when_listing_first_page_then_empty_envelope(
 async def test_given_metadata_external_id_when_filtering_then_only_that_record(
     emu: PiriodEmulator, client: httpx.AsyncClient
 ) -> None:
-    emu.seed([{**a_body(), "metadata": {"external_id": "bc-1"}},
-              {**a_body(name="Other"), "metadata": {"external_id": "bc-2"}}])
+    emu.seed(
+        [
+            {**a_body(), "metadata": {"external_id": "bc-1"}},
+            {**a_body(name="Other"), "metadata": {"external_id": "bc-2"}},
+        ]
+    )
     page = (await client.get("/customers/?metadata__external_id=bc-2")).json()
     assert [r["name"] for r in page["results"]] == ["Other"]
 
 
-@pytest.mark.parametrize(("query", "names"), [
-    ("reference=ref-2", ["B"]),
-    ("tax_id=11111111-1", ["A"]),
-    ("tax_id__in=11111111-1,22222222-2", ["A", "B"]),
-    ("status=archived", ["B"]),
-    ("country=CL", ["A", "B"]),
-    ("search=REF-2", ["B"]),
-    ("search=acme ref", ["A", "B"]),
-    ("email=", ["A", "B"]),
-])
+@pytest.mark.parametrize(
+    ("query", "names"),
+    [
+        ("reference=ref-2", ["B"]),
+        ("tax_id=11111111-1", ["A"]),
+        ("tax_id__in=11111111-1,22222222-2", ["A", "B"]),
+        ("status=archived", ["B"]),
+        ("country=CL", ["A", "B"]),
+        ("search=REF-2", ["B"]),
+        ("search=acme ref", ["A", "B"]),
+        ("email=", ["A", "B"]),
+    ],
+)
 async def test_given_records_when_filtering_then_matching_records(
     emu: PiriodEmulator, client: httpx.AsyncClient, query: str, names: list[str]
 ) -> None:
-    emu.seed([a_body(name="A", tax_id="11111111-1", reference="ref-1"),
-              a_body(name="B", tax_id="22222222-2", reference="ref-2", status="archived")])
+    emu.seed(
+        [
+            a_body(name="A", tax_id="11111111-1", reference="ref-1"),
+            a_body(name="B", tax_id="22222222-2", reference="ref-2", status="archived"),
+        ]
+    )
     page = (await client.get(f"/customers/?{query}&ordering=name")).json()
     assert [r["name"] for r in page["results"]] == names
 
@@ -229,8 +244,12 @@ async def test_given_records_when_filtering_then_matching_records(
 async def test_given_created_range_when_filtering_then_by_created_and_updated_filter_ignored(
     emu: PiriodEmulator, client: httpx.AsyncClient
 ) -> None:
-    emu.seed([a_body(name="old", created="2025-01-10T00:00:00Z", updated="2026-06-01T00:00:00Z"),
-              a_body(name="new", created="2026-02-01T00:00:00Z", updated="2026-02-01T00:00:00Z")])
+    emu.seed(
+        [
+            a_body(name="old", created="2025-01-10T00:00:00Z", updated="2026-06-01T00:00:00Z"),
+            a_body(name="new", created="2026-02-01T00:00:00Z", updated="2026-02-01T00:00:00Z"),
+        ]
+    )
     gte = (await client.get("/customers/?created__gte=2026-01-01")).json()
     assert [r["name"] for r in gte["results"]] == ["new"]
     lte = (await client.get("/customers/?created__lte=2025-12-31T23:59:59Z")).json()
@@ -273,10 +292,14 @@ async def test_given_valid_body_when_creating_then_201_with_country_and_state_ob
     record = response.json()
     assert record["id"].startswith("cus_")
     assert len(record["id"]) == 30
-    assert record["country"] == {"id": "CL", "name": "Chile", "code": "+56",
-                                 "has_regulation": True, "currencies": ["CLP"]}
-    assert record["state"] == {"id": SANTIAGO, "name": "Región Metropolitana de Santiago",
-                               "country": "CL"}
+    assert record["country"] == {
+        "id": "CL",
+        "name": "Chile",
+        "code": "+56",
+        "has_regulation": True,
+        "currencies": ["CLP"],
+    }
+    assert record["state"] == {"id": SANTIAGO, "name": "Región Metropolitana de Santiago", "country": "CL"}
     assert record["currency"] == "CLP"
     assert record["status"] == "active"
     assert record["aggregations"] == {"sales": 0.0, "sales_current_period": 0.0, "balance": 0.0}
@@ -295,8 +318,18 @@ async def test_given_long_address_when_creating_then_400_names_address(
     assert emu.records == {}
 
 
-@pytest.mark.parametrize(("field", "limit"), [("name", 100), ("address", 64), ("phone", 16), ("zip_code", 16),
-                                              ("tax_id", 32), ("reference", 64), ("manager", 64)])
+@pytest.mark.parametrize(
+    ("field", "limit"),
+    [
+        ("name", 100),
+        ("address", 64),
+        ("phone", 16),
+        ("zip_code", 16),
+        ("tax_id", 32),
+        ("reference", 64),
+        ("manager", 64),
+    ],
+)
 async def test_given_a_documented_length_exceeded_when_creating_then_400_names_the_field(
     emu: PiriodEmulator, client: httpx.AsyncClient, field: str, limit: int
 ) -> None:
@@ -312,8 +345,7 @@ async def test_given_missing_name_and_address_when_creating_then_400_required(
 ) -> None:
     response = await client.post("/customers/", json={"country": "US"})
     assert response.status_code == 400
-    assert response.json() == {"name": ["This field is required."],
-                               "address": ["This field is required."]}
+    assert response.json() == {"name": ["This field is required."], "address": ["This field is required."]}
 
 
 async def test_given_cl_customer_in_cl_account_without_tax_id_when_creating_then_400(
@@ -359,23 +391,24 @@ async def test_given_state_of_another_country_when_creating_then_400_names_state
     assert list(response.json()) == ["state"]
 
 
-@pytest.mark.parametrize(("changes", "expected"), [
-    ({"state": 9999}, {"state": ['Invalid pk "9999" - object does not exist.']}),
-    ({"state": "Texas"}, {"state": ["Incorrect type. Expected pk value, received str."]}),
-    ({"country": "ZZ"}, {"country": ['Invalid pk "ZZ" - object does not exist.']}),
-    ({"country": {"id": "CL"}}, {"country": [
-        "Incorrect type. Expected pk value, received dict."]}),
-    ({"email": "nope"}, {"email": ["Enter a valid email address."]}),
-    ({"website": "acme"}, {"website": ["Enter a valid URL."]}),
-    ({"phone": "+56 9 1234 5678 99"}, {"phone": [
-        "Ensure this field has no more than 16 characters."]}),
-    ({"status": "deleted"}, {"status": ['"deleted" is not a valid choice.']}),
-    ({"currency": "XXY"}, {"currency": ['"XXY" is not a valid choice.']}),
-    ({"send_invoices": "maybe"}, {"send_invoices": ["Must be a valid boolean."]}),
-    ({"metadata": ["a"]}, {"metadata": ['Expected a dictionary of items but got type "list".']}),
-    ({"metadata": {"ok": "1", "bad": {"x": 1}}}, {"metadata": {"bad": ["Not a valid string."]}}),
-    ({"name": ""}, {"name": ["This field may not be blank."]}),
-])
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"state": 9999}, {"state": ['Invalid pk "9999" - object does not exist.']}),
+        ({"state": "Texas"}, {"state": ["Incorrect type. Expected pk value, received str."]}),
+        ({"country": "ZZ"}, {"country": ['Invalid pk "ZZ" - object does not exist.']}),
+        ({"country": {"id": "CL"}}, {"country": ["Incorrect type. Expected pk value, received dict."]}),
+        ({"email": "nope"}, {"email": ["Enter a valid email address."]}),
+        ({"website": "acme"}, {"website": ["Enter a valid URL."]}),
+        ({"phone": "+56 9 1234 5678 99"}, {"phone": ["Ensure this field has no more than 16 characters."]}),
+        ({"status": "deleted"}, {"status": ['"deleted" is not a valid choice.']}),
+        ({"currency": "XXY"}, {"currency": ['"XXY" is not a valid choice.']}),
+        ({"send_invoices": "maybe"}, {"send_invoices": ["Must be a valid boolean."]}),
+        ({"metadata": ["a"]}, {"metadata": ['Expected a dictionary of items but got type "list".']}),
+        ({"metadata": {"ok": "1", "bad": {"x": 1}}}, {"metadata": {"bad": ["Not a valid string."]}}),
+        ({"name": ""}, {"name": ["This field may not be blank."]}),
+    ],
+)
 async def test_given_invalid_field_when_creating_then_400_field_keyed_errors(
     client: httpx.AsyncClient, changes: dict[str, Any], expected: dict[str, Any]
 ) -> None:
@@ -399,8 +432,7 @@ async def test_given_list_body_when_creating_then_400_non_field_errors(
 ) -> None:
     response = await client.post("/customers/", json=[a_body()])
     assert response.status_code == 400
-    assert response.json() == {
-        "non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}
+    assert response.json() == {"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}
 
 
 # -- updating ----------------------------------------------------------------
@@ -414,14 +446,14 @@ async def test_given_partial_body_when_updating_then_only_those_fields_change(
     before = dict(seeded)
     # A PUT must carry the required fields (a full update); both keep what they do not send.
     required = {"name": seeded["name"], "address": seeded["address"]} if method == "PUT" else {}
-    response = await client.request(method, f"/customers/{seeded['id']}/",
-                                    json={"email": "new@acme.cl", **required})
+    response = await client.request(method, f"/customers/{seeded['id']}/", json={"email": "new@acme.cl", **required})
     assert response.status_code == 200
     after = response.json()
     assert after["email"] == "new@acme.cl"
     assert after["updated"] > before["updated"]
     assert {k: v for k, v in after.items() if k not in ("email", "updated")} == {
-        k: v for k, v in before.items() if k not in ("email", "updated")}
+        k: v for k, v in before.items() if k not in ("email", "updated")
+    }
     assert emu.write_count == 1
 
 
@@ -481,9 +513,7 @@ async def test_given_missing_id_when_getting_then_404_not_found(client: httpx.As
     assert response.json() == {"detail": "Not found."}
 
 
-async def test_given_customer_when_deleting_then_405(
-    emu: PiriodEmulator, client: httpx.AsyncClient
-) -> None:
+async def test_given_customer_when_deleting_then_405(emu: PiriodEmulator, client: httpx.AsyncClient) -> None:
     [seeded] = emu.seed([a_body()])
     response = await client.delete(f"/customers/{seeded['id']}/")
     assert response.status_code == 405
@@ -540,19 +570,26 @@ async def test_given_rate_limit_fault_when_listing_then_429_with_retry_after(
 async def test_given_admin_routes_when_seeding_by_names_and_editing_then_updated_bumps(
     emu: PiriodEmulator, client: httpx.AsyncClient
 ) -> None:
-    body = {"name": "Ana", "address": "Calle 1", "country": "Chile", "state": "Valparaiso",
-            "tax_id": "1-9", "updated": "2020-01-01T00:00:00Z"}
+    body = {
+        "name": "Ana",
+        "address": "Calle 1",
+        "country": "Chile",
+        "state": "Valparaiso",
+        "tax_id": "1-9",
+        "updated": "2020-01-01T00:00:00Z",
+    }
     seeded = (await client.post("/_admin/customers", json=body)).json()
     assert seeded["country"]["id"] == "CL"
     assert seeded["state"]["name"] == "Valparaíso"
     assert seeded["test_mode"] is True
-    edited = (await client.patch(f"/_admin/customers/{seeded['id']}", json={"name": "Ana B"}))
+    edited = await client.patch(f"/_admin/customers/{seeded['id']}", json={"name": "Ana B"})
     assert edited.json()["name"] == "Ana B"
     assert edited.json()["updated"] > "2020-01-01T00:00:00Z"
     await client.get("/customers/?page_size=5")
     log = (await client.get("/_admin/requests")).json()
     assert [(r["method"], r["path"], r["query"], r["status"]) for r in log] == [
-        ("GET", "/customers/", "page_size=5", 200)]
+        ("GET", "/customers/", "page_size=5", 200)
+    ]
     assert emu.write_count == 0  # admin edits are not API writes
 
 

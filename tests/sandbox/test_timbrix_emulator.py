@@ -18,8 +18,11 @@ from sandbox.timbrix import (
 
 CUSTOMERS = f"/api/organizations/{SANDBOX_ORGANIZATION_ID}/customers"
 UNAUTHORIZED = {"statusCode": 401, "message": "Unauthorized", "error": "Unauthorized"}
-TOKEN_BODY = {"clientId": SANDBOX_CLIENT_ID, "clientSecret": SANDBOX_CLIENT_SECRET,
-              "scopes": ["customers:read", "customers:write"]}
+TOKEN_BODY = {
+    "clientId": SANDBOX_CLIENT_ID,
+    "clientSecret": SANDBOX_CLIENT_SECRET,
+    "scopes": ["customers:read", "customers:write"],
+}
 
 
 class FakeClock:
@@ -58,11 +61,21 @@ async def anonymous(emu: TimbrixEmulator) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def a_body(**changes: Any) -> dict[str, Any]:
-    body = {"legalName": "Dunder Mifflin", "taxId": "DUM901231AB3", "taxSystem": "601",
-            "email": "billing@dundermifflin.com", "defaultInvoiceUse": "G01",
-            "phone": "6474010101", "addressStreet": "Blvd. Atardecer", "addressExterior": "142",
-            "addressNeighborhood": "Centro", "addressCity": "Huatabampo",
-            "addressMunicipality": "Huatabampo", "addressZip": "86500", "addressState": "Sonora"}
+    body = {
+        "legalName": "Dunder Mifflin",
+        "taxId": "DUM901231AB3",
+        "taxSystem": "601",
+        "email": "billing@dundermifflin.com",
+        "defaultInvoiceUse": "G01",
+        "phone": "6474010101",
+        "addressStreet": "Blvd. Atardecer",
+        "addressExterior": "142",
+        "addressNeighborhood": "Centro",
+        "addressCity": "Huatabampo",
+        "addressMunicipality": "Huatabampo",
+        "addressZip": "86500",
+        "addressState": "Sonora",
+    }
     body.update(changes)
     return body
 
@@ -118,8 +131,7 @@ async def test_given_unconfigured_scope_when_requesting_token_then_400(
 
 
 async def test_given_read_only_token_when_creating_then_403(anonymous: httpx.AsyncClient) -> None:
-    issued = await anonymous.post("/api/oauth/token",
-                                  json={**TOKEN_BODY, "scopes": ["customers:read"]})
+    issued = await anonymous.post("/api/oauth/token", json={**TOKEN_BODY, "scopes": ["customers:read"]})
     bearer = {"Authorization": f"Bearer {issued.json()['access_token']}"}
     assert (await anonymous.get(CUSTOMERS, headers=bearer)).status_code == 200
     response = await anonymous.post(CUSTOMERS, json=a_body(), headers=bearer)
@@ -136,8 +148,7 @@ async def test_given_ten_token_requests_in_a_minute_when_eleventh_then_429_until
     limited = await anonymous.post("/api/oauth/token", json=TOKEN_BODY)
     assert limited.status_code == 429
     assert limited.headers["Retry-After"] == "40"
-    assert limited.json() == {"statusCode": 429,
-                              "message": "ThrottlerException: Too Many Requests"}
+    assert limited.json() == {"statusCode": 429, "message": "ThrottlerException: Too Many Requests"}
     clock.now += 40
     assert (await anonymous.post("/api/oauth/token", json=TOKEN_BODY)).status_code == 200
     assert emu.writes() == []  # token requests are not record writes
@@ -181,15 +192,13 @@ async def test_given_trailing_slash_or_unknown_route_then_express_routing(
     assert (await client.get(CUSTOMERS + "/")).status_code == 200
     response = await client.patch(CUSTOMERS + "/abc")
     assert response.status_code == 404
-    assert response.json() == {"statusCode": 404, "message": f"Cannot PATCH {CUSTOMERS}/abc",
-                               "error": "Not Found"}
+    assert response.json() == {"statusCode": 404, "message": f"Cannot PATCH {CUSTOMERS}/abc", "error": "Not Found"}
 
 
 async def test_given_missing_id_when_getting_then_404(client: httpx.AsyncClient) -> None:
     response = await client.get(f"{CUSTOMERS}/{'0' * 24}")
     assert response.status_code == 404
-    assert response.json() == {"statusCode": 404, "message": "Customer not found",
-                               "error": "Not Found"}
+    assert response.json() == {"statusCode": 404, "message": "Customer not found", "error": "Not Found"}
 
 
 # -- creating -------------------------------------------------------------------
@@ -204,10 +213,17 @@ async def test_given_flat_body_when_creating_then_201_nested_address_read(
     assert len(record["id"]) == 24
     int(record["id"], 16)
     assert record["organizationId"] == SANDBOX_ORGANIZATION_ID
-    assert record["address"] == {"street": "Blvd. Atardecer", "exterior": "142",
-                                 "interior": None, "neighborhood": "Centro",
-                                 "city": "Huatabampo", "municipality": "Huatabampo",
-                                 "zip": "86500", "state": "Sonora", "country": "MEX"}
+    assert record["address"] == {
+        "street": "Blvd. Atardecer",
+        "exterior": "142",
+        "interior": None,
+        "neighborhood": "Centro",
+        "city": "Huatabampo",
+        "municipality": "Huatabampo",
+        "zip": "86500",
+        "state": "Sonora",
+        "country": "MEX",
+    }
     assert "addressZip" not in record
     assert record["createdAt"] == record["updatedAt"]
     assert emu.write_count == 1
@@ -219,9 +235,11 @@ async def test_given_four_digit_zip_when_creating_then_400_names_address_zip(
 ) -> None:
     response = await client.post(CUSTOMERS, json=a_body(addressZip="8650"))
     assert response.status_code == 400
-    assert response.json() == {"statusCode": 400,
-                               "message": ["addressZip must be a 5-digit postal code"],
-                               "error": "Bad Request"}
+    assert response.json() == {
+        "statusCode": 400,
+        "message": ["addressZip must be a 5-digit postal code"],
+        "error": "Bad Request",
+    }
     assert emu.records == {}
 
 
@@ -237,16 +255,18 @@ async def test_given_nested_address_when_creating_then_400_flat_fields_missing(
     assert "addressZip should not be empty" in response.json()["message"]
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"taxId": "dum901231ab3"},
-     "taxId must be a valid RFC (12 characters for companies, 13 for individuals)"),
-    ({"taxSystem": "999"}, "taxSystem must be one of the following values: "),
-    ({"defaultInvoiceUse": "P01"}, "defaultInvoiceUse must be one of the following values: "),
-    ({"email": "not-an-email"}, "email must be an email"),
-    ({"addressExterior": 142}, "addressExterior must be a string"),
-    ({"addressCountry": "MX"}, "addressCountry must be a valid ISO31661 Alpha3 code"),
-    ({"legalName": ""}, "legalName should not be empty"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"taxId": "dum901231ab3"}, "taxId must be a valid RFC (12 characters for companies, 13 for individuals)"),
+        ({"taxSystem": "999"}, "taxSystem must be one of the following values: "),
+        ({"defaultInvoiceUse": "P01"}, "defaultInvoiceUse must be one of the following values: "),
+        ({"email": "not-an-email"}, "email must be an email"),
+        ({"addressExterior": 142}, "addressExterior must be a string"),
+        ({"addressCountry": "MX"}, "addressCountry must be a valid ISO31661 Alpha3 code"),
+        ({"legalName": ""}, "legalName should not be empty"),
+    ],
+)
 async def test_given_invalid_field_when_creating_then_400_class_validator_message(
     client: httpx.AsyncClient, changes: dict[str, Any], message: str
 ) -> None:
@@ -293,9 +313,11 @@ async def test_given_existing_tax_id_when_creating_then_409_conflict(
     assert (await client.post(CUSTOMERS, json=a_body())).status_code == 201
     response = await client.post(CUSTOMERS, json=a_body(legalName="Other"))
     assert response.status_code == 409
-    assert response.json() == {"statusCode": 409,
-                               "message": "Customer with this taxId already exists",
-                               "error": "Conflict"}
+    assert response.json() == {
+        "statusCode": 409,
+        "message": "Customer with this taxId already exists",
+        "error": "Conflict",
+    }
     assert len(emu.records) == 1
 
 
@@ -315,8 +337,7 @@ async def test_given_flat_partial_body_when_putting_then_only_those_fields_chang
 ) -> None:
     [seeded] = emu.seed([{**a_body(), "updatedAt": "2020-01-01T00:00:00Z"}])
     before = {**seeded, "address": dict(seeded["address"])}
-    response = await client.put(f"{CUSTOMERS}/{seeded['id']}",
-                                json={"addressZip": "86501", "addressInterior": "4"})
+    response = await client.put(f"{CUSTOMERS}/{seeded['id']}", json={"addressZip": "86501", "addressInterior": "4"})
     assert response.status_code == 200
     after = response.json()
     assert after["address"] == {**before["address"], "zip": "86501", "interior": "4"}
@@ -376,14 +397,22 @@ async def test_given_admin_routes_when_seeding_nested_and_editing_then_updated_a
     emu: TimbrixEmulator, client: httpx.AsyncClient
 ) -> None:
     body = {k: v for k, v in a_body().items() if not k.startswith("address")}
-    body.update(address={"street": "Calle 5", "exterior": "9", "neighborhood": "Juárez",
-                         "city": "CDMX", "municipality": "Cuauhtémoc", "zip": "06600",
-                         "state": "Ciudad de México"}, updatedAt="2020-01-01T00:00:00Z")
+    body.update(
+        address={
+            "street": "Calle 5",
+            "exterior": "9",
+            "neighborhood": "Juárez",
+            "city": "CDMX",
+            "municipality": "Cuauhtémoc",
+            "zip": "06600",
+            "state": "Ciudad de México",
+        },
+        updatedAt="2020-01-01T00:00:00Z",
+    )
     seeded = (await client.post("/_admin/customers", json=body)).json()
     assert seeded["address"]["municipality"] == "Cuauhtémoc"
     assert seeded["address"]["country"] == "MEX"
-    edited = await client.patch(f"/_admin/customers/{seeded['id']}",
-                                json={"address": {"zip": "06700"}})
+    edited = await client.patch(f"/_admin/customers/{seeded['id']}", json={"address": {"zip": "06700"}})
     assert edited.json()["address"]["zip"] == "06700"
     assert edited.json()["address"]["street"] == "Calle 5"
     assert edited.json()["updatedAt"] > "2020-01-01T00:00:00Z"
