@@ -46,6 +46,7 @@ from urllib.parse import parse_qs
 import httpx
 
 from bench import clients
+from connectors.transport import ENV as TRANSPORT_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -229,15 +230,15 @@ def bare_client(box: SandboxProcess, name: str, count: int, concurrency: int) ->
 
 #: custsync's CLI, as installed.
 CLI = "from worker.cli import main; main()"
-#: the same, every connection's client built over ``connectors.transport.default_transport()``: what the
-#: one-line hook in ``connectors/base.py`` will do (the bench patches it in until then).
-CLI_CHOSEN_TRANSPORT = "import bench.transport_hook; from worker.cli import main; main()"
 
 
-def custsync(box: SandboxProcess, label: str, config: Path, records: int, *, cli: str = CLI) -> dict[str, Any]:
-    """``custsync run`` in a subprocess: wall, its peak RSS and CPU, the sandbox's CPU, the requests."""
-    command = [sys.executable, "-c", cli, "run", PIPELINE, "--config", str(config), "--json"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def custsync(
+    box: SandboxProcess, label: str, config: Path, records: int, *, transport: str = "httpx"
+) -> dict[str, Any]:
+    """``custsync run`` in a subprocess over ``transport`` (``httpx`` or ``aiohttp``, see
+    :mod:`connectors.transport`): wall, its peak RSS and CPU, the sandbox's CPU, the requests."""
+    command = [sys.executable, "-c", CLI, "run", PIPELINE, "--config", str(config), "--json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), TRANSPORT_ENV: transport}
     box_cpu = box.cpu()
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -381,9 +382,9 @@ def run(size: str, *, latency_records: int, rate_records: int, log: Any = print)
             box.reset(TARGET)
             box.take_requests()
             config = write_config(box, Path(tmp) / "chosen")
-            chosen = [custsync(box, "first sync, aiohttp transport", config, count, cli=CLI_CHOSEN_TRANSPORT)]
+            chosen = [custsync(box, "first sync, aiohttp transport", config, count, transport="aiohttp")]
             log(_line(chosen[-1]))
-            chosen.append(custsync(box, "no-op re-sync, aiohttp transport", config, count, cli=CLI_CHOSEN_TRANSPORT))
+            chosen.append(custsync(box, "no-op re-sync, aiohttp transport", config, count, transport="aiohttp"))
             log(_line(chosen[-1]))
             result["custsync_chosen_transport"] = chosen
         with SandboxProcess(seed={SOURCE: latency_records}, latency_ms=LATENCY_MS) as box:

@@ -5,7 +5,9 @@ its types through the aliases here (:data:`Response`, :data:`Transport`,
 :data:`Auth`).
 
 - :meth:`HttpClient.request` sends through one ``httpx.AsyncClient`` with
-  bounded concurrency and an optional rate limiter, turns a non-2xx answer into
+  adaptive concurrency (AIMD, :mod:`connectors.concurrency`: it halves on a 429
+  or a spent budget and grows back to ``max_concurrency``) over the transport of
+  :mod:`connectors.transport`, and an optional rate limiter; it turns a non-2xx answer into
   an error through the connector's ``classify`` and retries transient failures
   with stamina (exponential backoff with jitter, bounded in attempts and time;
   429 waits ``Retry-After`` when the API sent one, unless that is past the budget).
@@ -31,6 +33,7 @@ import structlog
 
 from connectors import secrets
 from connectors.auth import origin_of, restrict_to_origin
+from connectors.concurrency import AIMDLimiter, StateStore
 from connectors.errors import (
     ConnectorError,
     FatalError,
@@ -40,6 +43,7 @@ from connectors.errors import (
 )
 from connectors.ratelimit import RateLimiter, ThrottleGate
 from connectors.settings import ConnectionSettings, masked_url
+from connectors.transport import default_transport
 
 log = structlog.get_logger("custsync.connector")
 
@@ -93,7 +97,8 @@ class HttpClient:
         self._classify = classify
         self._transport = transport
         self._limiter = limiter
-        self._slots = asyncio.Semaphore(settings.max_concurrency)
+        #: requests in flight: adaptive (AIMD) up to max_concurrency; in process unless shared.
+        self.concurrency = AIMDLimiter(name, ceiling=settings.max_concurrency)
         self._client: httpx.AsyncClient | None = None
         self._throttle = ThrottleGate()
         #: no answer came yet: a 404 now more likely means a wrong base_url than a missing record.
@@ -109,6 +114,10 @@ class HttpClient:
         """The base URL as messages may show it: no password, query or fragment."""
         return masked_url(self.settings.base_url)
 
+    def share_concurrency(self, store: StateStore) -> None:
+        """Keep the in-flight limit in ``store`` (Redis on the service: every worker's tasks share it)."""
+        self.concurrency = AIMDLimiter(self.name, ceiling=self.settings.max_concurrency, store=store)
+
     def open(self, auth: httpx.Auth) -> None:
         """Create the client, its credentials bound to the base URL's origin."""
         restrict_to_origin(auth, self.settings.base_url)
@@ -116,7 +125,9 @@ class HttpClient:
             base_url=self.settings.base_url.rstrip("/"),
             auth=auth,
             timeout=self.settings.timeout_s,
-            transport=self._transport,
+            transport=self._transport
+            if self._transport is not None
+            else default_transport(max_connections=self.settings.max_concurrency),
             headers={"User-Agent": "custsync/0.1", "Accept": "application/json"},
             limits=httpx.Limits(max_connections=self.settings.max_concurrency),
         )
@@ -241,7 +252,7 @@ class HttpClient:
         await self._pace(op, deadline)
         if self._limiter is not None:
             await self._limiter.acquire()
-        async with self._slots:
+        async with self.concurrency.slot() as permit:
             try:
                 # One deadline for the whole exchange: httpx's timeout is per read, so an
                 # answer trickling a byte at a time would otherwise never time out.
@@ -249,6 +260,7 @@ class HttpClient:
                     response = await self._client.request(
                         method, url, params=dict(params) if params else None, json=json, headers=headers
                     )
+                permit.observe(response.status_code, response.headers)
             except ConnectorError as exc:
                 # Raised by an auth flow (token endpoint refused or limited): say which system and call.
                 text = str(exc) if str(exc).startswith(self.system) else f"{self.system} {op}: {exc}"

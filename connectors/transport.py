@@ -5,8 +5,12 @@ against it) and picks what moves the bytes here, by the numbers in
 ``docs/benchmarks.md``: on the benchmark machine httpx over an aiohttp
 transport (``httpx-aiohttp``, a dependency) makes the same Thredfi creates with about a
 sixth of the CPU of httpx's own transport (httpcore), and three to six times
-as many per second. So :func:`default_transport` returns that transport, and ``None`` (httpx's own) when
-``CUSTSYNC_HTTP_TRANSPORT=httpx`` asks for it.
+as many per second. Yet :func:`default_transport` returns ``None`` (httpx's own) unless
+``CUSTSYNC_HTTP_TRANSPORT=aiohttp`` asks for the faster one: over aiohttp, a
+base URL carrying credentials is refused ("Cannot combine AUTHORIZATION
+header with AUTH argument"), and connection failures do not yet read as the
+one-line causes ``custsync check`` promises (tests/connectors/test_fail_fast.py).
+It becomes the default once the whole suite passes over it.
 
 The one thing not taken as httpx-aiohttp ships it is the translation of
 aiohttp's errors: it names every ``ClientConnectionError`` a
@@ -27,7 +31,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport as _Base
 
-#: set to ``httpx`` to use httpx's own transport even when httpx-aiohttp is installed.
+#: set to ``aiohttp`` to use httpx-aiohttp's transport (faster; see the module docstring).
 ENV = "CUSTSYNC_HTTP_TRANSPORT"
 
 
@@ -39,7 +43,7 @@ def default_transport(*, max_connections: int | None = None) -> httpx.AsyncBaseT
             the client's ``limits`` when it is given a transport, so pass the
             connection's ``max_concurrency`` here).
     """
-    if os.environ.get(ENV, "").strip().lower() == "httpx":
+    if os.environ.get(ENV, "").strip().lower() != "aiohttp":
         return None
     return AiohttpTransport(limits=httpx.Limits(max_connections=max_connections))
 

@@ -1,4 +1,4 @@
-"""Issue 12.1: the connector's request loop keeps working over ``connectors.transport.default_transport()``.
+"""Issue 12.1: the connector's request loop keeps working over the aiohttp transport (``connectors.transport``).
 
 A real Thredfi connector talks to the Thredfi emulator served by uvicorn on
 loopback (a thread), through the chosen transport: the two-step OAuth, a
@@ -49,7 +49,7 @@ def _settings(base_url: str, **changes: Any) -> ThredfiSettings:
 
 async def _connector(base_url: str, timeout_s: float) -> AsyncIterator[ThredfiConnector]:
     settings = _settings(base_url, timeout_s=timeout_s)
-    transport = default_transport(max_connections=settings.max_concurrency)
+    transport = AiohttpTransport(limits=httpx.Limits(max_connections=settings.max_concurrency))
     async with ThredfiConnector("thredfi", settings, transport=transport) as connector:
         yield connector
 
@@ -81,12 +81,13 @@ async def _statuses(emulator: ThredfiEmulator, method: str, count: int) -> list[
     return found
 
 
-def test_given_defaults_when_transport_chosen_then_aiohttp_and_env_can_restore_httpx(
+def test_given_defaults_when_transport_chosen_then_httpx_and_env_can_choose_aiohttp(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert isinstance(default_transport(), AiohttpTransport)
-    monkeypatch.setenv(ENV, "httpx")
+    monkeypatch.delenv(ENV, raising=False)
     assert default_transport() is None
+    monkeypatch.setenv(ENV, "aiohttp")
+    assert isinstance(default_transport(), AiohttpTransport)
 
 
 async def test_given_chosen_transport_when_creating_then_oauth_create_and_read_back_work(
@@ -136,7 +137,7 @@ async def test_given_every_answer_slow_when_listing_then_retriable_timeout_namin
 
 async def test_given_nothing_listening_when_connecting_then_one_fatal_line_connection_refused() -> None:
     settings = _settings(f"http://127.0.0.1:{free_port()}")
-    async with ThredfiConnector("thredfi", settings, transport=default_transport()) as connector:
+    async with ThredfiConnector("thredfi", settings, transport=AiohttpTransport()) as connector:
         with pytest.raises(FatalError, match="connection refused"):
             await connector.request("GET", connector.collection, op="list")
 
@@ -162,7 +163,7 @@ async def test_given_server_closing_after_reading_the_request_when_sent_then_rea
 
     server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    async with server, httpx.AsyncClient(transport=default_transport()) as http:
+    async with server, httpx.AsyncClient(transport=AiohttpTransport()) as http:
         with pytest.raises(httpx.TransportError) as caught:
             await http.post(f"http://127.0.0.1:{port}/customers/", json={"name": "Once"})
 
