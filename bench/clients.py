@@ -9,7 +9,7 @@ the sandbox is the ceiling a sync could reach on this machine.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -45,7 +45,7 @@ async def _in_flight(count: int, concurrency: int, one: Callable[[int], Awaitabl
 
     async def bounded(i: int) -> bool:
         async with slots:
-            return await one(i)
+            return bool(await one(i))
 
     done = await asyncio.gather(*(bounded(i) for i in range(count)))
     return sum(done)
@@ -113,7 +113,7 @@ async def create_aiohttp(base_url: str, payloads: Sequence[Mapping[str, Any]], c
 
 
 #: name → the coroutine function; the bench measures each one that imports.
-CLIENTS: dict[str, Callable[[str, Sequence[Mapping[str, Any]], int], Awaitable[int]]] = {
+CLIENTS: dict[str, Callable[[str, Sequence[Mapping[str, Any]], int], Coroutine[Any, Any, int]]] = {
     "httpx": create_httpx,
     "aiohttp": create_aiohttp,
     "httpx+aiohttp transport": create_httpx_aiohttp,

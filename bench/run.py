@@ -220,7 +220,7 @@ def bare_client(box: SandboxProcess, name: str, count: int, concurrency: int) ->
     payloads = clients.thredfi_payloads(count)
     box_cpu, own_cpu = box.cpu(), time.process_time()
     started = time.perf_counter()
-    ok = asyncio.run(clients.CLIENTS[name](f"{box.url}/{TARGET}", payloads, concurrency))
+    ok: int = asyncio.run(clients.CLIENTS[name](f"{box.url}/{TARGET}", payloads, concurrency))
     wall = time.perf_counter() - started
     requests = Requests.of(box.take_requests())
     return {"name": f"bare {name}", "records": count, "ok": ok, "wall_s": wall, "records_per_s": count / wall,

@@ -55,7 +55,7 @@ def main(argv: list[str]) -> None:
         return await original(*positional, **options)
 
     # The one name every run reaches the engine by (directly for a dry run, through run_exclusive otherwise).
-    runner.run_pipeline = crashing  # type: ignore[assignment]
+    runner.run_pipeline = crashing
     from worker.cli import app
 
     app(args=args, prog_name="custsync")

@@ -15,10 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 import stamina
-from click.testing import Result
 from starlette.requests import Request
 from starlette.responses import Response
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from connectors.bigcapital import BigcapitalConnector, BigcapitalSettings
 from connectors.errors import FatalError, NotFoundError

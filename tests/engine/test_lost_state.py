@@ -94,7 +94,7 @@ async def test_given_lost_state_and_reactivated_source_when_rerun_then_archived_
         writes = len(sandbox["thredfi"].writes())
         assert (
             await run_pipeline(config, "bigcapital_to_thredfi", store=fresh, transports=transports)
-        ).counts.unchanged == 1  # type: ignore[arg-type]
+        ).counts.unchanged == 1
         assert len(sandbox["thredfi"].writes()) == writes
     finally:
         fresh.close()

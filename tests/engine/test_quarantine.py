@@ -8,6 +8,8 @@ quarantine with a reason naming the field, and every other record lands.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from sandbox.bigcapital import SANDBOX_ORGANIZATION_ID
@@ -20,7 +22,7 @@ SEEDED = 10
 SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # the store plays no part here
 
 
-def _seed_with_one_bad(sandbox: Sandbox, bad: dict[str, object]) -> dict[str, object]:
+def _seed_with_one_bad(sandbox: Sandbox, bad: dict[str, object]) -> Any:
     records = sandbox["bigcapital"].seed_fake(SEEDED)
     victim = records[1]
     # The web app lets a user save what the API would refuse (admin_edit skips validation).

@@ -131,6 +131,7 @@ def test_given_a_429_after_a_burst_when_settled_then_a_pace_below_what_was_allow
     assert state.rate == pytest.approx(0.7 * 5 / 1.2, rel=0.01)
     assert admit(state, bounds, 100.5, "early")[0] > 0, "held for the Retry-After"
     assert admit(state, bounds, 101.3, "a")[0] == 0.0
+    assert state.rate is not None
     assert admit(state, bounds, 101.3, "b")[0] == pytest.approx(1 / state.rate, rel=0.01), "then paced"
 
 

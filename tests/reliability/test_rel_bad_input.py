@@ -321,7 +321,7 @@ def _toml(raw: Mapping[str, Any]) -> str:
 
 
 def _is_table(value: Any) -> bool:
-    return isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values())
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, dict) for v in value.values())
 
 
 # (path, value, what the message must name)

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sandbox._core import FaultKind
 from sandbox.server import Sandbox
 from state.store import Store
 from tests.support.soak import PAIRS, config_text, load, seed_source, verify_async
@@ -49,7 +50,7 @@ def _pipeline(pair: str) -> tuple[str, str, str]:
 @pytest.mark.parametrize("pair", TARGET_PAIRS)
 @pytest.mark.parametrize("kind", ["error_after", "drop"])
 async def test_given_lost_create_answers_when_rerun_then_every_customer_lands_once(
-    pair: str, kind: str, sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
+    pair: str, kind: FaultKind, sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
 ) -> None:
     """A third of the creates are applied and their answer lost (500 or a dropped connection)."""
     _, target, pipeline = _pipeline(pair)

@@ -342,7 +342,7 @@ def test_given_the_sandbox_process_dies_after_n_writes_when_a_run_is_cut_off_the
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for(port, server)  # type: ignore[arg-type]
+        _wait_for(port, server)
         config = tmp_path / "run.toml"
         quick = {"retry_attempts": 3, "retry_timeout_s": 5}
         config.write_text(

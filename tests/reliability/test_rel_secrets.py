@@ -51,7 +51,7 @@ def _config(url: str, state: Path) -> str:
     lines: list[str] = []
     for line in text.splitlines():
         key = line.split(" = ", 1)[0]
-        section = lines and next((x for x in reversed(lines) if x.startswith("[")), "")
+        section = next((x for x in reversed(lines) if x.startswith("[")), "") if lines else ""
         if key in ("api_key", "api_token") and section:
             system = section.strip("[]").split(".")[1].upper()
             variable = f"{system}_API_TOKEN" if key == "api_token" else f"{system}_API_KEY"

@@ -24,6 +24,7 @@ import stamina.instrumentation
 
 from connectors.auth import TokenAuth, retry_after_seconds
 from connectors.ratelimit import LocalRateLimiter
+from sandbox._core import FaultKind
 from sandbox.server import BackgroundServer, Sandbox
 from state.store import Store
 from tests.support.soak import config_text, seed_source, verify_async
@@ -142,7 +143,7 @@ async def test_given_a_lost_create_answer_when_bigcapital_then_never_resent_blin
 
 @pytest.mark.parametrize("kind", ["slow", "drop"])
 async def test_given_a_timeout_or_dropped_connection_on_loopback_when_run_then_retried_and_lands_once(
-    kind: str, store: Store
+    kind: FaultKind, store: Store
 ) -> None:
     """Real sockets: a response slower than ``timeout_s``, or a connection cut mid-answer."""
     box = Sandbox()
