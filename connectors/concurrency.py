@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -52,6 +54,8 @@ Signal = Literal["ok", "refused", "spent", "neutral"]
 
 #: a lease not released within this many seconds (a crashed worker's) stops counting as in flight.
 LEASE_S = 120.0
+#: this host, the start of each lease token (``HOST:PID:UUID``): a shared store can tell a dead process's leases.
+_HOST = socket.gethostname()
 #: remaining-budget and reset headers, in the order they are looked for.
 _REMAINING = ("x-ratelimit-remaining", "ratelimit-remaining", "x-rate-limit-remaining")
 _RESET = ("x-ratelimit-reset", "ratelimit-reset", "x-rate-limit-reset")
@@ -114,6 +118,14 @@ class Bounds:
     def __post_init__(self) -> None:
         if not 1 <= self.floor <= self.ceiling:
             raise ValueError(f"concurrency bounds need 1 <= floor <= ceiling (got {self.floor}, {self.ceiling})")
+
+
+def lease_process(token: str) -> tuple[str, int] | None:
+    """The ``(host, pid)`` that took a lease, from its token; ``None`` for a token of another shape."""
+    parts = token.split(":")
+    if len(parts) < 3 or not parts[-2].isdigit():
+        return None
+    return ":".join(parts[:-2]), int(parts[-2])
 
 
 def admit(state: AIMDState, bounds: Bounds, now: float, token: str) -> tuple[float, int]:
@@ -310,7 +322,7 @@ class AIMDLimiter:
 
     async def acquire(self) -> Permit:
         """Wait until a request may go; the permit to release with :meth:`release`."""
-        token = uuid.uuid4().hex
+        token = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"  # the pid now: a forked worker child has its own
         while True:
             wait, epoch = await self.store.apply(self.key, lambda s, now: admit(s, self.bounds, now, token))
             if wait == 0.0:
@@ -365,6 +377,7 @@ __all__ = [
     "Permit",
     "StateStore",
     "admit",
+    "lease_process",
     "read_signal",
     "settle",
 ]

@@ -13,24 +13,44 @@ which case it is read and changed again. The clock is Redis's (``TIME``), so
 workers whose clocks disagree share one schedule. The key expires
 ``ttl_s`` after its last change: an idle connection starts afresh, and a
 worker that died with requests in flight cannot hold their slots longer
-than their lease (``connectors.concurrency.LEASE_S``).
+than their lease (``connectors.concurrency.LEASE_S``); a dead process of this
+host (a killed prefork child, a crashed CLI run) holds none at all: its
+leases are dropped at the next change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import socket
 from collections.abc import Callable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from connectors.concurrency import AIMDState
+from connectors.concurrency import AIMDState, lease_process
+
+_HOST = socket.gethostname()
 
 T = TypeVar("T")
 PREFIX = "custsync:aimd:"
+
+
+def _dead_here(token: str) -> bool:
+    """Whether a lease was taken by a process of this host that is gone."""
+    taker = lease_process(token)
+    if taker is None or taker[0] != _HOST or taker[1] == os.getpid():
+        return False
+    try:
+        os.kill(taker[1], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 class RedisState:
@@ -69,6 +89,7 @@ class RedisState:
                     raw = await pipe.get(name)
                     seconds, micros = await pipe.time()
                     state = AIMDState.from_json(json.loads(raw)) if raw else AIMDState()
+                    state.leases = {t: until for t, until in state.leases.items() if not _dead_here(t)}
                     result = change(state, seconds + micros / 1_000_000)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(name, json.dumps(state.to_json()), ex=self.ttl_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from collections.abc import AsyncIterator
 
@@ -25,7 +26,7 @@ from sandbox.server import BackgroundServer
 from sandbox.thredfi import SANDBOX_API_KEY, SANDBOX_BUSINESS_ID, SANDBOX_PARTNER_UUID, ThredfiEmulator
 from worker.concurrency import RedisState
 
-REDIS_URL = "redis://127.0.0.1:6379/14"  # a DB no other test flushes (keys are per test anyway)
+REDIS_URL = "redis://127.0.0.1:6379/5"  # a DB no other test flushes (keys are per test anyway)
 CUSTOMERS = f"/v1/platform/businesses/{SANDBOX_BUSINESS_ID}/customers/"
 
 
@@ -242,6 +243,37 @@ async def test_given_slots_held_by_one_worker_when_another_acquires_then_it_wait
     await two.release(permit)
     await one.release(held[1])
     assert (await one.state()).leases == {}
+
+
+@pytest.mark.redis
+async def test_given_a_process_killed_holding_every_slot_when_another_acquires_then_its_leases_are_gone(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    # A killed prefork child or CLI run held the whole window: its leases must not block the
+    # redelivered run until they expire (LEASE_S), only until the next change sees it dead.
+    holder = (
+        "import asyncio, os, sys, redis.asyncio as r\n"
+        "from connectors.concurrency import AIMDLimiter\n"
+        "from worker.concurrency import RedisState\n"
+        "async def main():\n"
+        f"    store = RedisState(r.Redis.from_url({REDIS_URL!r}), prefix={prefix!r})\n"
+        "    limiter = AIMDLimiter('thredfi', ceiling=1, store=store)\n"
+        "    await limiter.acquire()\n"
+        "    print('held', flush=True)\n"
+        "    os.kill(os.getpid(), 9)\n"
+        "asyncio.run(main())\n"
+    )
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", holder, stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(child.communicate(), 30)
+    assert out.strip() == b"held"
+    assert child.returncode == -9
+    store = RedisState(redis_client, prefix=prefix)
+    assert len((await AIMDLimiter("thredfi", ceiling=1, store=store).state()).leases) == 0, "dropped on read"
+    limiter = AIMDLimiter("thredfi", ceiling=1, store=store)
+
+    permit = await asyncio.wait_for(limiter.acquire(), 2)
+
+    await limiter.release(permit)
 
 
 @pytest.mark.redis

@@ -27,6 +27,7 @@ from connectors.ratelimit import LocalRateLimiter
 from sandbox._core import FaultKind
 from sandbox.server import BackgroundServer, Sandbox
 from state.store import Store
+from tests.support.parallel import redis_url
 from tests.support.soak import config_text, seed_source, verify_async
 from worker.config import AppConfig, parse_config
 from worker.ratelimit import RedisRateLimiter
@@ -39,7 +40,7 @@ def store_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'state.db'}"
 
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
+REDIS_URL = redis_url(15, 6)  # a database of its own per xdist worker
 
 
 def _config(
