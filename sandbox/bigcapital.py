@@ -220,10 +220,6 @@ class BigcapitalEmulator(Emulator):
             for slash in ("", "/")
         ]
 
-    def server_errors(self) -> list[int]:
-        """The statuses of every 5xx answered so far (the real server's crashes)."""
-        return [r.status for r in self.requests if r.status >= 500]
-
     # -- admin / seeding ---------------------------------------------------
 
     def admin_seed(self, payload: Mapping[str, Any]) -> dict[str, Any]:
