@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     box = Sandbox()
     for spec in args.seed:
         system, _, count = spec.partition(":")
-        box[system].seed_fake(int(count))  # type: ignore[attr-defined]
+        box[system].seed_fake(int(count))
     for emulator in box.emulators.values():
         if args.latency_ms > 0:
             emulator.faults.add("slow", delay_s=args.latency_ms / 1000, times=None)

@@ -1,8 +1,10 @@
 """The connector base class: what every system's connector does, over declarations.
 
 A connector module is mostly declarations (paths, paginator, auth, field
-table, what the system can hold). The base composes the modules that do the
-work, never re-implemented per system: :mod:`connectors.http` (every request:
+table, what the system can hold). The base builds on
+:class:`connectors.session.Session` (the settings, opening and closing, the
+request loop and refused answers classified) and composes the modules that do
+the work, never re-implemented per system: :mod:`connectors.http` (every request:
 retries, pacing, deadlines, the origin guard), :mod:`connectors.errors` (what a
 refused answer means), :mod:`connectors.fields` (reading and writing through
 the field table), :mod:`connectors.reading` (listings walked to the end and
@@ -13,45 +15,29 @@ and problems) and :mod:`connectors.settings`.
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from string import Formatter
-from typing import Any, ClassVar, Generic, Self
+from typing import Any, ClassVar
 
 import structlog
-from typing_extensions import TypeVar
 
-from connectors import reading, secrets
+from connectors import reading
 from connectors import spec as specs
-from connectors.auth import retry_after_seconds
-from connectors.errors import (
-    DEFAULT_ERROR_TABLE,
-    ConnectorError,
-    ErrorRule,
-    FieldMappingError,
-    NotSupportedError,
-    RateLimitedError,
-    RetriableError,
-    body_problems,
-    refusal,
-    rule_for,
-)
+from connectors.errors import DEFAULT_ERROR_TABLE, ErrorRule, FieldMappingError, NotSupportedError, RetriableError
 from connectors.fields import FieldTable, Writing, narrow
-from connectors.http import Auth, HttpClient, Response, Transport, body_or_none, json_body
+from connectors.http import Response, Transport, body_or_none, json_body
 from connectors.model import Customer, FieldProblem, RemoteCustomer, clean
 from connectors.pagination import Paginator
 from connectors.ratelimit import RateLimiter
 from connectors.reading import Listing, ScanReport
-from connectors.settings import ConnectionSettings, host_of, masked_url, refuse_unusable, secret_values
+from connectors.session import Session, SettingsT
+from connectors.settings import ConnectionSettings, host_of
 from connectors.spec import TargetSpec
 
 log = structlog.get_logger("custsync.connector")
-
-#: The settings type of a connector: ``class ThredfiConnector(Connector[ThredfiSettings])``.
-#: Covariant, and ``ConnectionSettings`` by default, so a bare ``Connector`` is any connector.
-SettingsT = TypeVar("SettingsT", bound=ConnectionSettings, default=ConnectionSettings, covariant=True)
 
 
 @dataclass(frozen=True)
@@ -62,7 +48,7 @@ class CreateResult:
     existed: bool = False
 
 
-class Connector(ABC, Generic[SettingsT]):
+class Connector(Session[SettingsT]):
     """Base of every system's connector.
 
     Args:
@@ -73,15 +59,12 @@ class Connector(ABC, Generic[SettingsT]):
         clock: monotonic seconds for token expiry; a seam for tests.
     """
 
-    system: ClassVar[str]
     settings_model: ClassVar[type[ConnectionSettings]]
     spec: ClassVar[TargetSpec]
     paginator: ClassVar[Paginator]
-    error_table: ClassVar[Mapping[int, ErrorRule]] = DEFAULT_ERROR_TABLE
-    #: the system's fields: reading, the write body and the partial-update set come from it.
+    #: the system's fields: reading, the write body and the partial-update set come from it
+    #: (and, unless a system sets its own, :attr:`vendor_fields`).
     fields: ClassVar[FieldTable | None] = None
-    #: vendor field name → canonical field, to name fields in refusals (by default, the table's).
-    vendor_fields: ClassVar[Mapping[str, str]] = {}
     #: ``str.format`` templates: ``{id}`` is the record id, other names come
     #: from :meth:`path_params` (the tenant ids some systems put in the path).
     create_path: ClassVar[str]
@@ -117,53 +100,11 @@ class Connector(ABC, Generic[SettingsT]):
         limiter: RateLimiter | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.name = name
-        self._settings = settings
-        #: monotonic seconds, for token expiry; a seam for tests.
-        self.clock = clock
-        self.http = HttpClient(
-            name, self.system, settings, classify=self.classify, transport=transport, limiter=limiter
-        )
-        # Configured secrets are masked wherever a message quotes them (an error body echoing the key).
-        secrets.remember(*secret_values(settings))
+        super().__init__(name, settings, transport=transport, limiter=limiter, clock=clock)
         #: set by the engine for ``backfill --since`` (only where ``can_filter_since``).
         self.since: date | None = None
         #: what the last :meth:`pages` walk proves (read by the engine before deletes).
         self.scan = ScanReport()
-
-    # -- lifecycle ---------------------------------------------------------
-
-    @property
-    def settings(self) -> SettingsT:
-        """The connection's validated settings, typed as the system declares them."""
-        return self._settings
-
-    async def __aenter__(self) -> Self:
-        refuse_unusable(self.settings, self.where)
-        self.http.open(self.auth())
-        try:
-            await self.start()
-        except BaseException:
-            await self.aclose()  # __aexit__ never runs when __aenter__ raises
-            raise
-        return self
-
-    @property
-    def where(self) -> str:
-        """The connection as messages name it: ``name (system)``."""
-        return f"{self.name} ({self.system})"
-
-    @property
-    def shown_url(self) -> str:
-        """The base URL as messages may show it: no password, query or fragment."""
-        return masked_url(self.settings.base_url)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self.http.aclose()
 
     # -- declarations each system provides ------------------------------
 
@@ -171,10 +112,6 @@ class Connector(ABC, Generic[SettingsT]):
     @abstractmethod
     def tenant(self) -> str:
         """The account this connection reads, as part of each external_id."""
-
-    @abstractmethod
-    def auth(self) -> Auth:
-        """The auth flow for every request."""
 
     def listings(self) -> Sequence[Listing]:
         """Every listing that together returns all customers, active and not (by default, one).
@@ -209,14 +146,6 @@ class Connector(ABC, Generic[SettingsT]):
 
     async def prepare(self, customer: Customer) -> None:
         """Called before a create or an update maps ``customer`` (Piriod loads its states catalog here)."""
-        return None
-
-    async def start(self) -> None:
-        """Called once when the connection opens, before any other request.
-
-        Bigcapital asks its organization here (``GET /api/organization/current``)
-        so that its external ids name the tenant, not the host.
-        """
         return None
 
     def path_params(self) -> Mapping[str, str]:
@@ -391,45 +320,6 @@ class Connector(ABC, Generic[SettingsT]):
     async def delete(self, remote_id: str) -> None:
         """Delete a record permanently."""
         await self.request("DELETE", self.record_path(remote_id), op="delete")
-
-    # -- the one request loop ---------------------------------------------
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        op: str,
-        params: Mapping[str, str | int] | None = None,
-        json: Any = None,
-        headers: Mapping[str, str] | None = None,
-        idempotent: bool = True,
-        ok: frozenset[int] = frozenset(),
-    ) -> Response:
-        """Send one request with retries; return a 2xx (or ``ok``) response (see :class:`HttpClient`)."""
-        return await self.http.request(
-            method, url, op=op, params=params, json=json, headers=headers, idempotent=idempotent, ok=ok
-        )
-
-    def classify(self, response: Response, op: str) -> ConnectorError:
-        """Turn a non-2xx response into the error the caller acts on.
-
-        Messages quote the vendor's reasons, scrubbed of every remembered
-        secret, and never the values of the record.
-        """
-        rule = rule_for(self.error_table, response.status_code)
-        head = f"{self.system} {rule.message} ({op}, HTTP {response.status_code})"
-        if rule.error is RateLimitedError:
-            return RateLimitedError(head, retry_after_seconds(response))
-        return refusal(rule, head, self.parse_error(response), self.vendor_fields)
-
-    def parse_error(self, response: Response) -> list[tuple[str | None, str]]:
-        """(vendor field or None, message) pairs from any of the vendors' error shapes, scrubbed."""
-        try:
-            body = response.json()
-        except (ValueError, RecursionError):
-            return []
-        return [(f, secrets.scrub(m)) for f, m in body_problems(body)]
 
 
 __all__ = [

@@ -30,7 +30,7 @@ import math
 import operator
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypedDict
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -415,7 +415,7 @@ class PiriodEmulator(Emulator):
 
     # -- admin and seeding ----------------------------------------------------
 
-    def seed(self, payloads: list[Mapping[str, Any]], test_mode: bool = True) -> list[dict[str, Any]]:
+    def seed(self, payloads: Sequence[Mapping[str, Any]], test_mode: bool = True) -> list[dict[str, Any]]:
         """Create records via ``admin_seed``, in the test data set unless told otherwise."""
         return [self.admin_seed({"test_mode": test_mode, **p}) for p in payloads]
 

@@ -618,7 +618,7 @@ def sandbox(
                 box[system].token_ttl_s = token_ttl  # type: ignore[attr-defined]
     if seed:
         for emulator in box.emulators.values():
-            emulator.seed_fake(seed)  # type: ignore[attr-defined]
+            emulator.seed_fake(seed)
     url = f"http://{host}:{port}"
     if write_config is not None:
         with write_config.open("x", encoding="utf-8") as handle:  # checked above; "x" closes the race

@@ -135,7 +135,7 @@ def run_json(config_file: Path, *extra: str) -> tuple[int, dict[str, Any]]:
 def test_given_sandbox_when_run_json_then_one_object_with_exactly_the_contract_keys(
     box: Sandbox, config_file: Path
 ) -> None:
-    box["bigcapital"].seed_fake(7)  # type: ignore[attr-defined]
+    box["bigcapital"].seed_fake(7)
 
     code, summary = run_json(config_file)
 
@@ -156,7 +156,7 @@ def test_given_sandbox_when_run_json_then_one_object_with_exactly_the_contract_k
 def test_given_stderr_not_a_tty_when_run_then_logs_are_json_on_stderr_and_results_on_stdout(
     box: Sandbox, config_file: Path
 ) -> None:
-    box["bigcapital"].seed_fake(3)  # type: ignore[attr-defined]
+    box["bigcapital"].seed_fake(3)
 
     result = invoke("run", PIPELINE, "--json", "--config", str(config_file))
 
@@ -173,7 +173,7 @@ def test_given_stderr_not_a_tty_when_run_then_logs_are_json_on_stderr_and_result
 
 @SQLITE_ONLY
 def test_given_text_output_when_run_then_counts_table_is_printed(box: Sandbox, config_file: Path) -> None:
-    box["bigcapital"].seed_fake(2)  # type: ignore[attr-defined]
+    box["bigcapital"].seed_fake(2)
 
     result = invoke("run", PIPELINE, "--config", str(config_file))
 
@@ -187,7 +187,7 @@ def test_given_text_output_when_run_then_counts_table_is_printed(box: Sandbox, c
 def test_given_config_from_env_when_run_without_option_then_env_config_is_used(
     box: Sandbox, config_file: Path, tmp_path: Path
 ) -> None:
-    box["bigcapital"].seed_fake(2)  # type: ignore[attr-defined]
+    box["bigcapital"].seed_fake(2)
     other_state = f"sqlite:///{tmp_path / 'override.db'}"
 
     result = invoke(
@@ -209,7 +209,7 @@ def test_given_config_from_env_when_run_without_option_then_env_config_is_used(
 def test_given_dry_run_when_run_then_plan_is_printed_and_nothing_is_written(
     box: Sandbox, config_file: Path, store_url: str
 ) -> None:
-    seeded = box["bigcapital"].seed_fake(4)  # type: ignore[attr-defined]
+    seeded = box["bigcapital"].seed_fake(4)
 
     result = invoke("run", PIPELINE, "--dry-run", "--config", str(config_file))
 
@@ -240,7 +240,7 @@ def test_given_dry_run_when_run_then_plan_is_printed_and_nothing_is_written(
 def test_given_record_thredfi_refuses_when_run_then_exit_1_and_failures_lists_it(
     box: Sandbox, config_file: Path
 ) -> None:
-    seeded = box["bigcapital"].seed_fake(5)  # type: ignore[attr-defined]
+    seeded = box["bigcapital"].seed_fake(5)
     box["bigcapital"].admin_edit(seeded[2], {"email": "not-an-email"})
 
     code, summary = run_json(config_file)
@@ -264,7 +264,7 @@ def test_given_record_thredfi_refuses_when_run_then_exit_1_and_failures_lists_it
 def test_given_quarantine_when_status_then_runs_counts_and_quarantine_size_are_reported(
     box: Sandbox, config_file: Path
 ) -> None:
-    seeded = box["bigcapital"].seed_fake(4)  # type: ignore[attr-defined]
+    seeded = box["bigcapital"].seed_fake(4)
     box["bigcapital"].admin_edit(seeded[0], {"email": "not-an-email"})
     run_json(config_file)
 
@@ -300,7 +300,7 @@ def test_given_quarantine_when_status_then_runs_counts_and_quarantine_size_are_r
 def test_given_quarantined_record_when_retry_then_pushed_again_and_exit_reflects_outcome(
     box: Sandbox, config_file: Path
 ) -> None:
-    seeded = box["bigcapital"].seed_fake(3)  # type: ignore[attr-defined]
+    seeded = box["bigcapital"].seed_fake(3)
     box["bigcapital"].admin_edit(seeded[1], {"email": "not-an-email"})
     run_json(config_file)
     before = len(box["thredfi"].writes())
@@ -324,7 +324,7 @@ def test_given_quarantined_record_when_retry_then_pushed_again_and_exit_reflects
 
 
 def test_given_wrong_api_key_when_run_then_exit_3_and_run_recorded_failed(box: Sandbox, config_file: Path) -> None:
-    box["bigcapital"].seed_fake(2)  # type: ignore[attr-defined]
+    box["bigcapital"].seed_fake(2)
     config_file.write_text(config_file.read_text().replace(bigcapital.SANDBOX_API_KEY, "bc_wrong_key_0000000"))
 
     code, summary = run_json(config_file)
@@ -473,7 +473,7 @@ def test_given_unexpected_error_when_run_then_exit_3_not_1(
 ) -> None:
     from connectors.thredfi import ThredfiConnector
 
-    box["bigcapital"].seed_fake(2)  # type: ignore[attr-defined]
+    box["bigcapital"].seed_fake(2)
 
     async def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("a bug")

@@ -192,7 +192,7 @@ def test_given_config_not_readable_when_run_then_exit_2_naming_it(tmp_path: Path
 def test_given_no_sqlite_file_when_dry_run_then_plan_is_made_and_no_file_is_created(
     tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox
 ) -> None:
-    emulators["bigcapital"].seed_fake(5)  # type: ignore[attr-defined]
+    emulators["bigcapital"].seed_fake(5)
     state = tmp_path / "state.db"
     config = _config(tmp_path, loopback[1], state_url=f"sqlite:///{state}")
 
@@ -209,7 +209,7 @@ def test_given_no_sqlite_file_when_dry_run_then_plan_is_made_and_no_file_is_crea
 def test_given_existing_store_when_dry_run_then_it_plans_against_it_and_changes_nothing(
     tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox
 ) -> None:
-    emulators["bigcapital"].seed_fake(4)  # type: ignore[attr-defined]
+    emulators["bigcapital"].seed_fake(4)
     state = tmp_path / "state.db"
     config = _config(tmp_path, loopback[1], state_url=f"sqlite:///{state}")
     assert invoke("run", PIPELINE, "--config", str(config)).exit_code == 0
@@ -235,7 +235,7 @@ def test_given_existing_store_when_dry_run_then_it_plans_against_it_and_changes_
 def test_given_empty_postgres_database_when_dry_run_then_no_table_is_created(
     tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox, pg_url: str
 ) -> None:
-    emulators["bigcapital"].seed_fake(3)  # type: ignore[attr-defined]
+    emulators["bigcapital"].seed_fake(3)
     config = _config(tmp_path, loopback[1], state_url=pg_url)
 
     result = invoke("run", PIPELINE, "--dry-run", "--json", "--config", str(config))
@@ -251,7 +251,7 @@ def test_given_empty_postgres_database_when_dry_run_then_no_table_is_created(
 def test_given_unknown_postgres_database_when_dry_run_then_it_plans_against_an_empty_state(
     tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox
 ) -> None:
-    emulators["bigcapital"].seed_fake(2)  # type: ignore[attr-defined]
+    emulators["bigcapital"].seed_fake(2)
     name = f"custsync_missing_{uuid.uuid4().hex[:8]}"
     config = _config(tmp_path, loopback[1], state_url=f"{PG_SERVER.rsplit('/', 1)[0]}/{name}")
 
@@ -269,7 +269,7 @@ def test_given_unknown_postgres_database_when_dry_run_then_it_plans_against_an_e
 def test_given_relative_sqlite_url_when_run_from_elsewhere_then_the_file_is_next_to_the_config(
     tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    emulators["bigcapital"].seed_fake(3)  # type: ignore[attr-defined]
+    emulators["bigcapital"].seed_fake(3)
     home, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     home.mkdir()
     elsewhere.mkdir()
@@ -348,7 +348,7 @@ def test_given_empty_config_when_check_then_a_warning_not_valid(tmp_path: Path) 
 def test_given_no_redis_when_run_then_the_store_lock_covers_it_and_no_warning_is_printed(
     tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox
 ) -> None:
-    emulators["bigcapital"].seed_fake(2)  # type: ignore[attr-defined]
+    emulators["bigcapital"].seed_fake(2)
     config = _config(tmp_path, loopback[1], state_url=f"sqlite:///{tmp_path}/s.db")
     get_settings.cache_clear()
 

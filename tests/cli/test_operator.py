@@ -170,7 +170,7 @@ def test_sandbox_write_config_never_overwrites(tmp_path: Path) -> None:
 def test_piped_status_and_failures_fit_80_columns_and_keep_every_value_whole(
     box: Sandbox, served: tuple[Sandbox, str], tmp_path: Path
 ) -> None:
-    seeded = box["bigcapital"].seed_fake(4)  # type: ignore[attr-defined]
+    seeded = box["bigcapital"].seed_fake(4)
     box["bigcapital"].admin_edit(seeded[1], {"email": "not-an-email"})
     path = _config(tmp_path, served[1], schedule="*/15 * * * *")
     assert invoke("run", PIPELINE, "--config", str(path)).exit_code == 1
@@ -217,7 +217,7 @@ def test_status_shows_the_last_worker_recorded_by_the_task_layer(
 def test_a_failed_run_logs_run_finished_at_error_level(
     box: Sandbox, served: tuple[Sandbox, str], tmp_path: Path
 ) -> None:
-    box["bigcapital"].seed_fake(2)  # type: ignore[attr-defined]
+    box["bigcapital"].seed_fake(2)
     path = _config(tmp_path, served[1])
     path.write_text(path.read_text().replace(bigcapital.SANDBOX_API_KEY, "bc_wrong_key_0000000"))
     get_settings.cache_clear()
@@ -279,7 +279,7 @@ def test_demo_of_a_pair_that_lands_exits_0(tmp_path: Path) -> None:
 def test_run_on_a_terminal_shows_progress_and_a_summary_not_one_line_per_record(
     box: Sandbox, served: tuple[Sandbox, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    box["bigcapital"].seed_fake(30)  # type: ignore[attr-defined]
+    box["bigcapital"].seed_fake(30)
     path = _config(tmp_path, served[1])
     terminal = io.StringIO()
     monkeypatch.setattr(cli, "err", Console(file=terminal, force_terminal=True, width=100, color_system=None))

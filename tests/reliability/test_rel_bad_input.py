@@ -160,7 +160,7 @@ def _fixture(system: str) -> dict[str, Any]:
     if system == "thredfi":
         seed_source(box, "tx", 1)  # a complete Mexican record
     else:
-        box[system].seed_fake(1)  # type: ignore[attr-defined]
+        box[system].seed_fake(1)
     return copy.deepcopy(next(iter(box[system].records.values())))
 
 

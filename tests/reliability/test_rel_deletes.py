@@ -191,7 +191,7 @@ async def test_given_a_backfill_since_a_date_when_customers_vanished_then_no_del
     sandbox: Sandbox, transport: httpx.ASGITransport, store: Store
 ) -> None:
     # Piriod filters by creation date (Bigcapital cannot: its server never sets created_at).
-    sandbox["piriod"].seed_fake(COUNT)  # type: ignore[attr-defined]
+    sandbox["piriod"].seed_fake(COUNT)
     for record in sandbox["piriod"].records.values():
         record["status"] = "active"
     config = _config(store, propagate_deletes=True, max_delete_share=1.0)

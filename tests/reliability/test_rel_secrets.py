@@ -73,10 +73,10 @@ def test_given_full_syncs_with_distinctive_secrets_when_every_output_and_the_sta
             "timbrix": TimbrixEmulator(api_key=SECRETS["TIMBRIX_API_KEY"]),
         }
     )
-    box["bigcapital"].seed_fake(25)  # type: ignore[attr-defined]
+    box["bigcapital"].seed_fake(25)
     box["bigcapital"].seed([{"displayName": "Bad Country Ltd", "billingAddressCountry": "Atlantis"}])
     seed_thredfi_mexicans(box, 25)
-    box["piriod"].seed_fake(10)  # type: ignore[attr-defined]
+    box["piriod"].seed_fake(10)
     # Faults, so that retries, lost answers and refusals are logged too.
     box["thredfi"].faults.add("error_before", path="oauth2/token", times=1)
     box["thredfi"].faults.add("error_after", method="POST", path="/customers/$", times=3)
@@ -166,9 +166,9 @@ def test_given_api_error_bodies_quoting_the_configured_keys_when_runs_fail_then_
             "timbrix": TimbrixEmulator(api_key=SECRETS["TIMBRIX_API_KEY"]),
         }
     )
-    box["bigcapital"].seed_fake(4)  # type: ignore[attr-defined]
-    box["thredfi"].seed_fake(4)  # type: ignore[attr-defined]
-    box["piriod"].seed_fake(4)  # type: ignore[attr-defined]
+    box["bigcapital"].seed_fake(4)
+    box["thredfi"].seed_fake(4)
+    box["piriod"].seed_fake(4)
     app = _echoing(
         box.app,
         [

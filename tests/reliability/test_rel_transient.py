@@ -496,7 +496,7 @@ async def test_given_two_pipelines_into_one_connection_when_run_at_once_then_the
 ) -> None:
     """What the service does (``worker.lock``): every run builds its limiters on one Redis."""
     seed_source(sandbox, "bt", 12)
-    sandbox["piriod"].seed_fake(12)  # type: ignore[attr-defined]
+    sandbox["piriod"].seed_fake(12)
     config = _config(store, connections={"thredfi": {"requests_per_second": 25}})
     stamps: list[float] = []
     timed = _Timed(httpx.ASGITransport(app=sandbox.app), stamps, host_path="/thredfi/")

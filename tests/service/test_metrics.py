@@ -64,7 +64,7 @@ def test_given_metrics_served_when_a_task_runs_then_runs_records_quarantine_and_
     from worker.tasks import sync_pipeline
 
     box = served
-    seeded = box["bigcapital"].seed_fake(6)  # type: ignore[attr-defined]
+    seeded = box["bigcapital"].seed_fake(6)
     box["bigcapital"].admin_edit(seeded[2], {"email": "not-an-email"})
     box["bigcapital"].faults.add("rate_limit", method="GET", retry_after=0, times=2)
     port = free_port()
@@ -117,7 +117,7 @@ def test_given_a_prefork_worker_with_a_metrics_port_when_a_task_runs_then_its_pa
     from worker.app import make_app
 
     box = Sandbox()
-    box["bigcapital"].seed_fake(5)  # type: ignore[attr-defined]
+    box["bigcapital"].seed_fake(5)
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
     port = free_port()

@@ -26,7 +26,7 @@ NO_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 def box() -> Iterator[tuple[Sandbox, str]]:
     """The sandbox on loopback, 40 customers in Bigcapital."""
     sandbox = Sandbox()
-    sandbox["bigcapital"].seed_fake(40)  # type: ignore[attr-defined]
+    sandbox["bigcapital"].seed_fake(40)
     with BackgroundServer(sandbox.app) as server:
         yield sandbox, server.url
 
@@ -84,7 +84,7 @@ def test_given_since_when_the_source_filters_then_only_newer_customers_are_pulle
 ) -> None:
     # Piriod filters by creation date; Bigcapital cannot (its server never sets created_at).
     sandbox, url = box
-    sandbox["piriod"].seed_fake(40)  # type: ignore[attr-defined]
+    sandbox["piriod"].seed_fake(40)
     pipeline = "piriod_to_thredfi"
     config = _config(tmp_path, url, NO_REDIS_URL)
     console, err, _, _ = _consoles(terminal=False)

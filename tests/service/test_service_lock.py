@@ -143,7 +143,7 @@ def test_given_a_held_lock_when_a_run_is_asked_then_it_is_recorded_as_skipped(
     client: redis.Redis, tmp_path: Path
 ) -> None:
     box = Sandbox()
-    box["bigcapital"].seed_fake(5)  # type: ignore[attr-defined]
+    box["bigcapital"].seed_fake(5)
     with BackgroundServer(box.app) as server:
         path = tmp_path / "custsync.toml"
         path.write_text(sandbox_config(server.url, state_url=f"sqlite:///{tmp_path}/state.db", broker_url=REDIS_URL))
@@ -175,7 +175,7 @@ def test_given_a_running_pipeline_when_its_lock_is_lost_then_the_run_is_cancelle
     from worker.lock import LockLostError
 
     box = Sandbox()
-    box["bigcapital"].seed_fake(5)  # type: ignore[attr-defined]
+    box["bigcapital"].seed_fake(5)
     box["bigcapital"].faults.add("slow", method="GET", path="customers$", delay_s=3, times=None)
     with BackgroundServer(box.app) as server:
         path = tmp_path / "custsync.toml"

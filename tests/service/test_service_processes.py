@@ -201,7 +201,7 @@ class Service:
 
     def seed(self, count: int) -> int:
         """Seed the source; return how many writes one run makes (a create each, plus archives)."""
-        records = self.box["bigcapital"].seed_fake(count)  # type: ignore[attr-defined]
+        records = self.box["bigcapital"].seed_fake(count)
         return count + sum(1 for r in records if not r["active"])
 
     def slow_source(self, delay_s: float) -> None:

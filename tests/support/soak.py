@@ -138,7 +138,7 @@ def seed_source(box: Sandbox, pair: str, count: int, *, seed: int = 7) -> None:
     if source == "thredfi" and target == "timbrix":
         seed_thredfi_mexicans(box, count, seed=seed)
     else:
-        box[source].seed_fake(count, seed=seed)  # type: ignore[attr-defined]
+        box[source].seed_fake(count, seed=seed)
 
 
 def seed_thredfi_mexicans(box: Sandbox, count: int, *, seed: int = 7) -> None:
@@ -189,7 +189,7 @@ def mutate_source(box: Sandbox, pair: str, rng: random.Random, *, added_seed: in
             record = emulator.records[record_id]
             emulator.admin_edit(record, {"email": f"new{record_id[:8]}@example.mx"})
     else:
-        created = emulator.seed_fake(extra, seed=added_seed)  # type: ignore[attr-defined]
+        created = emulator.seed_fake(extra, seed=added_seed)
         for record in created:
             emulator.admin_edit(record, _new_email(source, str(record["id"])))
 
