@@ -29,7 +29,7 @@ The countries and states are in :mod:`sandbox.piriod_catalog`, the serializer in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import pycountry
@@ -220,7 +220,7 @@ class PiriodEmulator(Emulator):
 
     # -- admin and seeding ----------------------------------------------------
 
-    def seed(self, payloads: list[Mapping[str, Any]], test_mode: bool = True) -> list[dict[str, Any]]:
+    def seed(self, payloads: Sequence[Mapping[str, Any]], test_mode: bool = True) -> list[dict[str, Any]]:
         """Create records via ``admin_seed``, in the test data set unless told otherwise."""
         return [self.admin_seed({"test_mode": test_mode, **p}) for p in payloads]
 
