@@ -22,145 +22,41 @@ Quirks kept on purpose, because connectors must cope with them:
 Where the docs are silent (assumptions): the default list ordering is newest
 first (``-created``, then ``-id``), a customer created without ``country``
 gets the account's country, and ``GET /states/`` is itself an assumption.
+
+The countries and states are in :mod:`sandbox.piriod_catalog`, the serializer in
+:mod:`sandbox.piriod_rules`, the filters and pagination in :mod:`sandbox.piriod_listing`.
 """
 
 from __future__ import annotations
 
-import math
-import operator
-import re
-import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, ClassVar, TypedDict
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
-import phonenumbers
 import pycountry
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox._core import Emulator, OrderCache, is_email, iso, json_error, new_record, read_json, utcnow
+from sandbox import piriod_listing as listing
+from sandbox import piriod_rules as rules
+from sandbox._core import Emulator, OrderCache, iso, json_error, new_record, read_json, utcnow
 from sandbox.fake import DEFAULT_COUNTRIES, fake_customers
+from sandbox.piriod_catalog import (
+    REGULATED_COUNTRIES,
+    STATES,
+    PiriodState,
+    country_object,
+    fold,
+    resolve_state,
+    state_id,
+)
+from sandbox.piriod_listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 SANDBOX_API_TOKEN = "sk_test_piriod_sandbox"  # noqa: S105 - public sandbox value
 SANDBOX_WORKSPACE = "acc_01H8XYZ123ABC"
 SANDBOX_ACCOUNT_COUNTRY = "CL"
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
-#: countries whose tax agency Piriod integrates with (RUT, RFC, NIT).
-REGULATED_COUNTRIES = frozenset({"CL", "MX", "CO"})
-
-
-class PiriodState(TypedDict):
-    """One entry of the states catalog, as ``GET /states/`` returns it."""
-
-    id: int
-    name: str
-    country: str
-
-
-# Ids are stable: each country owns a block, entries numbered in this order.
-_STATE_NAMES: dict[str, tuple[int, str]] = {
-    "CL": (
-        1,
-        "Arica y Parinacota|Tarapacá|Antofagasta|Atacama|Coquimbo|Valparaíso|"
-        "Región Metropolitana de Santiago|Libertador General Bernardo O'Higgins|Maule|"
-        "Ñuble|Biobío|La Araucanía|Los Ríos|Los Lagos|"
-        "Aysén del General Carlos Ibáñez del Campo|Magallanes y de la Antártica Chilena",
-    ),
-    "MX": (
-        101,
-        "Aguascalientes|Baja California|Baja California Sur|Campeche|Chiapas|"
-        "Chihuahua|Ciudad de México|Coahuila|Colima|Durango|Estado de México|Guanajuato|"
-        "Guerrero|Hidalgo|Jalisco|Michoacán|Morelos|Nayarit|Nuevo León|Oaxaca|Puebla|"
-        "Querétaro|Quintana Roo|San Luis Potosí|Sinaloa|Sonora|Tabasco|Tamaulipas|"
-        "Tlaxcala|Veracruz|Yucatán|Zacatecas",
-    ),
-    "US": (
-        201,
-        "Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|"
-        "District of Columbia|Florida|Georgia|Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|"
-        "Kentucky|Louisiana|Maine|Maryland|Massachusetts|Michigan|Minnesota|Mississippi|"
-        "Missouri|Montana|Nebraska|Nevada|New Hampshire|New Jersey|New Mexico|New York|"
-        "North Carolina|North Dakota|Ohio|Oklahoma|Oregon|Pennsylvania|Rhode Island|"
-        "South Carolina|South Dakota|Tennessee|Texas|Utah|Vermont|Virginia|Washington|"
-        "West Virginia|Wisconsin|Wyoming",
-    ),
-    "GB": (301, "England|Scotland|Wales|Northern Ireland"),
-}
-STATES: dict[int, PiriodState] = {
-    base + i: {"id": base + i, "name": name, "country": country}
-    for country, (base, names) in _STATE_NAMES.items()
-    for i, name in enumerate(names.split("|"))
-}
-# pycountry has no country → currency table; unknown countries fall back to USD.
-_CURRENCIES = {
-    "CL": "CLP",
-    "MX": "MXN",
-    "US": "USD",
-    "GB": "GBP",
-    "CO": "COP",
-    "PE": "PEN",
-    "AR": "ARS",
-    "BR": "BRL",
-    "UY": "UYU",
-    "CA": "CAD",
-    "ES": "EUR",
-    "DE": "EUR",
-    "FR": "EUR",
-    "IT": "EUR",
-    "PT": "EUR",
-    "NL": "EUR",
-    "IE": "EUR",
-}
-_CHAR_LIMITS = {
-    "name": 100,
-    "address": 64,
-    "email": 254,
-    "phone": 16,
-    "website": 200,
-    "zip_code": 16,
-    "manager": 64,
-    "reference": 64,
-    "tax_id": 32,
-}
-_REQUIRED = ("name", "address")
-_BOOLS = ("send_invoices", "send_collections", "send_vouchers")
-_STATUSES = ("active", "archived", "pending")
-_TRUE = {"true", "t", "yes", "y", "on", "1"}
-_FALSE = {"false", "f", "no", "n", "off", "0"}
-_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*\.[^\s]+$", re.IGNORECASE)
-_EXACT_FILTERS = ("email", "name", "tax_id", "status", "reference")
 _ORDERING_FIELDS = frozenset({"id", "name", "email", "created", "updated", "status", "reference", "tax_id"})
-_SEED_FIELDS = frozenset({*_CHAR_LIMITS, *_BOOLS, "status", "currency", "tax_settings", "metadata"})
-_SEARCH_FIELDS = ("name", "email", "tax_id", "reference")
-_REQUIRED_MSG = "This field is required."
-_BAD_CHOICE = "Select a valid choice. That choice is not one of the available choices."
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def country_object(code: str) -> dict[str, Any] | None:
-    """The read shape of a country id (``None`` when the id is unknown)."""
-    country = pycountry.countries.get(alpha_2=code) if len(code) == 2 else None
-    if country is None:
-        return None
-    prefix = phonenumbers.country_code_for_region(code)
-    return {
-        "id": code,
-        "name": getattr(country, "common_name", country.name),
-        "code": f"+{prefix}" if prefix else "",
-        "has_regulation": code in REGULATED_COUNTRIES,
-        "currencies": [_CURRENCIES.get(code, "USD")],
-    }
-
-
-def state_id(country: str, name: str) -> int | None:
-    """Find a state id by name (case and accent insensitive), as a user picks it."""
-    wanted = _fold(name)
-    return next((s["id"] for s in STATES.values() if s["country"] == country and _fold(s["name"]) == wanted), None)
 
 
 class PiriodEmulator(Emulator):
@@ -246,17 +142,17 @@ class PiriodEmulator(Emulator):
 
     async def _write(self, request: Request, record: dict[str, Any] | None, *, full: bool = False) -> Response:
         body = await read_json(request)
-        if (bad := _body_error(body)) is not None:
+        if (bad := rules.body_error(body)) is not None:
             return bad
-        fields, errors = self._clean(body, record)
+        fields, errors = rules.clean(body, record, account_country=self.account_country)
         if full:
-            errors = {**{n: [_REQUIRED_MSG] for n in _REQUIRED if n not in body}, **errors}
+            errors = {**{n: [rules.REQUIRED_MSG] for n in rules.REQUIRED if n not in body}, **errors}
         if errors:
             return json_error(400, errors)
         if record is None:
             record, status = self._create(fields, test_mode=_test_mode(request)), 201
         else:
-            _apply(record, fields)
+            rules.apply(record, fields)
             self._index(record)
             record["updated"], status = iso(utcnow()), 200
         self.count_write()
@@ -269,14 +165,14 @@ class PiriodEmulator(Emulator):
             return _not_allowed(request.method)
         country = request.query_params.get("country", "")
         if country and country_object(country) is None:
-            return json_error(400, {"country": [_BAD_CHOICE]})
-        name = _fold(request.query_params.get("name", ""))
+            return json_error(400, {"country": [rules.BAD_CHOICE]})
+        name = fold(request.query_params.get("name", ""))
         rows = [
             dict(s)
             for s in STATES.values()
-            if (not country or s["country"] == country) and (not name or _fold(s["name"]) == name)
+            if (not country or s["country"] == country) and (not name or fold(s["name"]) == name)
         ]
-        return _paginate(request, rows)
+        return listing.paginate(request, rows)
 
     # -- helpers -------------------------------------------------------------
 
@@ -304,72 +200,10 @@ class PiriodEmulator(Emulator):
             candidates = self._orders.order(self.records, ordering, lambda rows: _order(rows, ordering))
             ordered = True
         test_mode = _test_mode(request)
-        rows = [r for r in candidates if r["test_mode"] == test_mode]
-        for key, raw in params.multi_items():
-            if not raw:  # django-filter skips empty values
-                continue
-            field, _, lookup = key.partition("__")
-            values = raw.split(",") if lookup == "in" else [raw]
-            if field == "country" and lookup in ("", "in"):
-                if any(country_object(v) is None for v in values):
-                    return json_error(400, {key: [_BAD_CHOICE]})
-                rows = [r for r in rows if r["country"] and r["country"]["id"] in values]
-            elif field == "status" and lookup in ("", "in"):
-                if bad := [v for v in values if v not in _STATUSES]:
-                    msg = f"Select a valid choice. {bad[0]} is not one of the available choices."
-                    return json_error(400, {key: [msg]})
-                rows = [r for r in rows if r["status"] in values]
-            elif field in _EXACT_FILTERS and lookup in ("", "in"):
-                rows = [r for r in rows if r[field] in values]
-            elif field == "metadata" and lookup:
-                rows = [r for r in rows if (r["metadata"] or {}).get(lookup) == raw]
-            elif field == "created" and lookup in ("", "gte", "lte"):
-                moment = _parse_moment(raw)
-                if moment is None:
-                    return json_error(400, {key: ["Enter a valid date/time."]})
-                compare = {"gte": operator.ge, "lte": operator.le}.get(lookup, operator.eq)
-                rows = [r for r in rows if compare(_parse_moment(r["created"]) or _EPOCH, moment)]
-            elif key == "search":
-                terms = [t for t in re.split(r"[\s,]+", raw.lower()) if t]
-                rows = [
-                    r for r in rows if all(any(t in str(r[f] or "").lower() for f in _SEARCH_FIELDS) for t in terms)
-                ]
-        return _paginate(request, rows if ordered else _order(rows, ordering))
-
-    def _clean(self, body: Mapping[str, Any], record: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Validate a write body like the DRF serializer; ``record`` is set for updates."""
-        fields: dict[str, Any] = {}
-        errors: dict[str, Any] = {n: [_REQUIRED_MSG] for n in _REQUIRED if record is None and n not in body}
-        for name, clean in _CLEANERS.items():
-            if name in body:
-                try:
-                    fields[name] = clean(name, body[name])
-                except _Invalid as exc:
-                    errors[name] = exc.detail
-        # Cross-field rules look at the record as it would be after the write; an
-        # update is only held to them when it touches the fields involved.
-        old_country = record["country"]["id"] if record and record["country"] else None
-        country = fields.get("country", old_country or self.account_country)
-        state = fields.get("state", record["state"]["id"] if record and record["state"] else None)
-        if (
-            state is not None
-            and STATES[state]["country"] != country
-            and "state" not in errors
-            and (record is None or {"country", "state"} & fields.keys())
-        ):
-            errors["state"] = [f"The state does not belong to country {country}."]
-        tax_id = fields.get("tax_id", record["tax_id"] if record else None)
-        if (
-            country in REGULATED_COUNTRIES
-            and country == self.account_country
-            and not tax_id
-            and "tax_id" not in errors
-            and (record is None or {"country", "tax_id"} & fields.keys())
-        ):
-            errors["tax_id"] = [_REQUIRED_MSG]
-        if record is None:
-            fields.setdefault("country", country)
-        return fields, errors
+        rows = listing.filter_rows([r for r in candidates if r["test_mode"] == test_mode], params)
+        if isinstance(rows, Response):
+            return rows
+        return listing.paginate(request, rows if ordered else _order(rows, ordering))
 
     def _create(self, fields: Mapping[str, Any], *, test_mode: bool) -> dict[str, Any]:
         now = iso(utcnow())
@@ -378,37 +212,8 @@ class PiriodEmulator(Emulator):
         number = (0x018F2A6B3C00 << 80) + self._next_id
         record_id = "cus_" + "".join(_CROCKFORD[(number >> (5 * i)) & 31] for i in reversed(range(26)))
         country = country_object(fields["country"])
-        record = new_record(
-            self.records,
-            {
-                "id": record_id,
-                "name": "",
-                "address": "",
-                "country": country,
-                "state": None,
-                "currency": country["currencies"][0] if country else "USD",
-                "email": None,
-                "phone": None,
-                "website": None,
-                "zip_code": None,
-                "manager": None,
-                "reference": None,
-                "tax_id": None,
-                "tax_settings": {},
-                "metadata": {},
-                "send_invoices": True,
-                "send_collections": True,
-                "send_vouchers": True,
-                "status": "active",
-                "sources": [],
-                "contacts": [],
-                "aggregations": {"sales": 0.0, "sales_current_period": 0.0, "balance": 0.0},
-                "test_mode": test_mode,
-                "created": now,
-                "updated": now,
-            },
-        )
-        _apply(record, fields)
+        record = new_record(self.records, rules.blank(record_id, country, test_mode=test_mode, now=now))
+        rules.apply(record, fields)
         self.records[record_id] = record
         self._index(record)
         return record
@@ -429,9 +234,9 @@ class PiriodEmulator(Emulator):
         Raises:
             ValueError: the country or state cannot be resolved.
         """
-        fields = {k: v for k, v in payload.items() if k in _SEED_FIELDS}
+        fields = {k: v for k, v in payload.items() if k in rules.SEED_FIELDS}
         fields["country"] = self._resolve_country(payload.get("country"))
-        fields["state"] = _resolve_state(fields["country"], payload.get("state"))
+        fields["state"] = resolve_state(fields["country"], payload.get("state"))
         record = self._create(fields, test_mode=bool(payload.get("test_mode", True)))
         for stamp in ("created", "updated"):
             record[stamp] = payload.get(stamp, record[stamp])
@@ -444,8 +249,8 @@ class PiriodEmulator(Emulator):
             changes["country"] = self._resolve_country(changes["country"])
         if "state" in changes:
             country = changes.get("country") or (record["country"] or {}).get("id", "")
-            changes["state"] = _resolve_state(country, changes["state"])
-        _apply(record, changes)
+            changes["state"] = resolve_state(country, changes["state"])
+        rules.apply(record, changes)
         self._index(record)
         record["updated"] = iso(utcnow())
 
@@ -485,176 +290,12 @@ class PiriodEmulator(Emulator):
             raise ValueError(f"unknown country {value!r}") from None
 
 
-def _resolve_state(country: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        value = value["id"]
-    if isinstance(value, int) or str(value).isdigit():
-        if int(value) not in STATES:
-            raise ValueError(f"unknown Piriod state id {value}")
-        return int(value)
-    found = state_id(country, str(value))
-    if found is None:
-        raise ValueError(f"no Piriod state named {value!r} in {country}")
-    return found
-
-
-def _apply(record: dict[str, Any], fields: Mapping[str, Any]) -> None:
-    for key, value in fields.items():
-        if key == "country":
-            record["country"] = country_object(value) if isinstance(value, str) else value
-        elif key == "state":
-            record["state"] = dict(STATES[value]) if isinstance(value, int) else value
-        else:
-            record[key] = value
-
-
-class _Invalid(Exception):  # noqa: N818 - internal signal, not an error to report
-    def __init__(self, detail: list[str] | dict[str, list[str]]) -> None:
-        self.detail = detail
-
-
-def _char(name: str, value: Any) -> str | None:
-    if value is None:
-        if name in _REQUIRED:
-            raise _Invalid(["This field may not be null."])
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _Invalid(["Not a valid string."])
-    text = str(value).strip()  # DRF's CharField trims whitespace
-    limit = _CHAR_LIMITS[name]
-    if not text and name in _REQUIRED:
-        raise _Invalid(["This field may not be blank."])
-    if len(text) > limit:
-        raise _Invalid([f"Ensure this field has no more than {limit} characters."])
-    if text and name == "email" and not is_email(text):
-        raise _Invalid(["Enter a valid email address."])
-    if text and name == "website" and not _URL.match(text):
-        raise _Invalid(["Enter a valid URL."])
-    return text
-
-
-def _related(name: str, value: Any) -> str | int | None:
-    # DRF's PrimaryKeyRelatedField messages; ``state`` may be null, ``country`` not.
-    if value is None:
-        if name == "state":
-            return None
-        raise _Invalid(["This field may not be null."])
-    pk = str(value)
-    typed = (
-        isinstance(value, str)
-        if name == "country"
-        else (isinstance(value, int | str) and not isinstance(value, bool) and re.fullmatch(r"[0-9]+", pk) is not None)
-    )
-    if not typed:
-        raise _Invalid([f"Incorrect type. Expected pk value, received {type(value).__name__}."])
-    if name == "state" and int(pk) in STATES:
-        return int(pk)
-    if name == "country" and country_object(pk) is not None:
-        return pk
-    raise _Invalid([f'Invalid pk "{pk}" - object does not exist.'])
-
-
-def _choice(name: str, value: Any) -> str:
-    valid = (
-        isinstance(value, str) and pycountry.currencies.get(alpha_3=value) is not None
-        if name == "currency"
-        else value in _STATUSES
-    )
-    if not valid:
-        raise _Invalid([f'"{value}" is not a valid choice.'])
-    return str(value)
-
-
-def _boolean(name: str, value: Any) -> bool:
-    text = str(value).lower() if isinstance(value, str | int) else ""
-    if value is True or value is False or text in _TRUE | _FALSE:
-        return value is True or text in _TRUE
-    raise _Invalid(["Must be a valid boolean."])
-
-
-def _mapping(name: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        kind = "NoneType" if value is None else type(value).__name__
-        raise _Invalid([f'Expected a dictionary of items but got type "{kind}".'])
-    if name != "metadata":
-        return value
-    # metadata values are strings (numbers are coerced); errors nest per key.
-    nested = {
-        k: ["This field may not be null."] if v is None else ["Not a valid string."]
-        for k, v in value.items()
-        if v is None or isinstance(v, bool) or not isinstance(v, str | int | float)
-    }
-    if nested:
-        raise _Invalid(nested)
-    return {k: str(v) for k, v in value.items()}
-
-
-_CLEANERS: dict[str, Callable[[str, Any], Any]] = {
-    **dict.fromkeys(_CHAR_LIMITS, _char),
-    "country": _related,
-    "state": _related,
-    "currency": _choice,
-    **dict.fromkeys(_BOOLS, _boolean),
-    "status": _choice,
-    "tax_settings": _mapping,
-    "metadata": _mapping,
-}
-
-
-def _body_error(body: Any) -> Response | None:
-    if body is None:
-        return json_error(400, {"detail": "JSON parse error - Expecting value: line 1 column 1"})
-    if not isinstance(body, dict):
-        kind = type(body).__name__
-        return json_error(400, {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {kind}."]})
-    return None
-
-
 def _not_allowed(method: str) -> Response:
     return json_error(405, {"detail": f'Method "{method}" not allowed.'})
 
 
 def _test_mode(request: Request) -> bool:
     return request.headers.get("x-piriod-test-mode", "false").strip().lower() in ("true", "1")
-
-
-def _paginate(request: Request, rows: list[dict[str, Any]]) -> Response:
-    """DRF's PageNumberPagination, including its edge cases."""
-    size = DEFAULT_PAGE_SIZE
-    try:  # invalid or non-positive sizes fall back to the default, large ones clamp
-        wanted = int(request.query_params.get("page_size", ""))
-        size = min(wanted, MAX_PAGE_SIZE) if wanted > 0 else DEFAULT_PAGE_SIZE
-    except ValueError:
-        pass
-    pages = max(1, math.ceil(len(rows) / size))
-    raw = request.query_params.get("page", "1")
-    try:
-        page = pages if raw == "last" else int(raw)
-    except ValueError:
-        page = 0
-    if not 1 <= page <= pages:
-        return json_error(404, {"detail": "Invalid page."})
-    url = str(request.url)
-    return JSONResponse(
-        {
-            "count": len(rows),
-            "next": _page_url(url, page + 1) if page < pages else None,
-            "previous": _page_url(url, page - 1) if page > 1 else None,
-            "results": rows[(page - 1) * size : page * size],
-        }
-    )
-
-
-def _page_url(url: str, page: int) -> str:
-    # Like DRF's replace_query_param: sorted params, and no ``page`` for page 1.
-    scheme, netloc, path, query, fragment = urlsplit(url)
-    params = parse_qs(query, keep_blank_values=True)
-    params.pop("page", None)
-    if page > 1:
-        params["page"] = [str(page)]
-    return urlunsplit((scheme, netloc, path, urlencode(sorted(params.items()), doseq=True), fragment))
 
 
 def _order(rows: list[dict[str, Any]], raw: str) -> list[dict[str, Any]]:
@@ -667,19 +308,6 @@ def _order(rows: list[dict[str, Any]], raw: str) -> list[dict[str, Any]]:
         field = term.lstrip("-")
         rows.sort(key=lambda r: (r[field] is None, r[field] or ""), reverse=term[0] == "-")
     return rows
-
-
-def _parse_moment(raw: str) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.casefold().strip())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 __all__ = [

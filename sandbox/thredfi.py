@@ -30,63 +30,38 @@ text field is stored as ``""``; changing
 ``external_id`` to one another customer holds is a 409; ``type`` is
 ``"CustomerData"`` as the OpenAPI seed says, and ``documents`` is only on the
 detail and write responses ("retrieve only, not in list").
+
+The serializer and the error bodies are in :mod:`sandbox.thredfi_rules`, OAuth2 in :mod:`sandbox.thredfi_auth`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
 import json
 import math
 import random
-import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
-from urllib.parse import parse_qs
 
-import pycountry
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 
-from sandbox._core import Emulator, is_email, iso, json_error, read_json, utcnow
+from sandbox import thredfi_rules as rules
+from sandbox._core import Emulator, iso, read_json, utcnow
 from sandbox.fake import DEFAULT_COUNTRIES, fake_customers
+from sandbox.thredfi_auth import FOREIGN_BUSINESS_ID, ThredfiAuth, Token
 
 SANDBOX_PARTNER_UUID = "cb77028d-a8b4-581e-9a8d-95c7ad672e9d"
 SANDBOX_API_KEY = "thred_sk_sandbox_4f1c9a7e2b6d4e08a3c5f7b9d1e3a5c7"
 SANDBOX_BUSINESS_ID = "964f4325-3efb-400d-a1bd-8b1f29e828cf"
-FOREIGN_BUSINESS_ID = "05a53f46-08c0-50a1-bbb0-5cd3263b3656"
-"""A business that exists but belongs to another partner: 403 ``permission_denied``."""
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100  # our choice: the doc leaves the maximum undocumented
 
-_TEXT = (
-    "reference_number", "individual_name", "company_name", "email", "mobile_phone",
-    "office_phone", "address_line1", "address_line2", "city", "state_county",
-    "postal_code", "country", "vat_number", "notes",
-)  # fmt: skip
-_INTS = ("payment_terms_days", "credit_limit_cents")
-_WRITABLE = frozenset({*_TEXT, *_INTS, "external_id", "tax_exempt", "status", "metadata", "transaction_tags"})
-#: what a PUT sends for each writable field it leaves out (``status`` is kept: not "cleared").
-_EMPTY: Mapping[str, Any] = {
-    **dict.fromkeys(_TEXT, None), **dict.fromkeys(_INTS, None), "external_id": None,
-    "tax_exempt": False, "metadata": None, "transaction_tags": None,
-}  # fmt: skip
-_ADDRESS = ("address_line1", "address_line2", "city", "state_county", "postal_code", "country")
 
-
-@dataclass(frozen=True)
-class _Token:
-    business_id: str | None  # None: a partner token
-    expires_at: float
-
-
-class ThredfiEmulator(Emulator):
+class ThredfiEmulator(ThredfiAuth, Emulator):
     """In-memory Thredfi: OAuth2 tokens and ``/v1/platform/businesses/{id}/customers/``.
 
     Args:
@@ -133,7 +108,7 @@ class ThredfiEmulator(Emulator):
         self.business_id = business_id
         self.token_ttl_s = token_ttl_s
         self.clock = clock
-        self.tokens: dict[str, _Token] = {}
+        self.tokens: dict[str, Token] = {}
         self._replays: dict[str, dict[str, Any]] = {}
         # external_id → record id, kept on every write: lookups never scan. An entry is
         # trusted only when the record still holds that external_id (edits leave stale ones).
@@ -172,7 +147,7 @@ class ThredfiEmulator(Emulator):
         Raises:
             ValueError: the body fails validation or its ``external_id`` exists.
         """
-        clean, details = _validate(payload, current=None)
+        clean, details = rules.validate(payload, current=None)
         if details:
             raise ValueError(json.dumps(details))
         if clean.get("external_id") and self._by_external_id(clean["external_id"]):
@@ -184,15 +159,15 @@ class ThredfiEmulator(Emulator):
         before = copy.deepcopy(record)
         for key, value in changes.items():
             if key == "status":
-                _set_status(record, str(value))
-            elif key in _WRITABLE:
+                rules.set_status(record, str(value))
+            elif key in rules.WRITABLE:
                 record[key] = value
-        _derive(record)
+        rules.derive(record)
         self._index(record)
         if "updated_at" in changes:  # tests may pin it
             record["updated_at"] = changes["updated_at"]
         elif record != before:
-            _touch(record)
+            rules.touch(record)
 
     def seed_fake(
         self, count: int, seed: int = 7, countries: tuple[str, ...] = DEFAULT_COUNTRIES
@@ -220,57 +195,6 @@ class ThredfiEmulator(Emulator):
             for fake in fake_customers(count, seed=seed, countries=countries)
         ]
 
-    # -- tokens ------------------------------------------------------------
-
-    async def _partner_token(self, request: Request) -> Response:
-        if _basic_credentials(request) != (self.partner_uuid, self.api_key):
-            return _invalid({}, 401, "invalid_client", "authentication_required")
-        grant = await _grant_type(request)
-        if grant != "client_credentials":
-            details = {"grant_type": [f'"{grant}" is not supported.']}
-            return _invalid(details, 400, "unsupported_grant_type")
-        return self._issue(None)
-
-    async def _business_token(self, request: Request) -> Response:
-        token, error = self._token(request)
-        if error:
-            return error
-        if token.business_id is not None:
-            return _error(403, "permission_denied", "A partner token is required.")
-        return self._check_business(request, token) or self._issue(request.path_params["business_id"])
-
-    def _issue(self, business_id: str | None) -> Response:
-        access = secrets.token_urlsafe(32)
-        self.tokens[access] = _Token(business_id, self.clock() + self.token_ttl_s)
-        return JSONResponse({"access_token": access, "token_type": "Bearer", "expires_in": int(self.token_ttl_s)})
-
-    def _token(self, request: Request) -> tuple[_Token, Response | None]:
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not value:
-            return _Token(None, 0), _error(
-                401, "authentication_required", "Authentication credentials were not provided."
-            )
-        token = self.tokens.get(value)
-        if token is None or self.clock() >= token.expires_at:
-            return _Token(None, 0), _error(401, "invalid_token", "Token is invalid or expired.")
-        return token, None
-
-    def _check_business(self, request: Request, token: _Token) -> Response | None:
-        business_id = request.path_params["business_id"]
-        if business_id not in (self.business_id, FOREIGN_BUSINESS_ID):
-            return _error(404, "business_not_found", "Business not found.")
-        if business_id != self.business_id or token.business_id not in (None, business_id):
-            return _error(403, "permission_denied", "The token does not cover this business.")
-        return None
-
-    def _guard(self, request: Request) -> Response | None:
-        token, error = self._token(request)
-        if error or (error := self._check_business(request, token)):
-            return error
-        if token.business_id is None and self.require_business_token:
-            return _error(403, "permission_denied", "Customer routes need a business-scoped token.")
-        return None
-
     # -- customers ---------------------------------------------------------
 
     async def _customers(self, request: Request) -> Response:
@@ -291,8 +215,8 @@ class ThredfiEmulator(Emulator):
         raw = params.get("page", "1")
         page = pages if raw == "last" else int(raw) if raw.isdigit() else 0
         if not 1 <= page <= pages:
-            return _error(404, "invalid_page", "Invalid page.")
-        results = [_listed(r) for r in rows[(page - 1) * size : page * size]]
+            return rules.error(404, "invalid_page", "Invalid page.")
+        results = [rules.listed(r) for r in rows[(page - 1) * size : page * size]]
         info = {"total_count": len(rows), "current_page": page, "total_pages": pages,
                 "page_size": size}  # fmt: skip
         return JSONResponse({"count": len(rows), "page_info": info, "results": results})
@@ -303,14 +227,14 @@ class ThredfiEmulator(Emulator):
             return JSONResponse(self._replays[key])
         body = await read_json(request)
         if not isinstance(body, dict):
-            return _invalid({"non_field_errors": ["Invalid data. Expected a dictionary."]})
-        clean, details = _validate(body, current=None)
+            return rules.invalid({"non_field_errors": ["Invalid data. Expected a dictionary."]})
+        clean, details = rules.validate(body, current=None)
         if details:
-            return _invalid(details)
+            return rules.invalid(details)
         if clean.get("external_id") and (existing := self._by_external_id(clean["external_id"])):
             if self.duplicate_external_id == "conflict":
                 details = {"external_id": ["customer with this external id already exists."]}
-                return _invalid(details, 409, "conflict", "duplicate_external_id")
+                return rules.invalid(details, 409, "conflict", "duplicate_external_id")
             return JSONResponse(existing)  # 200, not 201: the idempotent answer
         record = self._insert(clean)
         self.count_write()
@@ -322,29 +246,29 @@ class ThredfiEmulator(Emulator):
         if denied := self._guard(request):
             return denied
         if request.method == "DELETE":
-            return _error(405, "method_not_allowed", 'Method "DELETE" not allowed.')
+            return rules.error(405, "method_not_allowed", 'Method "DELETE" not allowed.')
         record = self.records.get(request.path_params["customer_id"])
         if record is None:
-            return _error(404, "not_found", "Customer not found.")
+            return rules.error(404, "not_found", "Customer not found.")
         if request.method == "GET":
             return JSONResponse(record)
         body = await read_json(request)
         if not isinstance(body, dict):
-            return _invalid({"non_field_errors": ["Invalid data. Expected a dictionary."]})
+            return rules.invalid({"non_field_errors": ["Invalid data. Expected a dictionary."]})
         if request.method == "PUT":  # a replace: what is not sent goes back to its empty value
-            body = {**_EMPTY, **body}
-        clean, details = _validate(body, current=record)
+            body = {**rules.EMPTY, **body}
+        clean, details = rules.validate(body, current=record)
         if details:
-            return _invalid(details)
+            return rules.invalid(details)
         other = clean.get("external_id") and self._by_external_id(clean["external_id"])
         if other and other["id"] != record["id"]:
             details = {"external_id": ["customer with this external id already exists."]}
-            return _invalid(details, 409, "conflict", "duplicate_external_id")
+            return rules.invalid(details, 409, "conflict", "duplicate_external_id")
         before = copy.deepcopy(record)
-        _apply(record, clean)
+        rules.apply(record, clean)
         self._index(record)
         if record != before:
-            _touch(record)
+            rules.touch(record)
         self.count_write()
         return JSONResponse(record)
 
@@ -353,10 +277,10 @@ class ThredfiEmulator(Emulator):
             return denied
         record = self.records.get(request.path_params["customer_id"])
         if record is None:
-            return _error(404, "not_found", "Customer not found.")
+            return rules.error(404, "not_found", "Customer not found.")
         if not record["is_archived"]:  # archiving twice is a harmless no-op
-            _set_status(record, "archived")
-            _touch(record)
+            rules.set_status(record, "archived")
+            rules.touch(record)
             self.count_write()
         return JSONResponse(record)
 
@@ -374,7 +298,7 @@ class ThredfiEmulator(Emulator):
             "type": "CustomerData",
             "id": str(uuid.UUID(int=self._ids.getrandbits(128), version=4)),
             "external_id": None,
-            **dict.fromkeys(_TEXT, ""),
+            **dict.fromkeys(rules.TEXT, ""),
             "display_name": "",
             "full_address": "",
             "address_string": "",
@@ -393,149 +317,16 @@ class ThredfiEmulator(Emulator):
             "updated_at": stamp,
             "archived_at": None,
         }
-        _apply(record, clean)
+        rules.apply(record, clean)
         self.records[record["id"]] = record
         self._index(record)
         return record
-
-
-# -- validation and derived fields -------------------------------------------
-
-
-def _validate(
-    body: Mapping[str, Any], *, current: Mapping[str, Any] | None
-) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """Clean the writable fields as DRF would; unknown and read-only keys are ignored."""
-    clean: dict[str, Any] = {}
-    details: dict[str, list[str]] = {}
-    for key, value in body.items():
-        if key not in _WRITABLE:
-            continue
-        problem, clean[key] = _field(key, value)
-        if problem:
-            details[key] = [problem]
-    merged = {**(current or {}), **clean}
-    if not details and not (merged.get("individual_name") or merged.get("company_name")):
-        details["non_field_errors"] = ["Either individual_name or company_name is required."]
-    return clean, details
-
-
-def _field(key: str, value: Any) -> tuple[str | None, Any]:
-    """Return (error, cleaned value) for one writable field."""
-    if key in ("metadata", "transaction_tags"):
-        default: Any = {} if key == "metadata" else []
-        if key == "transaction_tags" and value is not None and not isinstance(value, list):
-            return f'Expected a list of items but got type "{type(value).__name__}".', None
-        return None, default if value is None else value
-    if key == "tax_exempt":
-        truth = {True: True, False: False, "true": True, "false": False, "1": True, "0": False}
-        found = truth.get(value.lower() if isinstance(value, str) else value)
-        return (None, found) if found is not None else ("Must be a valid boolean.", None)
-    if key in _INTS:
-        if value is None:
-            return None, None
-        if isinstance(value, bool) or not str(value).lstrip("-").isdigit():
-            return "A valid integer is required.", None
-        if int(value) < 0:
-            return "Ensure this value is greater than or equal to 0.", None
-        return None, int(value)
-    if value is None:
-        if key == "status":
-            return "This field may not be null.", None
-        return None, None if key == "external_id" else ""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return "Not a valid string.", None
-    text = str(value).strip()  # DRF CharField trims whitespace
-    if key != "notes" and len(text) > 255:
-        return "Ensure this field has no more than 255 characters.", None
-    if key == "email" and text and not is_email(text):
-        return "Enter a valid email address.", None
-    if key == "country" and text and not (text.isupper() and pycountry.countries.get(alpha_2=text)):
-        return f'"{text}" is not a valid choice.', None
-    if key == "status" and text.lower() not in ("active", "archived"):
-        return f'"{text}" is not a valid choice.', None
-    return None, (text or None) if key == "external_id" else text
-
-
-def _apply(record: dict[str, Any], clean: Mapping[str, Any]) -> None:
-    for key, value in clean.items():
-        if key == "status":
-            _set_status(record, value)
-        else:
-            record[key] = value
-    _derive(record)
-
-
-def _set_status(record: dict[str, Any], status: str) -> None:
-    archived = status.lower() == "archived"
-    if archived and not record["is_archived"]:
-        record["archived_at"] = iso(utcnow())
-    elif not archived:
-        record["archived_at"] = None
-    record["status"] = "ARCHIVED" if archived else "ACTIVE"
-    record["is_archived"], record["is_active"] = archived, not archived
-
-
-def _derive(record: dict[str, Any]) -> None:
-    record["display_name"] = record["company_name"] or record["individual_name"]
-    parts = [str(record[f]) for f in _ADDRESS if record.get(f)]
-    record["address_string"] = ", ".join(parts)
-    record["full_address"] = "\n".join(parts)
-    cents = record["credit_limit_cents"]
-    record["credit_limit"] = None if cents is None else cents / 100  # major units
-
-
-def _listed(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k != "documents"}
-
-
-def _touch(record: dict[str, Any]) -> None:
-    """Bump ``updated_at`` strictly, so two edits within one second still differ."""
-    previous = datetime.fromisoformat(str(record["updated_at"]).replace("Z", "+00:00"))
-    previous = previous if previous.tzinfo else previous.replace(tzinfo=UTC)
-    record["updated_at"] = iso(max(utcnow(), previous + timedelta(seconds=1)))
 
 
 def _page_size(raw: str | None, largest: int) -> int:
     if raw is None or not raw.isdigit() or int(raw) < 1:
         return min(DEFAULT_PAGE_SIZE, largest)
     return min(int(raw), largest)
-
-
-def _basic_credentials(request: Request) -> tuple[str, str] | None:
-    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return user, password
-
-
-async def _grant_type(request: Request) -> str:
-    raw = (await request.body()).decode("utf-8", "replace")
-    if "json" in request.headers.get("content-type", ""):
-        body = await read_json(request)
-        return str(body.get("grant_type", "")) if isinstance(body, dict) else ""
-    return parse_qs(raw).get("grant_type", [""])[0]
-
-
-def _error(status: int, code: str, message: str) -> Response:
-    """The second error shape, ``{error_code, message, detail, request_id}``."""
-    request_id = f"req_{uuid.uuid4().hex[:16]}"
-    body = {"error_code": code, "message": message, "detail": {}, "request_id": request_id}
-    return json_error(status, body)
-
-
-def _invalid(
-    details: Mapping[str, list[str]],
-    status: int = 400,
-    error: str = "validation_error",
-    code: str = "validation_error",
-) -> Response:
-    """The first error shape, ``{error, error_code, details}``."""
-    return json_error(status, {"error": error, "error_code": code, "details": details})
 
 
 __all__ = [

@@ -21,24 +21,25 @@ silently, plain ``whitelist``); ``legalName`` holds at most 254 characters
 SAT's generic RFCs; the token endpoint answers 200 and counts requests in
 fixed one-minute windows (@nestjs/throttler); the OAuth app's scopes are
 ``SANDBOX_SCOPES`` and a token must hold the read or write scope it uses.
+
+The DTO's rules are in :mod:`sandbox.timbrix_rules`, the credentials in :mod:`sandbox.timbrix_auth`.
 """
 
 from __future__ import annotations
 
-import math
-import re
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-import pycountry
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox._core import Emulator, is_email, iso, json_error, read_json, utcnow
+from sandbox import timbrix_rules as rules
+from sandbox._core import Emulator, iso, read_json, utcnow
 from sandbox.fake import fake_customers
+from sandbox.timbrix_auth import TimbrixAuth
+from sandbox.timbrix_rules import GENERIC_RFCS, INVOICE_USES, TAX_SYSTEMS
 
 SANDBOX_API_KEY = "sk_test_timbrix_sandbox"
 SANDBOX_CLIENT_ID = "timbrix_sandbox_client"
@@ -48,77 +49,10 @@ SANDBOX_SCOPES = ("customers:read", "customers:write")
 SANDBOX_TOKEN_TTL_S = 3600.0
 TOKEN_RATE_LIMIT = 10
 TOKEN_RATE_WINDOW_S = 60.0
-#: SAT régimen fiscal codes accepted for ``taxSystem``.
-TAX_SYSTEMS = (
-    "601",
-    "603",
-    "605",
-    "606",
-    "607",
-    "608",
-    "610",
-    "611",
-    "612",
-    "614",
-    "615",
-    "616",
-    "620",
-    "621",
-    "622",
-    "623",
-    "624",
-    "625",
-    "626",
-)
-#: SAT CFDI 4.0 use codes accepted for ``defaultInvoiceUse``.
-INVOICE_USES = (
-    "G01",
-    "G02",
-    "G03",
-    *(f"I0{n}" for n in range(1, 9)),
-    *(f"D{n:02d}" for n in range(1, 11)),
-    "S01",
-    "CP01",
-    "CN01",
-)
-#: SAT's generic RFCs (general public, foreign residents): shared by many customers.
-GENERIC_RFCS = frozenset({"XAXX010101000", "XEXX010101000"})
-
-# Write name → key inside the read shape's ``address`` (None: top-level, same name).
-_FIELDS: dict[str, str | None] = {
-    "legalName": None,
-    "taxId": None,
-    "taxSystem": None,
-    "email": None,
-    "defaultInvoiceUse": None,
-    "phone": None,
-    "addressStreet": "street",
-    "addressExterior": "exterior",
-    "addressInterior": "interior",
-    "addressNeighborhood": "neighborhood",
-    "addressCity": "city",
-    "addressMunicipality": "municipality",
-    "addressZip": "zip",
-    "addressState": "state",
-    "addressCountry": "country",
-}
-#: text limits (not documented): CFDI 4.0's ``Nombre`` holds 254; 255 for the rest.
-_LIMITS = {"legalName": 254}
-_OPTIONAL = frozenset({"phone", "addressInterior", "addressCountry"})
-_RFC = re.compile(r"^[A-ZÑ&]{3,4}[0-9]{6}[A-Z0-9]{3}$")
-_ZIP = re.compile(r"^[0-9]{5}$")
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-def _error(status: int, message: str | list[str], error: str) -> Response:
-    return json_error(status, {"statusCode": status, "message": message, "error": error})
-
-
-def _unauthorized(message: str = "Unauthorized") -> Response:
-    return _error(401, message, "Unauthorized")
-
-
-class TimbrixEmulator(Emulator):
+class TimbrixEmulator(TimbrixAuth, Emulator):
     """Timbrix's customer endpoints, OAuth token endpoint and key check.
 
     Args:
@@ -212,7 +146,7 @@ class TimbrixEmulator(Emulator):
         return [*routes, Route("/{path:path}", self._no_route, methods=_METHODS)]
 
     async def _no_route(self, request: Request) -> Response:
-        return _error(404, f"Cannot {request.method} {request.url.path}", "Not Found")
+        return rules.no_route(request)
 
     async def _customers(self, request: Request) -> Response:
         if request.method not in ("GET", "POST"):
@@ -223,12 +157,12 @@ class TimbrixEmulator(Emulator):
             return JSONResponse(list(self.records.values()))
         body = await read_json(request)
         if body is None:
-            return _error(400, "Unexpected token in JSON body", "Bad Request")
+            return rules.error(400, "Unexpected token in JSON body", "Bad Request")
         fields, messages = self._clean(body if isinstance(body, dict) else {}, partial=False)
         if messages:
-            return _error(400, messages, "Bad Request")
+            return rules.error(400, messages, "Bad Request")
         if self._tax_id_taken(fields["taxId"], None):
-            return _error(409, "Customer with this taxId already exists", "Conflict")
+            return rules.error(409, "Customer with this taxId already exists", "Conflict")
         record = self._create(fields)
         self.count_write()
         return JSONResponse(record, status_code=201)
@@ -240,7 +174,7 @@ class TimbrixEmulator(Emulator):
             return denied
         record = self.records.get(request.path_params["id"])
         if record is None:
-            return _error(404, "Customer not found", "Not Found")
+            return rules.error(404, "Customer not found", "Not Found")
         if request.method == "GET":
             return JSONResponse(record)
         if request.method == "DELETE":
@@ -249,101 +183,22 @@ class TimbrixEmulator(Emulator):
             return Response(status_code=204)
         body = await read_json(request)
         if body is None:
-            return _error(400, "Unexpected token in JSON body", "Bad Request")
+            return rules.error(400, "Unexpected token in JSON body", "Bad Request")
         fields, messages = self._clean(body if isinstance(body, dict) else {}, partial=True)
         if messages:
-            return _error(400, messages, "Bad Request")
+            return rules.error(400, messages, "Bad Request")
         if "taxId" in fields and self._tax_id_taken(fields["taxId"], record["id"]):
-            return _error(409, "Customer with this taxId already exists", "Conflict")
-        _apply(record, fields)
+            return rules.error(409, "Customer with this taxId already exists", "Conflict")
+        rules.apply(record, fields)
         self._index(record)
         record["updatedAt"] = iso(utcnow())
         self.count_write()
         return JSONResponse(record)
 
-    async def _token(self, request: Request) -> Response:
-        if request.method != "POST":
-            return await self._no_route(request)
-        # @nestjs/throttler: a fixed window opened by the first request, every request counts.
-        now = self.clock()
-        if self._window is None or now - self._window[0] >= self.token_rate_window_s:
-            self._window = (now, 0)
-        start, hits = self._window[0], self._window[1] + 1
-        self._window = (start, hits)
-        if hits > self.token_rate_limit:
-            wait = max(1, math.ceil(start + self.token_rate_window_s - now))
-            return JSONResponse(
-                {"statusCode": 429, "message": "ThrottlerException: Too Many Requests"},
-                status_code=429,
-                headers={"Retry-After": str(wait)},
-            )
-        body = await read_json(request)
-        body = body if isinstance(body, dict) else {}
-        scopes: list[str] = body.get("scopes") or []
-        messages = [
-            f"{k} must be a string"
-            for k in ("clientId", "clientSecret")
-            if not isinstance(body.get(k), str) or not body[k]
-        ]
-        if not isinstance(scopes, list) or not scopes or not all(isinstance(s, str) for s in scopes):
-            messages.append("scopes must be a non-empty array of strings")
-        if "userId" in body and not isinstance(body["userId"], str):
-            messages.append("userId must be a string")
-        if messages:
-            return _error(400, messages, "Bad Request")
-        if (body["clientId"], body["clientSecret"]) != (self.client_id, self.client_secret):
-            return _unauthorized("Invalid client credentials")
-        if unknown := [s for s in scopes if s not in self.scopes]:
-            return _error(400, f"Scopes not configured on this OAuth app: {', '.join(unknown)}", "Bad Request")
-        token = secrets.token_urlsafe(32)
-        self.tokens[token] = (now + self.token_ttl_s, frozenset(scopes))
-        return JSONResponse(
-            {
-                "access_token": token,
-                "token_type": "Bearer",
-                "expires_in": int(self.token_ttl_s),
-                "scope": " ".join(scopes),
-            }
-        )
-
-    async def _validate(self, request: Request) -> Response:
-        if request.method != "POST":
-            return await self._no_route(request)
-        body = await read_json(request)
-        key = (body.get("apiKey") or body.get("key") if isinstance(body, dict) else None) or (
-            request.headers.get("x-api-key")
-        )
-        if key != self.api_key:
-            return _unauthorized("Invalid API key")
-        return JSONResponse({"valid": True, "organizationId": self.organization_id, "environment": "sandbox"})
-
-    # -- helpers -------------------------------------------------------------
-
-    def _authorize(self, request: Request) -> Response | None:
-        """Guards in NestJS order: authentication (401), membership, then scope (403)."""
-        scopes: frozenset[str] | None = None  # None: an API key may do everything
-        key = request.headers.get("x-api-key")
-        keyword, _, token = request.headers.get("authorization", "").partition(" ")
-        if key is not None:
-            if key != self.api_key:
-                return _unauthorized()
-        elif keyword.lower() == "bearer" and token.strip() in self.tokens:
-            expiry, scopes = self.tokens[token.strip()]
-            if self.clock() >= expiry:
-                return _unauthorized()
-        else:
-            return _unauthorized()
-        if request.path_params["org"] != self.organization_id:
-            return _error(403, "User is not a member of this organization", "Forbidden")
-        needed = "customers:read" if request.method == "GET" else "customers:write"
-        if scopes is not None and needed not in scopes:
-            return _error(403, "Forbidden resource", "Forbidden")
-        return None
-
     def _clean(self, body: Mapping[str, Any], *, partial: bool) -> tuple[dict[str, Any], list[str]]:
-        fields, messages = _clean(body, partial=partial)
+        fields, messages = rules.clean(body, partial=partial)
         if self.forbid_unknown_keys:
-            messages = [f"property {key} should not exist" for key in body if key not in _FIELDS] + messages
+            messages = [f"property {key} should not exist" for key in body if key not in rules.FIELDS] + messages
         return fields, messages
 
     def _tax_id_taken(self, tax_id: str, own_id: str | None) -> bool:
@@ -373,7 +228,7 @@ class TimbrixEmulator(Emulator):
             "updatedAt": now,
         }
         record["address"]["country"] = "MEX"
-        _apply(record, fields)
+        rules.apply(record, fields)
         self.records[record_id] = record
         self._index(record)
         return record
@@ -386,9 +241,9 @@ class TimbrixEmulator(Emulator):
         The address may be flat (``addressZip``...) or a nested ``address``
         object in the read shape; ``createdAt``/``updatedAt`` may be set.
         """
-        flat = {k: v for k, v in payload.items() if k in _FIELDS}
+        flat = {k: v for k, v in payload.items() if k in rules.FIELDS}
         nested = payload.get("address") or {}
-        flat.update({w: nested[r] for w, r in _FIELDS.items() if r is not None and r in nested})
+        flat.update({w: nested[r] for w, r in rules.FIELDS.items() if r is not None and r in nested})
         record = self._create(flat)
         for stamp in ("createdAt", "updatedAt"):
             record[stamp] = payload.get(stamp, record[stamp])
@@ -413,7 +268,7 @@ class TimbrixEmulator(Emulator):
         """
         payloads: list[Mapping[str, Any]] = []
         for c in fake_customers(count, seed=seed, countries=("MX",)):
-            street, exterior = _split_street(c.address_line1 or "")
+            street, exterior = rules.split_street(c.address_line1 or "")
             payload: dict[str, Any] = {
                 "legalName": c.name,
                 "taxId": c.tax_id,
@@ -430,80 +285,9 @@ class TimbrixEmulator(Emulator):
                 "addressState": c.state,
                 "addressCountry": "MEX",
             }
-            if all(payload[f] for f in _FIELDS if f not in _OPTIONAL):
+            if all(payload[f] for f in rules.FIELDS if f not in rules.OPTIONAL):
                 payloads.append(payload)
         return self.seed(payloads)
-
-
-def _clean(body: Mapping[str, Any], *, partial: bool) -> tuple[dict[str, Any], list[str]]:
-    """class-validator on the flat DTO; unknown keys (and a nested ``address``) are dropped."""
-    fields: dict[str, Any] = {}
-    messages: list[str] = []
-    for name in _FIELDS:
-        if name not in body and (partial or name in _OPTIONAL):
-            continue
-        value = body.get(name)
-        if value is None and name in _OPTIONAL:  # @IsOptional(): null means "clear"
-            fields[name] = None
-            continue
-        found = _check(name, value)
-        if found:
-            messages.extend(found)
-        else:
-            fields[name] = None if name == "addressInterior" and value == "" else value
-    return fields, messages
-
-
-def _check(name: str, value: Any) -> list[str]:
-    if not isinstance(value, str):
-        # @IsNotEmpty() only fails for a missing value; 142 is "not a string" alone.
-        return [f"{name} must be a string"] + (
-            [f"{name} should not be empty"] if value is None and name not in _OPTIONAL else []
-        )
-    if not value.strip() and name not in _OPTIONAL:
-        return [f"{name} should not be empty"]
-    limit = _LIMITS.get(name, 255)
-    if len(value) > limit:
-        return [f"{name} must be shorter than or equal to {limit} characters"]
-    rules: dict[str, tuple[Callable[[str], bool], str]] = {
-        "taxId": (
-            lambda v: bool(_RFC.match(v)),
-            "taxId must be a valid RFC (12 characters for companies, 13 for individuals)",
-        ),
-        "taxSystem": (
-            lambda v: v in TAX_SYSTEMS,
-            f"taxSystem must be one of the following values: {', '.join(TAX_SYSTEMS)}",
-        ),
-        "email": (is_email, "email must be an email"),
-        "defaultInvoiceUse": (
-            lambda v: v in INVOICE_USES,
-            f"defaultInvoiceUse must be one of the following values: {', '.join(INVOICE_USES)}",
-        ),
-        "addressZip": (lambda v: bool(_ZIP.match(v)), "addressZip must be a 5-digit postal code"),
-        "addressCountry": (
-            lambda v: pycountry.countries.get(alpha_3=v) is not None,
-            "addressCountry must be a valid ISO31661 Alpha3 code",
-        ),
-    }
-    rule = rules.get(name)
-    return [rule[1]] if rule and not rule[0](value) else []
-
-
-def _apply(record: dict[str, Any], fields: Mapping[str, Any]) -> None:
-    for name, value in fields.items():
-        if (inner := _FIELDS[name]) is None:
-            record[name] = value
-        else:
-            record["address"][inner] = value
-    if not record["address"]["interior"]:  # the read shape says null, never ""
-        record["address"]["interior"] = None
-    record["address"]["country"] = record["address"]["country"] or "MEX"
-
-
-def _split_street(line: str) -> tuple[str, str]:
-    # Mexican practice: the exterior number ends the street line; "S/N" when absent.
-    match = re.fullmatch(r"(.*?)\s+(\d+[A-Za-z]?)", line.strip())
-    return (match.group(1), match.group(2)) if match else (line.strip(), "S/N")
 
 
 __all__ = [
