@@ -116,7 +116,8 @@ class HttpClient:
 
     def share_concurrency(self, store: StateStore) -> None:
         """Keep the in-flight limit in ``store`` (Redis on the service: every worker's tasks share it)."""
-        self.concurrency = AIMDLimiter(self.name, ceiling=self.settings.max_concurrency, store=store)
+        # Releases in this process wake its waiters at once; others' are polled for, gently.
+        self.concurrency = AIMDLimiter(self.name, ceiling=self.settings.max_concurrency, store=store, poll_s=0.1)
 
     def open(self, auth: httpx.Auth) -> None:
         """Create the client, its credentials bound to the base URL's origin."""

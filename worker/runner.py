@@ -274,7 +274,11 @@ def run_exclusive(
                     progress=progress,
                     hooks=hooks,
                     limiter_factory=limiter_factory,
-                    concurrency=RedisState(limiter_client) if limiter_client is not None else None,
+                    # On the service, every worker's runs against one API share one in-flight limit.
+                    # A CLI run keeps its own: the shared state costs Redis round trips per request.
+                    concurrency=RedisState(limiter_client)
+                    if limiter_client is not None and owner.startswith("task:")
+                    else None,
                     **(options or {}),
                 )
             finally:
