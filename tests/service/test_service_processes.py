@@ -127,6 +127,9 @@ class Service:
                 env=self.environ(**env),
                 cwd=self.tmp,
                 start_new_session=True,
+                # Ctrl-C reaches the process as from a terminal, even when these tests run in a
+                # shell's background job (which ignores SIGINT, so Python would install no handler).
+                preexec_fn=_default_sigint,
             )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
@@ -311,6 +314,10 @@ def test_given_the_deployment_section_when_followed_then_a_scheduled_pipeline_sy
 
 def _get(url: str) -> Any:
     return httpx.get(url, timeout=5).json()
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _answers(url: str) -> bool:
