@@ -9,12 +9,8 @@ from typing import Any
 from sandbox._faults import WRITE_METHODS
 
 
-class Record(dict[str, Any]):
-    """A stored record: a ``dict`` that counts its changes on its emulator's counter (for :class:`OrderCache`).
-
-    A change nested deeper (``record["metadata"]["x"] = 1``) is not counted:
-    the cached orders sort on top-level fields only.
-    """
+class _Counting(dict[str, Any]):
+    """A ``dict`` whose every top-level change adds one to a shared counter (``_changes[0]``)."""
 
     __slots__ = ("_changes",)
 
@@ -35,7 +31,7 @@ class Record(dict[str, Any]):
         self._bump()
         super().__delitem__(key)
 
-    def __ior__(self, other: Any) -> Record:  # type: ignore[override,misc]
+    def __ior__(self, other: Any) -> _Counting:  # type: ignore[override,misc]
         self._bump()
         super().update(other)
         return self
@@ -61,56 +57,32 @@ class Record(dict[str, Any]):
         super().clear()
 
 
-class Records(dict[str, dict[str, Any]]):
+class Record(_Counting):
+    """A stored record: a ``dict`` that counts its changes on its emulator's counter (for :class:`OrderCache`).
+
+    A change nested deeper (``record["metadata"]["x"] = 1``) is not counted:
+    the cached orders sort on top-level fields only.
+    """
+
+    __slots__ = ()
+
+
+class Records(_Counting):
     """An emulator's records by id; ``changes`` counts additions, removals and :class:`Record` changes."""
 
-    __slots__ = ("changes",)
+    __slots__ = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.changes = [0]
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, changes=[0], **kwargs)
+
+    @property
+    def changes(self) -> list[int]:
+        """The counter its records share: ``changes[0]`` grows with every change."""
+        return self._changes
 
     def record(self, data: Mapping[str, Any]) -> Record:
         """A new record counting its changes here (not stored yet)."""
-        return Record(data, changes=self.changes)
-
-    def _bump(self) -> None:
-        counter = getattr(self, "changes", None)
-        if counter is not None:
-            counter[0] += 1
-
-    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
-        self._bump()
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key: str) -> None:
-        self._bump()
-        super().__delitem__(key)
-
-    def __ior__(self, other: Any) -> Records:  # type: ignore[override,misc]
-        self._bump()
-        super().update(other)
-        return self
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        self._bump()
-        super().update(*args, **kwargs)
-
-    def pop(self, *args: Any) -> Any:
-        self._bump()
-        return super().pop(*args)
-
-    def popitem(self) -> tuple[str, dict[str, Any]]:
-        self._bump()
-        return super().popitem()
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        self._bump()
-        return super().setdefault(key, default)
-
-    def clear(self) -> None:
-        self._bump()
-        super().clear()
+        return Record(data, changes=self._changes)
 
 
 def new_record(records: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
