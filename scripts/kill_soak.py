@@ -1,19 +1,7 @@
 """Kill soak: SIGKILL real ``custsync run`` processes at chosen points, then check the target.
 
-Each kill point is one scenario on fresh emulator state and a fresh SQLite
-state store:
-
-1. seed the source emulator (in this process, served on loopback by
-   :class:`~sandbox.server.BackgroundServer`, so it outlives the killed child);
-2. in the ``update`` phase only: sync once cleanly, then edit, archive,
-   re-activate and add source customers, so the killed run mixes creates,
-   updates and (in)activations;
-3. run ``custsync run PIPELINE`` through ``scripts/crashing_run.py write:N`` (or
-   ``commit:N``), which injects a hook into the engine: it SIGKILLs itself right after its Nth remote write
-   (before the state commit that records it) or its Nth state commit;
-4. run it again without the crash, and check that every source customer is
-   in the target exactly once with current data (:func:`verify`), and that a
-   third run writes nothing.
+What one kill point does is told in :mod:`tests.support.soak`, whose parts this
+command line runs over many points.
 
 Usage (the CI test ``tests/reliability/test_rel_kill.py`` runs a smaller matrix)::
 
