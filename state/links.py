@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from state.memory import merge
 from state.models import Identity, Link
 from state.session import Sessions, chunks, now
 
@@ -24,6 +25,8 @@ class LinkWrite:
     status: str = "linked"
     #: canonical fields the connection did not store as written; ``None`` leaves the link's as they are.
     not_stored: frozenset[str] | None = None
+    #: counterpart connection → field → value hash, merged into the link's memory (those keys only).
+    memory: Mapping[str, Mapping[str, str]] | None = None
 
 
 class Links(Sessions):
@@ -93,15 +96,22 @@ class Links(Sessions):
         return found
 
     def save_links(self, connection: str, writes: Iterable[LinkWrite]) -> None:
-        """Insert or update the links of ``connection`` in one transaction."""
+        """Insert or update the links of ``connection`` in one transaction.
+
+        A write's ``memory`` is merged key by key into the link's (two pipelines of a pair
+        running at once each remember their own fields); the rows are locked while merged.
+        """
         writes = list(writes)
         if not writes:
             return
         at = now()
+        remembering = any(w.memory for w in writes)
         with self.session() as s:
             existing = {}
             for chunk in chunks([w.identity_id for w in writes]):
                 query = select(Link).where(Link.connection == connection, col(Link.identity_id).in_(chunk))
+                if remembering:
+                    query = query.with_for_update()
                 existing.update({link.identity_id: link for link in s.exec(query)})
             for w in writes:
                 link = existing.get(w.identity_id) or Link(
@@ -112,6 +122,8 @@ class Links(Sessions):
                 link.fingerprint, link.active, link.status, link.updated_at = (w.fingerprint, w.active, w.status, at)
                 if w.not_stored is not None:
                     link.not_stored = ",".join(sorted(w.not_stored)) or None
+                if w.memory:
+                    link.memory = merge(link.memory, w.memory)
                 s.add(link)
 
     def links_of(self, connection: str) -> list[Link]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -56,6 +56,10 @@ class Link(SQLModel, table=True):
     #: canonical fields the connection did not store as written (comma-separated): never written
     #: or fingerprinted again for this record, in either direction.
     not_stored: str | None = Field(default=None, max_length=1000)
+    #: what this connection held at its last sync with each counterpart connection, as JSON
+    #: ``{counterpart: {field: value hash}}`` (:mod:`state.memory`): how a two-way pair tells an
+    #: edit made here from one made there. Hashes only, never values.
+    memory: str | None = Field(default=None, sa_type=Text)
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
 
