@@ -15,7 +15,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -24,6 +24,7 @@ from connectors import REGISTRY
 from connectors.base import ConnectionSettings
 from connectors.model import CANONICAL_FIELDS
 from connectors.secrets import remember
+from worker.topology import Topology
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -65,6 +66,10 @@ class PipelineConfig(BaseModel):
             target's linked records in one run because of deletions.
         delete_on_archive: for targets with no archived state (Timbrix),
             delete the record instead of keeping it. Off by default.
+        conflict: in a two-way pair or ring, what a field edited on both sides
+            since the last sync becomes (``hold``, the default; ``source_wins``;
+            ``newest_wins``). Declared by either pipeline of a pair, it applies to both.
+        owner: canonical field → the connection whose edits alone flow for it.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -78,6 +83,16 @@ class PipelineConfig(BaseModel):
     propagate_deletes: bool = False
     max_delete_share: float = Field(default=0.1, ge=0, le=1)
     delete_on_archive: bool = False
+    conflict: Literal["hold", "source_wins", "newest_wins"] | None = None
+    owner: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("owner")
+    @classmethod
+    def _known_owned_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name not in CANONICAL_FIELDS:
+                raise ValueError(f"{name!r} is not a canonical field (one of {', '.join(CANONICAL_FIELDS)})")
+        return value
 
     @field_validator("defaults")
     @classmethod
@@ -115,6 +130,10 @@ class AppConfig(BaseModel):
     broker: BrokerConfig
     connections: Mapping[str, ConnectionSettings]
     pipelines: Mapping[str, PipelineConfig]
+
+    def topology(self) -> Topology:
+        """The pairs and rings the pipelines form (:mod:`worker.topology`)."""
+        return Topology(self.pipelines)
 
     def pipeline(self, name: str) -> PipelineConfig:
         """A pipeline by name.
@@ -278,7 +297,14 @@ def parse_config(
                 )
         if pipeline.source == pipeline.target:
             errors.append(f"{path}: pipelines.{name}: source and target are the same connection")
+        for field_name, owner in pipeline.owner.items():
+            if owner not in (pipeline.source, pipeline.target):
+                errors.append(
+                    f"{path}: pipelines.{name}.owner.{field_name}: {owner!r} is neither this pipeline's source "
+                    f"({pipeline.source!r}) nor its target ({pipeline.target!r})"
+                )
         pipelines[name] = pipeline
+    errors.extend(f"{path}: {problem}" for problem in Topology(pipelines).problems())
     if errors:
         raise ConfigError("\n".join(dict.fromkeys(errors)))
     assert state is not None
