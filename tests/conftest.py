@@ -98,6 +98,11 @@ def make_config(store_url: str, **pipeline_options: Any) -> AppConfig:
     return parse_config(raw, path=Path("sandbox.toml"), environ={})
 
 
+def one_way(config: AppConfig, *names: str) -> AppConfig:
+    """``config`` with only the pipelines ``names``: one-way when none leads back (the sandbox config's all do)."""
+    return config.model_copy(update={"pipelines": {n: config.pipelines[n] for n in names}})
+
+
 @pytest.fixture
 def config(store_url: str) -> AppConfig:
     """The sandbox config on this test's store."""

@@ -127,7 +127,14 @@ async def run_pipeline(
     )
     log.info("run_started", kind=kind, dry_run=dry_run, full=full)
     engine = Engine(
-        name=name, pipeline=pipeline, source=source, target=target, store=store, run_id=run_id, options=options
+        name=name,
+        pipeline=pipeline,
+        source=source,
+        target=target,
+        store=store,
+        run_id=run_id,
+        options=options,
+        rules=config.topology().rules(name),
     )
     error: str | None = None
     crash: BaseException | None = None

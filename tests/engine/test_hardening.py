@@ -19,7 +19,7 @@ from connectors.bigcapital import BigcapitalConnector
 from sandbox.server import Sandbox, sandbox_config
 from state.models import Link
 from state.store import Store
-from tests.conftest import SANDBOX_URL, SyncFn, make_config
+from tests.conftest import SANDBOX_URL, SyncFn, make_config, one_way
 from tests.engine.asgi import Tamper, TamperingApp, json_answer
 from worker.cli import app as cli_app
 from worker.config import AppConfig
@@ -45,7 +45,8 @@ async def _via(
 
 
 def _thredfi_writes(sandbox: Sandbox) -> list[Any]:
-    return [r for r in sandbox["thredfi"].requests if r.method in ("POST", "PUT", "PATCH", "DELETE")]
+    """Thredfi's record writes (a token request is none: a run that reads Thredfi asks for one)."""
+    return list(sandbox["thredfi"].writes())
 
 
 # -- 9.6 garbage contained to its record -----------------------------------------------
@@ -185,18 +186,37 @@ async def test_given_a_quarantined_record_only_deactivated_when_run_then_it_is_t
 
 @SQLITE_ONLY
 async def test_given_a_record_archived_by_hand_in_the_target_when_run_full_then_its_source_state_is_restored(
-    sandbox: Sandbox, sync: SyncFn
+    sandbox: Sandbox, sync: SyncFn, config: AppConfig
 ) -> None:
+    config = one_way(config, "bigcapital_to_thredfi")
     sandbox["bigcapital"].seed([{"displayName": "Active Co", "email": "active@example.com"}])
-    await sync("bigcapital_to_thredfi")
+    await sync("bigcapital_to_thredfi", config=config)
     (target,) = sandbox["thredfi"].records.values()
     sandbox["thredfi"].admin_edit(target, {"status": "archived"})
     assert target["is_archived"] is True
 
-    result = await sync("bigcapital_to_thredfi", full=True)
+    result = await sync("bigcapital_to_thredfi", full=True, config=config)
 
     assert result.status == "succeeded", result.summary()
     assert target["is_archived"] is False, "--full puts the source's active state back"
+
+
+@SQLITE_ONLY
+async def test_given_a_two_way_pair_and_a_hand_archive_in_the_target_when_run_full_then_it_is_a_held_conflict(
+    sandbox: Sandbox, sync: SyncFn, store: Store
+) -> None:
+    """In a pair the target's archive is an edit of its own: --full does not silently undo it."""
+    sandbox["bigcapital"].seed([{"displayName": "Active Co", "email": "active@example.com"}])
+    await sync("bigcapital_to_thredfi")
+    (target,) = sandbox["thredfi"].records.values()
+    sandbox["thredfi"].admin_edit(target, {"status": "archived"})
+
+    result = await sync("bigcapital_to_thredfi", full=True)
+
+    assert result.status == "partial", result.summary()
+    assert target["is_archived"] is True
+    (entry,) = store.quarantined("bigcapital_to_thredfi")
+    assert entry.reason == "conflict: active edited in bigcapital and in thredfi since the last sync"
 
 
 # -- 8.3 write verification -----------------------------------------------------------

@@ -15,6 +15,7 @@ import structlog
 from state.store import LinkWrite, QuarantineWrite, Store
 from worker.engine.outcomes import Deferred, Outcome, Prepared, Quarantine, Refused, Unchanged, Write, Written, count_of
 from worker.engine.results import CountKey, Counts, RunHooks
+from worker.engine.twoway import conflict_reason
 
 log = structlog.get_logger("custsync.sync")
 
@@ -91,15 +92,23 @@ class Ledger:
                 continue
             prepared, fp = shaped
             record = prepared.record
-            if record.identity_id is not None and record.seen != (fp, prepared.shaped.active):
-                source_links.append(LinkWrite(record.identity_id, record.remote.id, fp, prepared.shaped.active))
+            remembered = _remembered(outcome, prepared)
+            if record.identity_id is not None and (record.seen != (fp, prepared.shaped.active) or remembered):
+                memory = {self.target: remembered} if remembered else None
+                source_links.append(
+                    LinkWrite(record.identity_id, record.remote.id, fp, prepared.shaped.active, memory=memory)
+                )
         self.store.save_links(self.source, source_links)
         self.tally(o for o in outcomes if not isinstance(o, Write))
         # A create refused for good keeps its pending intent: the next run looks it up once more, harmlessly.
         self.store.save_links(self.target, _links(outcomes))
         self.quarantine(outcomes)
         # A record held back unchanged stays in quarantine.
-        released = [o.record.remote.id for o in outcomes if isinstance(o, Unchanged | Written | Write)]
+        released = [
+            o.record.remote.id
+            for o in outcomes
+            if isinstance(o, Unchanged | Write) or (isinstance(o, Written) and not o.conflicts)
+        ]
         self.store.release(self.pipeline, [source_id for source_id in released if source_id in quarantined])
         self.hooks.committed()
 
@@ -108,29 +117,58 @@ class Ledger:
         self.store.save_links(self.target, _links(outcomes))
         self.quarantine(outcomes)
         self.tally(outcomes)
-        self.store.release(self.pipeline, [o.record.remote.id for o in outcomes if isinstance(o, Written)])
+        self.store.release(
+            self.pipeline, [o.record.remote.id for o in outcomes if isinstance(o, Written) and not o.conflicts]
+        )
         self.hooks.committed()
 
     def quarantine(self, outcomes: Sequence[Outcome | Write]) -> None:
-        """Quarantine (and log) the records refused, in one call."""
-        refused = [o for o in outcomes if isinstance(o, Quarantine | Refused)]
-        for outcome in refused:
-            log.warning(
-                "record_quarantined",
-                external_id=outcome.record.external_id,
-                source_id=outcome.record.remote.id,
-                field=outcome.problem.field,
-            )
-        self.store.quarantine(
-            self.pipeline,
-            self.run_id,
-            [
-                QuarantineWrite(
-                    o.record.remote.id, o.record.external_id, o.problem.field, o.problem.reason, _source_fingerprint(o)
+        """Quarantine (and log) the records refused, and those with held conflicts, in one call."""
+        entries: list[QuarantineWrite] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Quarantine | Refused):
+                log.warning(
+                    "record_quarantined",
+                    external_id=outcome.record.external_id,
+                    source_id=outcome.record.remote.id,
+                    field=outcome.problem.field,
                 )
-                for o in refused
-            ],
-        )
+                problem = outcome.problem
+                entries.append(
+                    QuarantineWrite(
+                        outcome.record.remote.id,
+                        outcome.record.external_id,
+                        problem.field,
+                        problem.reason,
+                        _source_fingerprint(outcome),
+                    )
+                )
+            elif isinstance(outcome, Written) and outcome.conflicts:
+                # Held, never "unchanged since": the next run looks at both sides again (no fingerprint).
+                for name in outcome.conflicts:
+                    log.warning(
+                        "conflict_held",
+                        external_id=outcome.record.external_id,
+                        field=name,
+                        source=self.source,
+                        target=self.target,
+                    )
+                reason = "; ".join(conflict_reason(n, self.source, self.target) for n in outcome.conflicts)
+                record = outcome.record
+                entries.append(
+                    QuarantineWrite(record.remote.id, record.external_id, outcome.conflicts[0], reason, None)
+                )
+        self.store.quarantine(self.pipeline, self.run_id, entries)
+
+
+def _remembered(outcome: Outcome | Write, prepared: Prepared) -> dict[str, str] | None:
+    """What the source remembers of this sync with the target (field → hash), if anything changed."""
+    if isinstance(outcome, Written) and outcome.remembered:
+        return dict(outcome.remembered)
+    sides = prepared.sides
+    if isinstance(outcome, Unchanged) and sides is not None and sides.passed:
+        return {n: prepared.source_now[n] for n in sides.passed if n in prepared.source_now}
+    return None
 
 
 def _links(outcomes: Iterable[Outcome | Write]) -> list[LinkWrite]:

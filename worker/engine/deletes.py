@@ -26,6 +26,7 @@ from connectors.errors import ConnectorError, FatalError, NotFoundError, RecordE
 from state.models import Link
 from state.store import LinkWrite, Store
 from worker.config import PipelineConfig
+from worker.engine.twoway import value_hash
 
 log = structlog.get_logger("custsync.deletes")
 
@@ -86,6 +87,7 @@ class Vanished:
             log.warning("deletes_skipped", reason=self.source.scan.reason or "incomplete scan", missing=len(gone))
             return outcome
         source_of = {link.identity_id: link.remote_id for link in gone}
+        source_links = {link.identity_id: link for link in gone}
         target_links = self.store.links_by_identity(self.target.name, list(source_of))
         candidates = [
             t for t in target_links.values() if t.remote_id and t.active is not False and t.status == "linked"
@@ -107,6 +109,7 @@ class Vanished:
             outcome.archived = len(outcome.planned)
             return outcome
         writes: list[LinkWrite] = []
+        gone_links: list[LinkWrite] = []
         for t in confirmed:
             assert t.remote_id is not None
             try:
@@ -120,9 +123,20 @@ class Vanished:
                 log.warning("vanished_archive_failed", target_id=t.remote_id, error=str(exc))
                 continue
             log.info("record_written", action="archive_vanished", target_id=t.remote_id)
-            writes.append(LinkWrite(t.identity_id, t.remote_id, t.fingerprint, False))
+            # Both sides remember it inactive: a source record that comes back is an edit (a reactivation).
+            inactive = {"active": value_hash(False)}
+            writes.append(
+                LinkWrite(t.identity_id, t.remote_id, t.fingerprint, False, memory={self.source.name: inactive})
+            )
+            was = source_links[t.identity_id]
+            gone_links.append(
+                LinkWrite(
+                    t.identity_id, was.remote_id, was.fingerprint, was.active, memory={self.target.name: inactive}
+                )
+            )
             outcome.archived += 1
         self.store.save_links(self.target.name, writes)
+        self.store.save_links(self.source.name, gone_links)
         return outcome
 
     async def _confirm(self, candidates: list[Link], source_of: dict[int, str | None]) -> list[Link]:

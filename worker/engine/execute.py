@@ -9,6 +9,7 @@ land are remembered on the link, not rewritten.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ from worker.config import PipelineConfig
 from worker.engine.identity import Identity, usable_id
 from worker.engine.outcomes import Deferred, Executed, Refused, Write, Written, WrittenAs
 from worker.engine.results import RunHooks
+from worker.engine.twoway import DIRTY, FieldPlan, hashes, is_newer, reconcile, value_hash
+from worker.topology import ONE_WAY, Rules
 from worker.verify import WriteCheck
 
 log = structlog.get_logger("custsync.sync")
@@ -47,6 +50,8 @@ class _Attempt:
     fingerprint: str
     not_stored: frozenset[str]
     lost_create: bool = False
+    #: the record as the target holds it after the last verified write (``None``: not read).
+    held: Customer | None = None
 
     @property
     def external_id(self) -> str:
@@ -65,9 +70,13 @@ class Executor:
         kept: frozenset[str],
         full: bool,
         hooks: RunHooks,
+        source: str = "",
+        rules: Rules = ONE_WAY,
     ) -> None:
         self.pipeline, self.target, self.identity, self.kept = pipeline, target, identity, kept
         self.full, self.hooks = full, hooks
+        #: the source connection's name, and the pair's rules (two-way updates).
+        self.source, self.rules = source, rules
         self.check = WriteCheck(target)
         #: the target took a write of this run.
         self.answered = False
@@ -88,6 +97,8 @@ class Executor:
         prepared, decision = write.prepared, write.decision
         assert prepared.record.identity_id is not None
         attempt = _Attempt(write, prepared.fingerprint, prepared.not_stored)
+        if prepared.sides is not None and "create" not in decision.actions:
+            return await self._settle(attempt)
         shaped, link = prepared.shaped, prepared.link
         remote_id = link.remote_id if link else None
         outcome: WrittenAs = decision.outcome
@@ -160,18 +171,147 @@ class Executor:
         active = shaped.active if self.pipeline.archive else (link.active if link and link.active is not None else True)
         if decision.actions[0] == "create":
             active = shaped.active if (self.pipeline.archive and self.target.spec.archive) else True
+        held = attempt.held or shaped
         result = LinkWrite(
-            prepared.record.identity_id, remote_id, attempt.fingerprint, active, not_stored=attempt.not_stored
+            prepared.record.identity_id,
+            remote_id,
+            attempt.fingerprint,
+            active,
+            not_stored=attempt.not_stored,
+            memory={self.source: {**hashes(held, self._written(attempt)), "active": value_hash(active)}},
         )
         self.answered = True
-        return Written(write, outcome, result, attempt.fingerprint)
+        return Written(write, outcome, result, attempt.fingerprint, remembered=prepared.source_now)
+
+    # -- two-way: field by field ---------------------------------------------------
+
+    async def _settle(self, attempt: _Attempt) -> Executed:
+        """A two-way update: read the target, then write only the fields edited in the source alone.
+
+        Fields edited on both sides are settled by the pair's rules
+        (:func:`~worker.engine.twoway.reconcile`); held ones make the record count
+        as failed, with its other fields written all the same.
+        """
+        write = attempt.write
+        prepared = write.prepared
+        sides, shaped, link = prepared.sides, prepared.shaped, prepared.link
+        assert sides is not None
+        assert link is not None
+        assert link.remote_id is not None
+        remote_id = link.remote_id
+        try:
+            current = await self.target.get(remote_id)
+        except NotFoundError:
+            # Deleted in the target by someone: recreated through the recovery, as a one-way update would.
+            log.warning("target_record_missing", external_id=attempt.external_id, target_id=remote_id)
+            return await self.execute(Write(dataclasses.replace(prepared, sides=None), write.decision))
+        except FatalError:
+            raise
+        except RetriableError as exc:
+            log.warning("record_deferred", external_id=attempt.external_id, error=str(exc))
+            return Deferred(write, str(exc), None, attempt.fingerprint)
+        except ConnectorError as exc:
+            return self._refused(attempt, FieldProblem("record", str(exc)), remote_id)
+        held = current.customer
+        if held is None:
+            problem = current.problem or FieldProblem("record", f"{self.target.system} record could not be read")
+            return self._refused(attempt, problem, remote_id)
+        fields = sides.edited
+        plan = reconcile(
+            fields=fields,
+            forced=sides.forced,
+            want=hashes(shaped, fields | sides.forced),
+            held=hashes(held, fields | sides.forced),
+            memory=sides.memory,
+            rules=self.rules,
+            source=self.source,
+            target=self.target.name,
+            newer=is_newer(write.record.remote.updated_at, current.updated_at),
+            rewrite=self.full,
+        )
+        try:
+            stored = await self._write_fields(attempt, remote_id, held, plan.write)
+        except RecordError as exc:
+            problem = _field_problem(exc.field, str(exc)) if exc.field else FieldProblem("record", str(exc))
+            return self._refused(attempt, problem, remote_id)
+        except FieldMappingError as exc:
+            return self._refused(attempt, _field_problem(exc.field, exc.reason), remote_id)
+        except RetriableError as exc:
+            log.warning("record_deferred", external_id=attempt.external_id, error=str(exc))
+            return Deferred(write, str(exc), None, attempt.fingerprint)
+        except FatalError:
+            raise
+        except ConnectorError as exc:
+            return self._refused(attempt, FieldProblem("record", str(exc)), remote_id)
+        for overwrite in plan.overwrites:
+            log.info(
+                overwrite.event,
+                external_id=attempt.external_id,
+                field=overwrite.field,
+                source=self.source,
+                target=self.target.name,
+            )
+        return self._settled(attempt, remote_id, plan, held, stored)
+
+    async def _write_fields(
+        self, attempt: _Attempt, remote_id: str, held: Customer, fields: frozenset[str]
+    ) -> Customer:
+        """Write ``fields`` of the source into the target record ``held``; the record as stored after."""
+        shaped = attempt.write.prepared.shaped
+        values = fields - {"active"}
+        stored = held
+        if values:
+            # The target's own record with the edited fields put in: whatever else a write sends
+            # (a kind, a display name) is the target's own value, never the source's.
+            merged = self.target.shape(held.model_copy(update={n: getattr(shaped, n) for n in values}))
+            answered = await self.target.update(remote_id, merged, attempt.external_id, fields=values)
+            self._wrote(attempt, "update")
+            missing, after = await self.check.check(remote_id, merged, answered, values)
+            if missing - attempt.not_stored:
+                attempt.not_stored |= missing
+            stored = after or merged
+        if "active" in fields and held.active != shaped.active:
+            await self.target.set_active(remote_id, shaped.active)
+            self._wrote(attempt, "reactivate" if shaped.active else "archive")
+            stored = stored.model_copy(update={"active": shaped.active})
+        return stored
+
+    def _settled(self, attempt: _Attempt, remote_id: str, plan: FieldPlan, held: Customer, stored: Customer) -> Written:
+        """The outcome of a two-way update, and what each side remembers of it."""
+        prepared = attempt.write.prepared
+        sides = prepared.sides
+        assert sides is not None
+        assert prepared.record.identity_id is not None
+        done = plan.write | plan.settled
+        mine = {n: prepared.source_now[n] for n in done | sides.passed if n in prepared.source_now}
+        mine.update(dict.fromkeys(plan.dirty, DIRTY))
+        theirs = {**hashes(held, plan.settled), **hashes(stored, plan.write - attempt.not_stored)}
+        outcome: WrittenAs = "unchanged"
+        if plan.write:
+            outcome = "archived" if "active" in plan.write and not stored.active else "updated"
+        link = LinkWrite(
+            prepared.record.identity_id,
+            remote_id,
+            prepared.fingerprint,
+            stored.active,
+            not_stored=attempt.not_stored,
+            memory={self.source: theirs},
+        )
+        if plan.write:
+            self.answered = True
+        return Written(attempt.write, outcome, link, prepared.fingerprint, plan.conflicts, mine)
 
     def _refused(self, attempt: _Attempt, problem: FieldProblem, remote_id: str | None) -> Refused:
         return Refused(attempt.write, problem, self._partial(attempt, remote_id), attempt.fingerprint)
 
     def _written(self, attempt: _Attempt) -> frozenset[str]:
-        """The fields a write of this record sends: the kept ones, less those the target did not store."""
-        return self.kept - attempt.not_stored
+        """The fields a write of this record sends: the kept ones, less those the target did not store.
+
+        An update leaves out the fields ``defaults`` filled: a default never overwrites the target's value.
+        """
+        written = self.kept - attempt.not_stored
+        link = attempt.write.prepared.link
+        return written - attempt.write.prepared.defaulted if link is not None and link.remote_id else written
 
     def _wrote(self, attempt: _Attempt, action: str) -> None:
         log.info("record_written", external_id=attempt.external_id, action=action)
@@ -181,6 +321,7 @@ class Executor:
         """Check a write landed (:mod:`worker.verify`); fields that did not are remembered, not rewritten."""
         shaped = attempt.write.prepared.shaped
         missing, held = await self.check.check(remote_id, shaped, answered, self._written(attempt))
+        attempt.held = held
         if missing - attempt.not_stored:
             attempt.not_stored |= missing
             attempt.fingerprint = fingerprint(shaped, self.kept - attempt.not_stored)
@@ -254,6 +395,7 @@ class Executor:
     async def _adopt(self, attempt: _Attempt, remote: RemoteCustomer) -> None:
         """Make an existing target record current (it counts as matched)."""
         shaped = attempt.write.prepared.shaped
+        attempt.held = remote.customer
         current = fingerprint(self.target.shape(remote.customer), self._written(attempt)) if remote.customer else None
         if current != attempt.fingerprint:
             answered = await self.target.update(remote.id, shaped, attempt.external_id, fields=self._written(attempt))

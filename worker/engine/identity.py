@@ -161,6 +161,8 @@ class Identity:
             return NOT_FOUND
         index = await self.index()
         for key in self.match_on:
+            if key in prepared.defaulted:
+                continue  # a value from `defaults` is not the customer's: never matched on
             matches = index.match(key, getattr(prepared.shaped, key))
             if len(matches) > 1:
                 return ambiguous(key, len(matches), self.target.system)
@@ -212,6 +214,8 @@ class Identity:
         claims: dict[str, list[tuple[Write, str]]] = {}
         for write in creating:
             for key in self.match_on:
+                if key in write.prepared.defaulted:
+                    continue
                 matches = index.match_unclaimed_at_start(key, getattr(write.prepared.shaped, key))
                 if len(matches) == 1:
                     claims.setdefault(matches[0].id, []).append((write, key))

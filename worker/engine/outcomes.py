@@ -39,6 +39,23 @@ class Record:
 
 
 @dataclass(frozen=True)
+class Sides:
+    """A two-way record's view of both sides (:mod:`worker.engine.twoway`).
+
+    Attributes:
+        edited: fields edited in the source since its last sync with the target, that may flow.
+        passed: fields edited in the source that do not flow (lossy there, not kept, defaulted): only remembered.
+        forced: fields the source's connection owns that the target holds marked dirty: written back.
+        memory: field → hash of what the target held at its last sync with the source.
+    """
+
+    edited: frozenset[str] = frozenset()
+    passed: frozenset[str] = frozenset()
+    forced: frozenset[str] = frozenset()
+    memory: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Prepared:
     """A record shaped for the target and fingerprinted, with its target link."""
 
@@ -49,6 +66,12 @@ class Prepared:
     link: LinkState | None
     #: fields a side of this identity did not store: never written nor fingerprinted.
     not_stored: frozenset[str] = frozenset()
+    #: field → hash of the source's own value (before defaults): its memory of this sync.
+    source_now: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: fields whose value came from the pipeline's ``defaults``: never written on update, never matched on.
+    defaulted: frozenset[str] = frozenset()
+    #: set for a two-way update (a linked target record): what to compare field by field.
+    sides: Sides | None = None
 
 
 # -- outcomes of the plan -----------------------------------------------------
@@ -106,6 +129,10 @@ class Written:
     outcome: WrittenAs
     link: LinkWrite | None
     fingerprint: str
+    #: two-way: fields held as conflicts (the record counts as failed, its other fields went through).
+    conflicts: tuple[str, ...] = ()
+    #: the source's memory of this sync with the target (field → hash); ``None``: left as it is.
+    remembered: Mapping[str, str] | None = None
 
     @property
     def record(self) -> Record:
@@ -155,7 +182,7 @@ def count_of(outcome: Outcome) -> CountKey:
     if isinstance(outcome, Unchanged):
         return "unchanged"
     if isinstance(outcome, Written):
-        return outcome.outcome
+        return "failed" if outcome.conflicts else outcome.outcome
     return "failed"
 
 
@@ -193,6 +220,7 @@ __all__ = [
     "Quarantine",
     "Record",
     "Refused",
+    "Sides",
     "Unchanged",
     "Write",
     "Written",

@@ -15,10 +15,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connectors.model import CANONICAL_FIELDS, Customer, FieldProblem, RemoteCustomer, fingerprint
+from state import memory
 from state.models import Link, QuarantineEntry
-from worker.diff import LinkState, apply_defaults, decide
-from worker.engine.outcomes import Held, Outcome, Planned, Prepared, Quarantine, Record, Unchanged, Write
+from worker.diff import Action, Decision, LinkState, apply_defaults, decide
+from worker.engine.outcomes import Held, Outcome, Planned, Prepared, Quarantine, Record, Sides, Unchanged, Write
 from worker.engine.results import PlannedChange
+from worker.engine.twoway import DIRTY, edited, flowing, hashes
+from worker.topology import ONE_WAY, Rules
 from worker.verify import parse_fields
 
 
@@ -46,6 +49,18 @@ class PlanContext:
     force: bool = False
     retry_quarantined: bool = False
     dry_run: bool = False
+    #: the pair's or ring's rules (:data:`~worker.topology.ONE_WAY` outside them).
+    rules: Rules = ONE_WAY
+    #: the connections' names: the keys of each side's memory of the other.
+    source_name: str = ""
+    target_name: str = ""
+    #: the source's lossy fields (``TargetSpec.lossy``): never written from it on a two-way update.
+    source_lossy: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def compared(self) -> frozenset[str]:
+        """The fields remembered per side: those spoken for, and the state where it is carried."""
+        return self.kept | ({"active"} if self.archive and self.target_archives else frozenset())
 
 
 @dataclass(frozen=True)
@@ -170,25 +185,70 @@ def _prepare(record: Record, snapshot: Snapshot, ctx: PlanContext) -> Prepared |
     if remote.customer is None:
         return Quarantine(record, remote.problem or FieldProblem("record", "could not be read"))
     customer = apply_defaults(remote.customer, ctx.defaults)
+    defaulted = frozenset(n for n in ctx.defaults if getattr(remote.customer, n) in (None, ""))
     source_fp = source_fingerprint(customer)
     entry = snapshot.quarantined.get(remote.id)
     if entry is not None and not ctx.retry_quarantined and entry.source_fingerprint == source_fp:
         # Unchanged since it failed: it would fail again. `custsync retry` pushes it anyway.
         return Held(record, entry)
     shaped = ctx.shape(customer)
-    problems = ctx.problems(shaped)
-    if problems:
-        return Quarantine(record, FieldProblem(problems[0].field, "; ".join(str(p) for p in problems)), source_fp)
     source_link = snapshot.source_links.get(remote.id)
     not_stored = parse_fields(source_link.not_stored) if source_link is not None else frozenset()
     link = snapshot.target_links.get(record.identity_id) if record.identity_id is not None else None
     if link is not None and link.not_stored:
         not_stored |= parse_fields(link.not_stored)
+    source_now = hashes(remote.customer, ctx.compared)
+    sides = _sides(source_now, source_link, link, not_stored | defaulted, ctx)
+    problems = ctx.problems(shaped)
+    if sides is not None:
+        # A two-way update writes only what flows: a field its source cannot hold is not carried, nor checked.
+        problems = [p for p in problems if p.field in sides.edited | sides.forced]
+    if problems:
+        return Quarantine(record, FieldProblem(problems[0].field, "; ".join(str(p) for p in problems)), source_fp)
     state = LinkState(link.remote_id, link.status, link.fingerprint, link.active) if link is not None else None
-    return Prepared(record, shaped, fingerprint(shaped, ctx.kept - not_stored), source_fp, state, not_stored)
+    return Prepared(
+        record,
+        shaped,
+        fingerprint(shaped, ctx.kept - not_stored),
+        source_fp,
+        state,
+        not_stored,
+        source_now,
+        defaulted,
+        sides,
+    )
+
+
+def _sides(
+    source_now: Mapping[str, str],
+    source_link: Link | None,
+    link: Link | None,
+    withheld: frozenset[str],
+    ctx: PlanContext,
+) -> Sides | None:
+    """The two-way view of a record whose target record is linked (``None`` otherwise, or one-way)."""
+    if not ctx.rules.two_way or link is None or link.remote_id is None or link.status != "linked":
+        return None
+    mine = memory.parse(source_link.memory if source_link is not None else None).get(ctx.target_name, {})
+    theirs = memory.parse(link.memory).get(ctx.source_name, {})
+    changed = frozenset(ctx.compared) if ctx.force else edited(source_now, mine, ctx.compared)
+    flows = flowing(ctx.compared, ctx.source_lossy) - withheld
+    owned = frozenset(name for name, owner in ctx.rules.owner.items() if owner == ctx.source_name)
+    forced = frozenset(name for name in owned & flows if theirs.get(name) == DIRTY)
+    return Sides(changed & flows, changed - flows, forced, theirs)
 
 
 def _decide(prepared: Prepared, ctx: PlanContext) -> Unchanged | Write:
+    sides = prepared.sides
+    if sides is not None:
+        # Two-way: only edits flow, field by field (the target is read before anything is written).
+        values = (sides.edited | sides.forced) - {"active"}
+        actions: tuple[Action, ...] = ("update",) if values else ()
+        if "active" in sides.edited | sides.forced:
+            actions += ("reactivate",) if prepared.shaped.active else ("archive",)
+        if not actions:
+            return Unchanged(prepared)
+        return Write(prepared, Decision(actions, "archived" if "archive" in actions else "updated"))
     decision = decide(
         prepared.link,
         fingerprint=prepared.fingerprint,

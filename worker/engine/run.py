@@ -43,6 +43,7 @@ from worker.engine.outcomes import (
 from worker.engine.plan import PlanContext, plan_page, positional, quarantine_change
 from worker.engine.results import Counts, EngineOptions, PlannedChange
 from worker.engine.snapshot import read_snapshot
+from worker.topology import ONE_WAY, Rules
 
 log = structlog.get_logger("custsync.sync")
 
@@ -63,6 +64,7 @@ class Engine:
         store: Store,
         run_id: str,
         options: EngineOptions,
+        rules: Rules = ONE_WAY,
     ) -> None:
         self.name, self.pipeline, self.source, self.target, self.store = name, pipeline, source, target, store
         self.run_id, self.options = run_id, options
@@ -81,7 +83,14 @@ class Engine:
             match_on = () if target.spec.identity_slot else target.spec.natural_keys
         self.identity = Identity(source=source, target=target, store=store, kept=kept, match_on=match_on)
         self.executor = Executor(
-            pipeline=pipeline, target=target, identity=self.identity, kept=kept, full=options.full, hooks=options.hooks
+            pipeline=pipeline,
+            target=target,
+            identity=self.identity,
+            kept=kept,
+            full=options.full,
+            hooks=options.hooks,
+            source=source.name,
+            rules=rules,
         )
         self.ledger = Ledger(
             store, pipeline=name, run_id=run_id, source=source.name, target=target.name, hooks=options.hooks
@@ -99,6 +108,10 @@ class Engine:
             force=options.full,
             retry_quarantined=options.retry_quarantined,
             dry_run=options.dry_run,
+            rules=rules,
+            source_name=source.name,
+            target_name=target.name,
+            source_lossy=getattr(source.spec, "lossy", {}),
         )
         self._unidentified = 0  # source records listed without a usable id
         self._unanswered: list[Deferred] = []  # creates without an answer, retried once every page is done
