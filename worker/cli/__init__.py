@@ -24,7 +24,7 @@ from connectors.registry import PluginError
 from worker.cli.common import COUNT, TITLES, Exit, Scrubbed
 from worker.cli.configure import check, init, probe
 from worker.cli.emulators import demo, sandbox
-from worker.cli.reports import failures, retry, status
+from worker.cli.reports import failures, resolve, retry, status
 from worker.cli.runs import backfill, run
 
 stdout = cast(IO[str], Scrubbed("stdout"))
@@ -47,7 +47,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # In the order `custsync --help` lists them.
-for _command in (run, backfill, status, failures, retry, check, probe, sandbox, demo, init):
+for _command in (run, backfill, status, failures, retry, resolve, check, probe, sandbox, demo, init):
     app.command()(_command)
 
 

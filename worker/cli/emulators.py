@@ -95,16 +95,32 @@ def demo(
         "custsync-demo"
     ),
     verbose: VerboseOption = False,
+    two_way: Annotated[
+        bool,
+        typer.Option(
+            "--two-way",
+            help="Run SOURCE ⇄ TARGET as a two-way pair: an edit on each side arrives on the other, "
+            "a conflict is held and resolved, and a third round writes nothing.",
+        ),
+    ] = False,
 ) -> None:
     """A complete run on the sandbox with an embedded state store: start here.
 
     Seeds customers in the source, syncs them to the target, edits a few in
     the source, and syncs again to show that only those changes are written.
+    With --two-way, both directions run, with edits on both sides and a conflict.
     """
     _require_sandbox_extra()
     from worker.demo import run_demo
 
     configure_logging(fmt=get_settings().log_format, level="warning")
+    if two_way:
+        from worker.demo_twoway import run_two_way_demo
+
+        configure_logging(fmt=get_settings().log_format, level="error")  # the demo tells of each held conflict
+        raise typer.Exit(
+            run_two_way_demo(first=source, second=target, count=min(count, 50), workdir=workdir, console=cli.out)
+        )
     raise typer.Exit(
         run_demo(source=source, target=target, count=count, workdir=workdir, console=cli.out, verbose=verbose)
     )

@@ -9,9 +9,9 @@ import typer
 from rich.markup import escape
 
 from worker import cli
-from worker.cli.common import ConfigOption, JsonOption, check_pipeline, load, open_store
+from worker.cli.common import ConfigOption, Exit, JsonOption, check_pipeline, load, one_line, open_store
 from worker.cli.runs import execute, print_result
-from worker.config import AppConfig
+from worker.config import AppConfig, ConfigError
 
 
 def status(
@@ -137,3 +137,54 @@ def _add_schedules(cfg: AppConfig, report: list[dict[str, Any]]) -> None:
         worker = workers.get(entry["pipeline"]) or {}
         entry["last_worker"] = worker.get("worker")
         entry["last_worker_run_id"] = worker.get("run_id")
+
+
+def resolve(
+    pipeline: Annotated[str, typer.Argument(help="Either pipeline of the two-way pair.")],
+    keep: Annotated[
+        str, typer.Option("--keep", metavar="CONNECTION", help="The connection whose values are kept (and written).")
+    ],
+    external_ids: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[EXTERNAL_ID]...", help="Only these customers (as `custsync failures` lists them)."),
+    ] = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Settle held conflicts of a two-way pair: write the kept side's values to the other side, at once.
+
+    A conflict is a field edited on both sides since the last sync (`conflict = "hold"`, the default);
+    `custsync failures PIPELINE` lists them. Example: `custsync resolve books_to_ledger --keep books`.
+    """
+    import asyncio
+
+    from worker.resolve import resolve as settle
+
+    cfg = load(config)
+    check_pipeline(cfg, pipeline)
+    store = open_store(cfg, create=False)
+    try:
+        done = asyncio.run(settle(cfg, pipeline, keep=keep, store=store, external_ids=external_ids or ()))
+    except ConfigError as exc:
+        cli.err.print(f"error: {escape(str(exc))}")
+        raise typer.Exit(Exit.USAGE) from None
+    except RuntimeError as exc:
+        cli.err.print(f"error: {escape(str(exc))}")
+        raise typer.Exit(Exit.FAILED) from None
+    finally:
+        store.close()
+    if as_json:
+        report = {"resolved": done.resolved, "failed": done.failed, "unknown": done.unknown}
+        cli.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+    else:
+        for external_id, fields in done.resolved.items():
+            cli.out.print(f"{external_id}: kept {keep}'s {', '.join(fields)}")
+        for external_id, reason in done.failed.items():
+            cli.err.print(f"{external_id}: still held: {escape(one_line(reason))}")
+        for external_id in done.unknown:
+            cli.err.print(f"{external_id}: no held conflict (see `custsync failures {pipeline}`)")
+        if not (done.resolved or done.failed or done.unknown):
+            cli.out.print(f"{pipeline}: no held conflicts.")
+    if done.unknown and not done.resolved:
+        raise typer.Exit(Exit.USAGE)
+    raise typer.Exit(Exit.QUARANTINED if done.failed else Exit.OK)
