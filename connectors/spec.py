@@ -87,6 +87,17 @@ class TargetSpec:
         """The fields a round trip gives back unchanged: those kept, ``kind`` and ``name``, minus :attr:`lossy`."""
         return (self.fields | {"kind", "name"}) - set(self.lossy)
 
+    @property
+    def flows_out(self) -> frozenset[str]:
+        """The fields whose value this system may write into another one on update (a two-way pair).
+
+        Those kept, ``kind`` and ``name``, minus the ``folded`` and ``constant`` ones: exact and
+        derived values flow; a folded one would carry another field into the other system, a
+        constant one would overwrite whatever the other system holds with the same value.
+        """
+        stuck = {name for name, how in self.lossy.items() if how in ("folded", "constant")}
+        return (self.fields | {"kind", "name"}) - stuck
+
 
 def shape(spec: TargetSpec, customer: Customer, *, truncate: bool = False) -> Customer:
     """Fields ``spec`` does not keep become ``None``; with ``truncate``, over-long text is cut."""

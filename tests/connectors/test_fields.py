@@ -242,6 +242,9 @@ def test_given_spec_when_asked_exact_then_kept_kind_and_name_minus_lossy() -> No
     )
 
     assert spec.exact == frozenset({"email", "name"})
+    assert spec.flows_out == frozenset({"email", "name"})  # neither folded nor constant values flow
+    derived = TargetSpec(fields=frozenset({"city"}), lossy={"city": "derived"})
+    assert (derived.exact, derived.flows_out) == (frozenset({"kind", "name"}), frozenset({"city", "kind", "name"}))
     assert TargetSpec(fields=frozenset({"email"})).lossy == {}
     assert TargetSpec(fields=frozenset({"email"})).exact == frozenset({"email", "kind", "name"})
 
