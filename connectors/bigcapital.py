@@ -101,6 +101,7 @@ class BigcapitalConnector(Connector[BigcapitalSettings]):
     fields = FIELDS
     spec = TargetSpec(
         fields=FIELDS.kept,
+        lossy=FIELDS.lossy,
         required=frozenset({"name", "currency"}),  # currencyCode is required on create
         limits=dict.fromkeys(sorted(_LIMITED), 255),
         formats={"currency": (r"[A-Z]{3}", "an ISO 4217 currency code")},

@@ -12,7 +12,9 @@ table come:
   canonical field, what ``Connector.only`` drops) and
   :attr:`FieldTable.vendor_fields` (vendor name → canonical field, to name
   fields in refusals);
-- the spec's fields kept: :attr:`FieldTable.kept`.
+- the spec's fields kept: :attr:`FieldTable.kept`;
+- how each field round-trips, where not exactly: :attr:`FieldTable.lossy`
+  (the spec's ``lossy``; :data:`RoundTrip` says what each value means).
 
 Entries are read in table order, and a decoder sees what was read before it
 (``Reading.got``): a field derived from others (Thredfi's name parts,
@@ -32,6 +34,26 @@ from connectors.model import Customer, clean
 IDENTITY = "external_id"
 #: Fields never in a spec's ``fields`` (``shape`` always keeps kind and active; the identity is no field).
 _NOT_FIELDS = frozenset({"kind", "active", IDENTITY})
+
+RoundTrip = Literal["exact", "folded", "derived", "constant"]
+"""How a canonical field survives shape → write → read → shape in one system.
+
+- ``exact``: it gives back the value that went in (a customer valid for the system);
+- ``folded``: the system's value mixes in another canonical field (Piriod's one
+  address line holds line 2 too; Thredfi's and Timbrix's company name is the
+  customer's name). In a two-way pair such a value is never written from this
+  system into another one on update;
+- ``derived``: the system renders it from parts it keeps (Timbrix's street line
+  from street, exterior and interior numbers): faithful, not byte-exact, and
+  stable once rendered; it may flow;
+- ``constant``: the system reads the same value whatever was written (Piriod's
+  kind); it never flows out on update.
+
+A field the system has no place for is not kept (not in ``spec.fields``), which
+is no round trip at all.
+"""
+#: The values of :data:`RoundTrip` other than ``exact``.
+LOSSY: frozenset[str] = frozenset({"folded", "derived", "constant"})
 
 
 @dataclass
@@ -102,6 +124,9 @@ class Field:
             always leaves nulls out.
         when: ``create`` or ``update`` for a key written by one of them only.
         kept: the system keeps the field (it is in ``spec.fields``).
+        round_trip: how the field survives a write and a read (:data:`RoundTrip`);
+            one entry of a field saying it is enough (Timbrix writes its street
+            line through three).
         names: the vendor names that mean this field in a refusal. By
             default, the top-level read keys and the write key that are not
             spelled like the canonical field.
@@ -116,6 +141,7 @@ class Field:
     when: Literal["always", "create", "update"] = "always"
     kept: bool = True
     names: tuple[str, ...] | None = None
+    round_trip: RoundTrip = "exact"
 
     def value_in(self, raw: Mapping[str, Any]) -> Any:
         """The vendor value this entry reads from ``raw``."""
@@ -164,6 +190,8 @@ class FieldTable:
                     names.setdefault(name, entry.canonical)
         #: vendor name → canonical field, to name fields in refusals.
         self.vendor_fields: Mapping[str, str] = names
+        #: canonical field → how it round-trips, for the fields that do not exactly (``TargetSpec.lossy``).
+        self.lossy: Mapping[str, str] = _lossy(entries)
 
     def values(self, raw: Mapping[str, Any], system: str) -> dict[str, Any]:
         """The canonical values of a vendor record, decoded in table order."""
@@ -199,6 +227,24 @@ class FieldTable:
         return body
 
 
+def _lossy(entries: tuple[Field, ...]) -> dict[str, str]:
+    """Canonical field → its round trip, for fields an entry declares not exact.
+
+    Raises:
+        ValueError: two entries of one field declare different round trips.
+    """
+    found: dict[str, str] = {}
+    for entry in entries:
+        if entry.round_trip == "exact":
+            continue
+        if entry.canonical in (IDENTITY, "active"):
+            raise ValueError(f"{entry.canonical} has no round trip to declare")
+        held = found.setdefault(entry.canonical, entry.round_trip)
+        if held != entry.round_trip:
+            raise ValueError(f"{entry.canonical}: entries declare both {held} and {entry.round_trip} round trips")
+    return dict(sorted(found.items()))
+
+
 def narrow(body: dict[str, Any], untouched: frozenset[str], owners: Mapping[str, str]) -> dict[str, Any]:
     """``body`` without the keys of ``untouched`` canonical fields (a partial update).
 
@@ -210,11 +256,13 @@ def narrow(body: dict[str, Any], untouched: frozenset[str], owners: Mapping[str,
 
 __all__ = [
     "IDENTITY",
+    "LOSSY",
     "Decode",
     "Encode",
     "Field",
     "FieldTable",
     "Reading",
+    "RoundTrip",
     "Writing",
     "as_is",
     "narrow",

@@ -53,12 +53,17 @@ _OURS = EXTERNAL_ID  # for any registered system (connectors.registry)
 # fmt: off
 FIELDS = FieldTable(
     Field("name", "name", "name", cv.required(cv.text, "the piriod record has no name")),
-    Field("kind", decode=cv.constant("company")),  # Piriod cannot tell people from companies
-    same("email"), same("phone"), same("website"), same("address_line1", "address"),
-    Field("state", "state", "state", cv.object_name, cv.to_catalog_id),  # an object on read, an id on write
+    # Piriod cannot tell people from companies: every customer reads back as one.
+    Field("kind", decode=cv.constant("company"), round_trip="constant"),
+    same("email"), same("phone"), same("website"),
+    same("address_line1", "address", round_trip="folded"),  # line 2 folded in (shape)
+    # An object on read, an id on write: it reads back as the catalog spells it ("valparaiso" → "Valparaíso").
+    Field("state", "state", "state", cv.object_name, cv.to_catalog_id, round_trip="derived"),
     same("postal_code", "zip_code"),
-    Field("country", "country", "country", cv.alpha2_of_object),  # an object on read, alpha-2 on write
-    same("tax_id"), same("currency", clears=False),
+    # An object on read, alpha-2 on write; none is filed under the account's country (shape).
+    Field("country", "country", "country", cv.alpha2_of_object, round_trip="derived"),
+    # None is defaulted from the country (shape, and Piriod itself where shape knows no currency).
+    same("tax_id"), same("currency", clears=False, round_trip="derived"),
     Field(IDENTITY, write="reference", encode=cv.identity_up_to(REFERENCE_LIMIT)),
     # A PATCH replaces metadata wholesale: it holds the identity, and the notes.
     Field("notes", "metadata.notes", "metadata", cv.loose, cv.to_metadata, names=("metadata.notes",)),
@@ -87,6 +92,7 @@ class PiriodConnector(Connector[PiriodSettings]):
     # fmt: off
     spec = TargetSpec(
         fields=FIELDS.kept,
+        lossy=FIELDS.lossy,
         required=frozenset({"name", "address_line1"}),
         # The documented limits, and DRF's defaults for an EmailField (254) and a URLField (200).
         limits={"name": 100, "address_line1": 64, "phone": 16, "postal_code": 16, "tax_id": 32,

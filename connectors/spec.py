@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.checks import CHECKS
+from connectors.fields import LOSSY
 from connectors.model import CANONICAL_FIELDS, Customer, FieldProblem
 
 #: Fields every system holds in some form, kept by :func:`shape` whatever ``fields`` says.
@@ -35,6 +36,7 @@ class TargetSpec:
             :data:`connectors.checks.CHECKS` (``email``, ``phone``, ``url``) the
             system applies before it stores the field.
         basic_plane: see below.
+        lossy: see below.
     """
 
     fields: frozenset[str]
@@ -48,11 +50,53 @@ class TargetSpec:
     checks: Mapping[str, str] = field(default_factory=dict)
     basic_plane: frozenset[str] = frozenset()
     """canonical fields that hold only characters of the Basic Multilingual Plane (no emoji)."""
+    lossy: Mapping[str, str] = field(default_factory=dict)
+    """canonical field → how it round-trips where not exactly: ``folded``, ``derived`` or ``constant``.
+
+    A field kept (in ``fields``, or ``kind`` / ``name``, which every system holds) and
+    not named here is *exact*: shape → write → read → shape gives back the value that
+    went in, for any customer the system can take (the contract suite's property test
+    proves it). The others (:data:`connectors.fields.RoundTrip`):
+
+    - ``folded``: the system's value mixes in another canonical field (Piriod's
+      ``address_line1`` holds line 2 too; Thredfi's and Timbrix's ``company_name``
+      is the name). In a two-way pair it is never written from this system into
+      another one on update;
+    - ``derived``: the system renders it from parts it keeps (Timbrix's street line
+      from street and numbers, its city written as the municipality too; Piriod's
+      state as its catalog spells it): faithful, not byte-exact, stable once
+      rendered. It may flow;
+    - ``constant``: the system reads the same value whatever was written (Piriod
+      reads every customer as a company). It never flows out on update.
+
+    A connector with a field table passes ``lossy=FIELDS.lossy``; a field not kept at
+    all (Bigcapital's ``postal_code``) is simply not in ``fields``.
+    """
 
     def __post_init__(self) -> None:
         # A misspelt check would silently let refused values through: fail at import instead.
         if unknown := sorted(set(self.checks.values()) - set(CHECKS)):
             raise ValueError(f"unknown value checks {unknown} (known: {sorted(CHECKS)})")
+        if strays := sorted(set(self.lossy) - self.fields - {"kind", "name"}):
+            raise ValueError(f"lossy names fields the system does not keep: {strays}")
+        if unknown := sorted(set(self.lossy.values()) - LOSSY):
+            raise ValueError(f"unknown round trips {unknown} (lossy ones: {sorted(LOSSY)})")
+
+    @property
+    def exact(self) -> frozenset[str]:
+        """The fields a round trip gives back unchanged: those kept, ``kind`` and ``name``, minus :attr:`lossy`."""
+        return (self.fields | {"kind", "name"}) - set(self.lossy)
+
+    @property
+    def flows_out(self) -> frozenset[str]:
+        """The fields whose value this system may write into another one on update (a two-way pair).
+
+        Those kept, ``kind`` and ``name``, minus the ``folded`` and ``constant`` ones: exact and
+        derived values flow; a folded one would carry another field into the other system, a
+        constant one would overwrite whatever the other system holds with the same value.
+        """
+        stuck = {name for name, how in self.lossy.items() if how in ("folded", "constant")}
+        return (self.fields | {"kind", "name"}) - stuck
 
 
 def shape(spec: TargetSpec, customer: Customer, *, truncate: bool = False) -> Customer:

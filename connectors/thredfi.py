@@ -36,7 +36,7 @@ FIELDS = FieldTable(
     Field(IDENTITY, write="external_id", when="create"),
     # One name field per kind: the canonical name goes into whichever one.
     Field("name", write="company_name", decode=None, encode=cv.if_kind("company"), kept=False),
-    Field("company_name", "company_name"),
+    Field("company_name", "company_name", round_trip="folded"),  # a company's name, nothing of its own
     Field("name", "individual_name", "individual_name", cv.thredfi_name, cv.if_kind("individual"), kept=False),
     Field("first_name", decode=cv.person_first, kept=False),
     Field("last_name", decode=cv.person_last, kept=False),
@@ -78,6 +78,7 @@ class ThredfiConnector(Connector[ThredfiSettings]):
     fields = FIELDS
     spec = TargetSpec(
         fields=FIELDS.kept,
+        lossy=FIELDS.lossy,
         # Lengths are not documented; 255 is what the sandbox (a DRF CharField default) keeps.
         limits={name: 255 for name in (FIELDS.kept | {"name"}) - {"notes", "country"}},
         identity_slot=True,

@@ -44,20 +44,25 @@ RFC_PATTERN = r"[A-ZÑ&]{3,4}[0-9]{6}[A-Z0-9]{3}"
 # sends nulls only to clear optional fields (phone, the interior number).
 # fmt: off
 FIELDS = FieldTable(
-    Field("address_line1", "address.street", "addressStreet", mx.street_line, mx.street_part(0)),
+    # The street line is rendered from street, exterior and interior number ("Camino Real" → "Camino Real S/N").
+    Field("address_line1", "address.street", "addressStreet", mx.street_line, mx.street_part(0), round_trip="derived"),
     Field("address_line1", write="addressExterior", decode=None, encode=mx.street_part(1)),
     Field("address_line1", write="addressInterior", decode=None, encode=mx.street_part(2), clears=True),
     Field("name", "legalName", "legalName", mx.legal_name),
     Field("tax_id", "taxId", "taxId"),
-    Field("kind", decode=mx.kind_by_rfc),
-    Field("company_name", decode=mx.name_of_company),  # the legal name is the company name of a company
+    Field("kind", decode=mx.kind_by_rfc, round_trip="derived"),  # the RFC's length says it
+    # The legal name is the company name of a company: nothing of its own.
+    Field("company_name", decode=mx.name_of_company, round_trip="folded"),
     same("email"), same("phone", clears=True),
-    Field("address_line2", "address.neighborhood", "addressNeighborhood", mx.colonia_line, mx.to_colonia),
-    Field("city", "address.city", "addressCity"),
+    Field("address_line2", "address.neighborhood", "addressNeighborhood", mx.colonia_line, mx.to_colonia,
+          round_trip="derived"),  # the colonia, read back as "Col. …"
+    # Written as the municipality too: a municipality of its own is rendered from the city on every write.
+    Field("city", "address.city", "addressCity", round_trip="derived"),
     Field("city", write="addressMunicipality", decode=None),  # the municipality is the city outside CDMX
     Field("state", "address.state", "addressState"),
     Field("postal_code", "address.zip", "addressZip"),
-    Field("country", "address.country", "addressCountry", cv.alpha2_or("MX"), cv.to_alpha3),
+    # None is Mexico (shape, and Timbrix itself).
+    Field("country", "address.country", "addressCountry", cv.alpha2_or("MX"), cv.to_alpha3, round_trip="derived"),
     Field("tax_system", "taxSystem", "taxSystem"),
     Field("invoice_use", "defaultInvoiceUse", "defaultInvoiceUse"),
     clears=False,
@@ -94,6 +99,7 @@ class TimbrixConnector(Connector[TimbrixSettings]):
     fields = FIELDS
     spec = TargetSpec(
         fields=FIELDS.kept,
+        lossy=FIELDS.lossy,
         required=frozenset({"name", "tax_id", "tax_system", "invoice_use", "email",
                             "address_line1", "address_line2", "city", "state", "postal_code"}),
         formats={

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
+from connectors import REGISTRY, mexico
 from connectors import converters as cv
-from connectors import mexico
 from connectors.errors import FieldMappingError
 from connectors.fields import IDENTITY, Field, FieldTable, Reading, Writing, same
 from connectors.model import Customer, NotTextError
 from connectors.piriod import PiriodConnector, PiriodSettings
+from connectors.spec import TargetSpec
 from connectors.thredfi import ThredfiConnector, ThredfiSettings
 
 # A small system: read and written under the same names, except a nested read and a rename.
@@ -197,3 +198,110 @@ def test_given_street_line_when_split_and_joined_then_the_line_comes_back(
 ) -> None:
     assert mexico.split_street(line) == parts
     assert mexico.join_street(*parts) == (line if parts[1] != "S/N" else f"{line} S/N")
+
+
+# -- round trips: how each field comes back -------------------------------------------------------
+
+
+def test_given_entries_without_a_round_trip_when_table_built_then_every_field_is_exact() -> None:
+    assert Field("email").round_trip == "exact"
+    assert TABLE.lossy == {}
+
+
+def test_given_lossy_entries_when_table_built_then_lossy_names_only_them_once_per_field() -> None:
+    table = FieldTable(
+        same("name"),
+        Field("kind", decode=cv.constant("company"), round_trip="constant"),
+        Field("address_line1", "street", "street", round_trip="derived"),
+        Field("address_line1", write="number", decode=None),  # one entry of a field saying it is enough
+        same("address_line2", kept=False),
+        same("company_name", round_trip="folded"),
+    )
+
+    assert table.lossy == {"address_line1": "derived", "company_name": "folded", "kind": "constant"}
+    assert list(table.lossy) == sorted(table.lossy)
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        (same("city", round_trip="derived"), Field("city", write="municipality", decode=None, round_trip="folded")),
+        (Field(IDENTITY, write="ref", round_trip="derived"),),
+        (Field("active", "status", decode=cv.active_unless("gone"), round_trip="constant"),),
+    ],
+    ids=["two_round_trips_for_one_field", "identity", "active"],
+)
+def test_given_contradicting_or_fieldless_round_trips_when_table_built_then_refused(entries: tuple[Field, ...]) -> None:
+    with pytest.raises(ValueError, match="round trip"):
+        FieldTable(*entries)
+
+
+def test_given_spec_when_asked_exact_then_kept_kind_and_name_minus_lossy() -> None:
+    spec = TargetSpec(
+        fields=frozenset({"email", "address_line1"}), lossy={"kind": "constant", "address_line1": "folded"}
+    )
+
+    assert spec.exact == frozenset({"email", "name"})
+    assert spec.flows_out == frozenset({"email", "name"})  # neither folded nor constant values flow
+    derived = TargetSpec(fields=frozenset({"city"}), lossy={"city": "derived"})
+    assert (derived.exact, derived.flows_out) == (frozenset({"kind", "name"}), frozenset({"city", "kind", "name"}))
+    assert TargetSpec(fields=frozenset({"email"})).lossy == {}
+    assert TargetSpec(fields=frozenset({"email"})).exact == frozenset({"email", "kind", "name"})
+
+
+@pytest.mark.parametrize(
+    ("lossy", "message"),
+    [
+        ({"city": "derived"}, "does not keep"),
+        ({"email": "rounded"}, "unknown round trips"),
+        ({"email": "exact"}, "unknown round trips"),
+    ],
+)
+def test_given_spec_with_a_lossy_field_it_does_not_keep_or_an_unknown_round_trip_then_refused(
+    lossy: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        TargetSpec(fields=frozenset({"email"}), lossy=lossy)
+
+
+#: What each system declares (docs/fidelity.md, "Per pair: what round-trips exactly").
+DECLARED = {
+    "bigcapital": {},
+    "thredfi": {"company_name": "folded"},
+    "piriod": {
+        "address_line1": "folded",
+        "country": "derived",
+        "currency": "derived",
+        "kind": "constant",
+        "state": "derived",
+    },
+    "timbrix": {
+        "address_line1": "derived",
+        "address_line2": "derived",
+        "city": "derived",
+        "company_name": "folded",
+        "country": "derived",
+        "kind": "derived",
+    },
+}
+
+
+@pytest.mark.parametrize("system", sorted(DECLARED))
+def test_given_system_connector_when_spec_read_then_lossy_is_its_field_table_s(system: str) -> None:
+    connector = REGISTRY[system]
+    assert connector.fields is not None
+
+    assert connector.spec.lossy == connector.fields.lossy == DECLARED[system]
+    assert connector.spec.exact == (connector.spec.fields | {"kind", "name"}) - set(DECLARED[system])
+
+
+def test_given_piriod_record_of_a_person_when_read_then_kind_is_the_constant_company() -> None:
+    settings = PiriodSettings(system="piriod", base_url="http://piriod.test", api_token="t", workspace="w")
+    connector = PiriodConnector("billing", settings)
+    person = Customer(kind="individual", name="Ana Pérez", address_line1="Av. 1", address_line2="Of. 2")
+
+    body = connector.to_payload(person, "piriod:w:1", create=True)
+    read = connector.to_canonical({"id": 1, **body})
+
+    assert (connector.shape(person).kind, read.kind) == ("individual", "company")  # constant: whatever was written
+    assert read.address_line1 == "Av. 1, Of. 2"  # folded: line 2 is in line 1

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from itertools import combinations
 from pathlib import Path
 
 import pytest
 
 from connectors import REGISTRY
 from connectors.model import CANONICAL_FIELDS
+from connectors.registry import systems
+from connectors.spec import TargetSpec
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "fidelity.md"
 KEPT, NOT_KEPT = "✓", "\N{EN DASH}"
@@ -75,3 +79,65 @@ def test_given_pairs_table_when_compared_then_carried_and_lost_fields_match_the_
         kept_by_target = REGISTRY[target].spec.fields | {"name"}
         assert carried_doc == kept_by_source & kept_by_target, f"{source} → {target} carried"
         assert lost_doc == kept_by_source - kept_by_target, f"{source} → {target} not kept"
+
+
+# -- per pair: what round-trips exactly ------------------------------------------------------------
+
+PER_PAIR = "## Per pair: what round-trips exactly"
+PER_PAIR_HEADER = ["pair", "exact both ways", "lossy (system: how)", "kept by one side only"]
+
+
+def compared(spec: TargetSpec) -> frozenset[str]:
+    """The fields a round trip is judged on: those kept, ``kind`` and ``name``."""
+    return spec.fields | {"kind", "name"}
+
+
+def pair_row(a: str, b: str, specs: Mapping[str, TargetSpec]) -> list[str]:
+    """One row of the per-pair table, from the two systems' specs."""
+    both = compared(specs[a]) & compared(specs[b])
+    exact = sorted(f for f in both if f in specs[a].exact and f in specs[b].exact)
+    lossy = [
+        f"{f} ({', '.join(f'{s}: {specs[s].lossy[f]}' for s in (a, b) if f in specs[s].lossy)})"
+        for f in sorted(both - set(exact))
+    ]
+    alone = [
+        f"{s}: {', '.join(sorted(compared(specs[s]) - compared(specs[o])))}"
+        for s, o in ((a, b), (b, a))
+        if compared(specs[s]) - compared(specs[o])
+    ]
+    return [f"{a} ⇄ {b}", ", ".join(exact) or NOT_KEPT, ", ".join(lossy) or NOT_KEPT, "; ".join(alone) or NOT_KEPT]
+
+
+def per_pair_table(specs: Mapping[str, TargetSpec]) -> list[list[str]]:
+    """The per-pair table (header first): every unordered pair of the systems, in registry order."""
+    order = list(specs)
+    return [PER_PAIR_HEADER, *(pair_row(a, b, specs) for a, b in combinations(order, 2))]
+
+
+def render(rows: list[list[str]]) -> str:
+    """The table as markdown, as docs/fidelity.md holds it."""
+    lines = [f"| {' | '.join(row)} |" for row in rows]
+    return "\n".join([lines[0], "|" + "---|" * len(rows[0]), *lines[1:]])
+
+
+def test_given_per_pair_table_when_regenerated_from_the_specs_then_the_doc_holds_it() -> None:
+    specs = {name: system.connector.spec for name, system in systems().items()}
+    expected = per_pair_table(specs)
+
+    documented = table_after(PER_PAIR, DOC.read_text(encoding="utf-8"))
+
+    assert documented == expected, "docs/fidelity.md is out of date; the section should read:\n" + render(expected)
+
+
+def test_given_pair_row_when_one_side_is_lossy_or_keeps_more_then_the_row_says_which_and_how() -> None:
+    a = TargetSpec(fields=frozenset({"email", "address_line1", "notes"}), lossy={"kind": "constant"})
+    b = TargetSpec(fields=frozenset({"email", "address_line1", "city"}), lossy={"address_line1": "derived"})
+
+    row = pair_row("a", "b", {"a": a, "b": b})
+
+    assert row == [
+        "a ⇄ b",
+        "email, name",
+        "address_line1 (b: derived), kind (a: constant)",
+        "a: notes; b: city",
+    ]

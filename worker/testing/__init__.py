@@ -12,6 +12,10 @@ The class checks the system's connector against its emulator (the
 - paging to the end of every listing, with no record twice;
 - the round trip of every canonical field it keeps, through create, update,
   ``pages()`` and ``get()``, and of the archived state where it has one;
+- the round trip of hypothesis-generated customers the system can take: every
+  field its spec declares exact (``spec.exact``: kept, ``kind`` and ``name``, minus
+  ``spec.lossy``) comes back as it went in, and every lossy one is rendered once
+  and then stays;
 - an update limited to some fields (what a pipeline speaks for) leaving the
   other kept fields as they are;
 - the classification of 401 / 403 / 404 / 409 / 422 / 429 / 5xx, served over
@@ -25,7 +29,9 @@ plug-in beyond pytest is needed. pytest is imported only when a class is made.
 
 The modules: :mod:`~worker.testing.contract` (the factory and the fixtures),
 :mod:`~worker.testing.records`, :mod:`~worker.testing.failures` and
-:mod:`~worker.testing.identity` (the tests, one base class each),
+:mod:`~worker.testing.identity`, :mod:`~worker.testing.properties` (the tests, one base class
+each), :mod:`~worker.testing.strategies` (the generated customers; hypothesis is imported only
+when a class is made),
 :mod:`~worker.testing.static` (the engine from a source of fixed records) and
 :mod:`~worker.testing.support` (the helpers they share).
 """

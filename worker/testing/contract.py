@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
 import stamina
 
 from connectors.base import Connector
@@ -16,17 +15,26 @@ from sandbox.plugin import EmulatorPlugin, emulators
 from state.store import Store
 from worker.testing.failures import error_tests, secret_tests
 from worker.testing.identity import identity_tests
+from worker.testing.properties import property_tests
 from worker.testing.records import record_tests
-from worker.testing.support import BASE_URL, ConnectorFactory
+from worker.testing.support import ConnectorFactory, connector_for
+
+if TYPE_CHECKING:
+    from worker.testing.strategies import Values
 
 
-def contract_test_class(system: System | str, emulator: EmulatorPlugin | str | None = None) -> type:
+def contract_test_class(
+    system: System | str, emulator: EmulatorPlugin | str | None = None, *, values: Mapping[str, Values] | None = None
+) -> type:
     """A pytest test class that runs the connector contract against one system.
 
     Args:
         system: a :class:`~connectors.plugin.System`, or the name of a registered one.
         emulator: its emulator, or the name of one in the ``custsync.sandbox`` group
             (default: the system's ``emulator_name``).
+        values: per-field values of the property test's generated customers, for what the
+            spec cannot say (a vendor catalog, a field that depends on another); see
+            :mod:`worker.testing.strategies`.
 
     Returns:
         A class to bind to a ``Test...`` name in a test module.
@@ -72,11 +80,9 @@ def contract_test_class(system: System | str, emulator: EmulatorPlugin | str | N
         @pytest.fixture
         def make_connector(self, plugin: EmulatorPlugin, emulator: Any) -> ConnectorFactory:
             """Builds the system's connector against its emulator (not yet opened)."""
-            cls = declared.connector
 
             def make() -> Connector:
-                settings = cls.settings_model.model_validate(dict(plugin.connection(BASE_URL)))
-                return cls(f"contract_{name}", settings, transport=httpx.ASGITransport(app=emulator.app))
+                return connector_for(declared, plugin, emulator)
 
             return make
 
@@ -88,8 +94,15 @@ def contract_test_class(system: System | str, emulator: EmulatorPlugin | str | N
 
     title = "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
     # pytest collects a base's tests before its subclass's, the last base first: the bases are
-    # listed in reverse, so that the tests run in the order records, errors, identity, secrets.
-    bases = (secret_tests(declared), identity_tests(declared), error_tests(declared), record_tests(declared), Fixtures)
+    # listed in reverse, so that the tests run in the order records, properties, errors, identity, secrets.
+    bases = (
+        secret_tests(declared),
+        identity_tests(declared),
+        error_tests(declared),
+        property_tests(declared, values),
+        record_tests(declared),
+        Fixtures,
+    )
     doc = "The connector contract of one system (see :mod:`worker.testing`)."
     return type(f"Test{title}Contract", bases, {"__doc__": doc, "__module__": "worker.testing"})
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import httpx
 from pydantic import SecretStr
 
 from connectors.base import ConnectionSettings, Connector
@@ -19,6 +20,10 @@ from connectors.errors import (
     RetriableError,
 )
 from connectors.model import Customer, RemoteCustomer
+from connectors.plugin import System
+
+if TYPE_CHECKING:
+    from sandbox.plugin import EmulatorPlugin
 
 BASE_URL = "http://contract.test"
 EXTERNAL_ID = "contract:tenant:1"
@@ -39,6 +44,14 @@ OPS = ("list", "get", "create", "update")
 
 ConnectorFactory = Callable[[], Connector]
 _T = TypeVar("_T")
+
+
+def connector_for(system: System, plugin: EmulatorPlugin, emulator: Any) -> Connector:
+    """The system's connector against ``emulator`` (not yet opened; ``None``: no transport, mapping only)."""
+    cls = system.connector
+    settings = cls.settings_model.model_validate(dict(plugin.connection(BASE_URL)))
+    transport = None if emulator is None else httpx.ASGITransport(app=emulator.app)
+    return cls(f"contract_{system.name}", settings, transport=transport)
 
 
 def kept(connector: Connector) -> list[str]:
@@ -113,6 +126,7 @@ __all__ = [
     "OPS",
     "ConnectorFactory",
     "call",
+    "connector_for",
     "created",
     "differences",
     "faulty",
