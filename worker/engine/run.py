@@ -111,7 +111,7 @@ class Engine:
             rules=rules,
             source_name=source.name,
             target_name=target.name,
-            source_lossy=getattr(source.spec, "lossy", {}),
+            source_lossy=source.spec.lossy,
         )
         self._unidentified = 0  # source records listed without a usable id
         self._unanswered: list[Deferred] = []  # creates without an answer, retried once every page is done
