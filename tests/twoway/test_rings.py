@@ -1,0 +1,98 @@
+"""Every ring of three systems settles after its first lap: then zero writes, and no field grows.
+
+A ring X → Y → Z → X is the three pipelines ``X_to_Y``, ``Y_to_Z``, ``Z_to_X``
+of the sandbox config, run in that order (a lap). Each system is seeded with
+customers of its own (the shared fixtures it can hold; Y's and Z's made other
+customers by :func:`tests.support.twoway.variant`). Over three laps:
+
+- no run fails as a whole;
+- laps 2 and 3 write nothing to any emulator;
+- every record of every system is the same, vendor field by vendor field, after
+  laps 2 and 3, and no canonical text field of any record is longer after lap 3
+  than after lap 1 (the folded Piriod address must not grow);
+- a customer seeded in a system is, in that system, still exactly as seeded: a
+  copy coming back round the ring never rewrites its origin;
+- no system holds a customer twice.
+"""
+
+from __future__ import annotations
+
+import copy
+from itertools import combinations
+from typing import Any
+
+import pytest
+
+from connectors.model import TEXT_FIELDS
+from sandbox.server import Sandbox
+from tests.conftest import SyncFn
+from tests.support.twoway import (
+    SYSTEMS4,
+    Snapshot,
+    changed_fields,
+    connectors,
+    duplicated_emails,
+    failed_runs,
+    run_round,
+    seed_side,
+    snapshot,
+    writes,
+)
+from worker.config import AppConfig
+
+RINGS = [ring for x, y, z in combinations(SYSTEMS4, 3) for ring in ((x, y, z), (x, z, y))]
+TAGS = (None, "Beta", "Gamma")
+
+
+def raw(sandbox: Sandbox, system: str) -> dict[str, Any]:
+    """A deep copy of every stored record of ``system``, as the vendor holds it."""
+    return copy.deepcopy({str(k): dict(v) for k, v in sandbox[system].records.items()})
+
+
+def longer(before: Snapshot, after: Snapshot) -> dict[str, dict[str, tuple[int, int]]]:
+    """vendor id → the text fields longer in ``after`` (length before, length after)."""
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for rid, old in before.items():
+        new = after.get(rid)
+        if old is None or new is None:
+            continue
+        grown = {
+            f: (len(getattr(old, f) or ""), len(getattr(new, f) or ""))
+            for f in TEXT_FIELDS
+            if len(getattr(new, f) or "") > len(getattr(old, f) or "")
+        }
+        if grown:
+            out[rid] = grown
+    return out
+
+
+@pytest.mark.parametrize("ring", RINGS, ids=["-".join(r) for r in RINGS])
+async def test_given_three_systems_in_a_ring_when_laps_run_then_after_the_first_nothing_is_written_or_grows(
+    ring: tuple[str, str, str], sandbox: Sandbox, sync: SyncFn, config: AppConfig
+) -> None:
+    lap = [f"{ring[0]}_to_{ring[1]}", f"{ring[1]}_to_{ring[2]}", f"{ring[2]}_to_{ring[0]}"]
+    mapping = connectors(config, ring)
+    seeded = {system: seed_side(sandbox, system, tag) for system, tag in zip(ring, TAGS, strict=True)}
+    as_seeded = {s: snapshot(sandbox, mapping[s], s) for s in ring}
+
+    results = await run_round(sync, lap)
+    assert failed_runs(results) == []
+    after_lap1 = {s: snapshot(sandbox, mapping[s], s) for s in ring}
+    writes_lap1 = writes(sandbox, ring)
+    lap2 = await run_round(sync, lap)
+    assert failed_runs(lap2) == []
+    writes_lap2 = writes(sandbox, ring)
+    raw_lap2 = {s: raw(sandbox, s) for s in ring}
+    lap3 = await run_round(sync, lap)
+    assert failed_runs(lap3) == []
+
+    assert writes_lap2 == writes_lap1, ("lap 2 wrote", [r.summary() for r in lap2])
+    assert writes(sandbox, ring) == writes_lap1, ("lap 3 wrote", [r.summary() for r in lap3])
+    for system in ring:
+        assert raw(sandbox, system) == raw_lap2[system], f"{system} changed between laps 2 and 3"
+        after = snapshot(sandbox, mapping[system], system)
+        assert longer(after_lap1[system], after) == {}, f"{system}: fields grew after lap 1"
+        own = {rid: c for rid, c in as_seeded[system].items() if rid in seeded[system]}
+        back = {rid: after.get(rid) for rid in own}
+        assert changed_fields(own, back) == {}, f"{system}: a copy coming back rewrote customers seeded there"
+        assert duplicated_emails(sandbox, mapping[system], system) == {}, f"{system} holds a customer twice"
