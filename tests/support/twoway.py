@@ -233,6 +233,7 @@ __all__ = [
     "edit",
     "editable",
     "failed_runs",
+    "run_cli_together",
     "run_round",
     "seed_side",
     "snapshot",
@@ -241,3 +242,39 @@ __all__ = [
     "variant",
     "writes",
 ]
+
+
+def run_cli_together(config: Path, pipelines: Sequence[str], *, lead_s: float = 4.0) -> list[tuple[int, str, str]]:
+    """Start ``custsync run PIPELINE --json`` for each pipeline in its own process, released at one instant.
+
+    Each process imports everything first, then sleeps until the common start (``lead_s`` from now,
+    past every interpreter's start-up). Returns (exit code, stdout, stderr) per pipeline, in order.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+
+    start = time.time() + lead_s
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTSYNC_")}
+    env |= {"CUSTSYNC_LOG_FORMAT": "json", "PYTHONPATH": str(Path(__file__).parents[2])}
+    children = []
+    for pipeline in pipelines:
+        code = (
+            "import sys, time\n"
+            "from worker.cli import main\n"
+            "import worker.lock, worker.sync, state.store\n"  # the run's imports, before the start line
+            f"time.sleep(max(0.0, {start} - time.time()))\n"
+            f"sys.argv = ['custsync', 'run', {pipeline!r}, '--json', '--config', {str(config)!r}]\n"
+            "main()\n"
+        )
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            )
+        )
+    results = []
+    for child in children:
+        stdout, stderr = child.communicate(timeout=150)
+        results.append((child.returncode, stdout, stderr))
+    return results
