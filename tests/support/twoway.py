@@ -110,11 +110,11 @@ def _toml(value: Any) -> str:
 def _merge_options(text: str, options: Mapping[str, Mapping[str, Any]]) -> str:
     """Add ``options[NAME]`` lines right under ``[pipelines.NAME]``, replacing keys the table had."""
     out: list[str] = []
-    current: str | None = None
+    current = ""  # not in a pipeline table
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith("[") and stripped.endswith("]"):
-            current = stripped[1:-1].removeprefix("pipelines.") if stripped.startswith("[pipelines.") else None
+            current = stripped[1:-1].removeprefix("pipelines.") if stripped.startswith("[pipelines.") else ""
             out.append(line)
             out += _toml_table(options[current]) if current in options else []
             continue

@@ -24,7 +24,7 @@ a user of each system would, and runs the pipelines:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ def listed(cli: CliFn, path: Path, pipeline: str) -> list[dict[str, Any]]:
     return rows
 
 
-def events(captured: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+def events(captured: list[MutableMapping[str, Any]], name: str) -> list[MutableMapping[str, Any]]:
     return [e for e in captured if e["event"] == name]
 
 

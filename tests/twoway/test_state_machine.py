@@ -119,9 +119,7 @@ class TwoWayMachine(RuleBasedStateMachine):
             seed(system, self.sandbox[system], customers)
 
     def _snap(self, system: str) -> Snapshot:
-        return {
-            rid: self.mapping[system].read(raw).customer for rid, raw in self.sandbox[system].records.items()
-        }
+        return {rid: self.mapping[system].read(raw).customer for rid, raw in self.sandbox[system].records.items()}
 
     def _run(self, pipeline: str) -> None:
         result = asyncio.run(run_pipeline(self.config, pipeline, store=self.store, transports=self.transports))
