@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from sandbox import thredfi
 from sandbox.server import Sandbox
 from tests.conftest import SyncFn
 from tests.pairs.fixtures import FIXTURES, seed
@@ -92,8 +93,10 @@ def field_of(sandbox: Sandbox, config: AppConfig, system: str, rid: str, field: 
 
 
 def external_id(sandbox: Sandbox, th_id: str) -> str:
-    """The customer's identity, as Thredfi holds it in its own slot (the one ``failures`` lists)."""
-    return str(sandbox[TH].records[th_id]["external_id"])
+    """The customer's identity (the one ``failures`` lists): as Thredfi holds it in its own slot for a
+    customer that came from elsewhere, else the Thredfi record's own ``thredfi:BUSINESS:ID``."""
+    held = sandbox[TH].records[th_id]["external_id"]
+    return str(held) if held else f"thredfi:{thredfi.SANDBOX_BUSINESS_ID}:{th_id}"
 
 
 def listed(cli: CliFn, path: Path, pipeline: str) -> list[dict[str, Any]]:
