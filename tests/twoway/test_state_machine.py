@@ -216,6 +216,7 @@ class TwoWayMachine(RuleBasedStateMachine):
 def _settings(**extra: Any) -> settings:
     return settings(
         derandomize=True,
+        database=None,
         max_examples=15,
         stateful_step_count=12,
         deadline=None,
