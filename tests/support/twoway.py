@@ -25,6 +25,7 @@ from typing import Any
 from connectors.base import Connector
 from connectors.model import CANONICAL_FIELDS, Customer
 from sandbox.server import Sandbox, sandbox_config
+from state.store import Store
 from tests.pairs.fixtures import FIXTURES, HELD_BY, seed
 from worker.config import AppConfig, parse_config
 from worker.engine.results import RunResult
@@ -216,6 +217,15 @@ async def run_round(sync: SyncFn, pipelines: Sequence[str], **options: Any) -> l
     return [await sync(name, **options) for name in pipelines]
 
 
+def returning_quarantined(store: Store, pipeline: str, origin: str) -> list[tuple[str, str]]:
+    """(external_id, reason) of the customers from ``origin`` that ``pipeline`` quarantined on their way back.
+
+    A customer's identity names the system it was first read from (``timbrix:ORG:ID``).
+    """
+    found = [(q.external_id or "", q.reason) for q in store.quarantined(pipeline)]
+    return [(identity, why) for identity, why in found if identity.startswith(f"{origin}:")]
+
+
 def failed_runs(results: Iterable[RunResult]) -> list[dict[str, Any]]:
     """The summaries of runs that could not finish (exit 3): a round must never have one."""
     return [r.summary() for r in results if r.exit_code not in (0, 1)]
@@ -233,6 +243,7 @@ __all__ = [
     "edit",
     "editable",
     "failed_runs",
+    "returning_quarantined",
     "run_cli_together",
     "run_round",
     "seed_side",

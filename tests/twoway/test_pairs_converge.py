@@ -10,6 +10,9 @@ Then:
 - round 2, with no edits, writes nothing to either emulator;
 - no customer is held twice in either system (e-mails are unique per seeded customer),
   and every record is one of the seeded customers;
+- no customer is quarantined on its way back into the system it came from (a field its
+  own system cannot hold is simply not carried: Piriod copies of Timbrix customers have no
+  colonia, Bigcapital copies of Piriod customers no tax id);
 - on customers both systems hold, A edits the phone and B the e-mail: after one more
   round B holds A's phone, A holds B's e-mail, each side kept its own edit, and no other
   field of any record changed on either side; the round after that writes nothing.
@@ -22,6 +25,7 @@ from itertools import combinations
 import pytest
 
 from sandbox.server import Sandbox
+from state.store import Store
 from tests.conftest import SyncFn
 from tests.support.twoway import (
     SYSTEMS4,
@@ -31,6 +35,7 @@ from tests.support.twoway import (
     duplicated_emails,
     edit,
     failed_runs,
+    returning_quarantined,
     run_round,
     seed_side,
     snapshot,
@@ -45,7 +50,7 @@ PHONES = {"MX": "+525598765432", "US": "+15125550199", "GB": "+442079460000", "C
 
 @pytest.mark.parametrize(("a", "b"), PAIRS, ids=[f"{a}-{b}" for a, b in PAIRS])
 async def test_given_both_sides_seeded_when_pair_runs_twice_then_second_writes_nothing_and_edits_on_both_sides_meet(
-    a: str, b: str, sandbox: Sandbox, sync: SyncFn, config: AppConfig
+    a: str, b: str, sandbox: Sandbox, sync: SyncFn, config: AppConfig, store: Store
 ) -> None:
     forward, backward = f"{a}_to_{b}", f"{b}_to_{a}"
     mapping = connectors(config, (a, b))
@@ -71,6 +76,8 @@ async def test_given_both_sides_seeded_when_pair_runs_twice_then_second_writes_n
         assert emails <= known, f"{side} holds customers nobody seeded: {emails - known}"
         assert len(snaps[side]) == len(emails), f"{side}: {len(snaps[side])} records for {len(emails)} customers"
     assert set(seeded[a].values()) <= {c.email for c in snaps[a].values() if c}, "a seeded customer vanished"
+    assert returning_quarantined(store, forward, b) == [], "copies coming back are never quarantined"
+    assert returning_quarantined(store, backward, a) == [], "copies coming back are never quarantined"
 
     # Customers both sides hold: one that came from A and one that came from B, where there is one.
     shared = by_email(snaps[a]).keys() & by_email(snaps[b]).keys()

@@ -12,7 +12,8 @@ customers by :func:`tests.support.twoway.variant`). Over three laps:
   than after lap 1 (the folded Piriod address must not grow);
 - a customer seeded in a system is, in that system, still exactly as seeded: a
   copy coming back round the ring never rewrites its origin;
-- no system holds a customer twice.
+- no system holds a customer twice, and none quarantines a customer of its own
+  coming back round the ring.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 
 from connectors.model import TEXT_FIELDS
 from sandbox.server import Sandbox
+from state.store import Store
 from tests.conftest import SyncFn
 from tests.support.twoway import (
     SYSTEMS4,
@@ -33,6 +35,7 @@ from tests.support.twoway import (
     connectors,
     duplicated_emails,
     failed_runs,
+    returning_quarantined,
     run_round,
     seed_side,
     snapshot,
@@ -69,7 +72,7 @@ def longer(before: Snapshot, after: Snapshot) -> dict[str, dict[str, tuple[int, 
 @pytest.mark.parametrize("seeded", ["first", "all"])
 @pytest.mark.parametrize("ring", RINGS, ids=["-".join(r) for r in RINGS])
 async def test_given_three_systems_in_a_ring_when_laps_run_then_once_spread_nothing_is_written_or_grows(
-    ring: tuple[str, str, str], seeded: str, sandbox: Sandbox, sync: SyncFn, config: AppConfig
+    ring: tuple[str, str, str], seeded: str, sandbox: Sandbox, sync: SyncFn, config: AppConfig, store: Store
 ) -> None:
     lap = [f"{ring[0]}_to_{ring[1]}", f"{ring[1]}_to_{ring[2]}", f"{ring[2]}_to_{ring[0]}"]
     mapping = connectors(config, ring)
@@ -102,6 +105,8 @@ async def test_given_three_systems_in_a_ring_when_laps_run_then_once_spread_noth
         after = snapshot(sandbox, mapping[system], system)
         assert longer(after_lap1[system], after) == {}, f"{system}: fields grew after lap 1"
         assert duplicated_emails(sandbox, mapping[system], system) == {}, f"{system} holds a customer twice"
+        into = next(name for name in lap if name.endswith(f"_to_{system}"))
+        assert returning_quarantined(store, into, system) == [], f"{system}: its own customers quarantined back"
         if system in own:
             mine = {rid: c for rid, c in as_seeded[system].items() if rid in own[system]}
             back = {rid: after.get(rid) for rid in mine}
