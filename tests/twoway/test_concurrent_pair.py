@@ -8,7 +8,8 @@ and ``custsync run thredfi_to_bigcapital`` start as two real processes at one
 instant against the sandbox served on loopback; the listings answer slowly so
 both runs have read their source before either writes. Afterwards:
 
-- both runs succeeded (neither is skipped: they are different pipelines);
+- both runs succeeded (neither is skipped: they are different pipelines), and their
+  recorded runs overlap in time;
 - every edit arrived on the other side and none was reverted on its own side;
 - no copy was made (record counts unchanged, every e-mail once per system);
 - a sequential round after them writes nothing and leaves every edit in place
@@ -102,6 +103,14 @@ async def test_given_edits_on_both_sides_when_both_pipelines_run_at_once_then_al
     for (code, stdout, stderr), name in zip(results, PIPELINES, strict=True):
         assert code == 0, (name, code, stdout, stderr[-3000:])
         assert json.loads(stdout.strip().splitlines()[-1])["status"] == "succeeded", (name, stdout)
+    store = Store(store_url)
+    try:
+        (one,), (two,) = (store.runs(name, limit=1) for name in PIPELINES)
+    finally:
+        store.close()
+    assert one.finished_at is not None
+    assert two.finished_at is not None
+    assert max(one.started_at, two.started_at) < min(one.finished_at, two.finished_at), "the runs did not overlap"
     for rounds in ("after the concurrent runs", "after one more round"):
         now = {s: snapshot(box, mapping[s], s) for s in (BC, TH)}
         for email, (phone, new_email) in expected.items():
