@@ -228,6 +228,7 @@ class Executor:
             target=self.target.name,
             newer=is_newer(write.record.remote.updated_at, current.updated_at),
             rewrite=self.full,
+            first=sides.first,
         )
         try:
             stored = await self._write_fields(attempt, remote_id, held, plan.write)

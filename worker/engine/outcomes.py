@@ -47,12 +47,16 @@ class Sides:
         passed: fields edited in the source that do not flow (lossy there, not kept, defaulted): only remembered.
         forced: fields the source's connection owns that the target holds marked dirty: written back.
         memory: field → hash of what the target held at its last sync with the source.
+        first: the source has no memory of the target yet (a copy that reached it another way round
+            a ring, a link older than memories, a crash recovery): the two records are adopted as
+            they are and remembered; nothing is written (``--full`` writes the source's values).
     """
 
     edited: frozenset[str] = frozenset()
     passed: frozenset[str] = frozenset()
     forced: frozenset[str] = frozenset()
     memory: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    first: bool = False
 
 
 @dataclass(frozen=True)

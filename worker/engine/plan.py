@@ -202,7 +202,8 @@ def _prepare(record: Record, snapshot: Snapshot, ctx: PlanContext) -> Prepared |
     problems = ctx.problems(shaped)
     if sides is not None:
         # A two-way update writes only what flows: a field its source cannot hold is not carried, nor checked.
-        problems = [p for p in problems if p.field in sides.edited | sides.forced]
+        # On first contact nothing is written (both records are adopted as they are).
+        problems = [] if sides.first else [p for p in problems if p.field in sides.edited | sides.forced]
     if problems:
         return Quarantine(record, FieldProblem(problems[0].field, "; ".join(str(p) for p in problems)), source_fp)
     state = LinkState(link.remote_id, link.status, link.fingerprint, link.active) if link is not None else None
@@ -231,11 +232,12 @@ def _sides(
         return None
     mine = memory.parse(source_link.memory if source_link is not None else None).get(ctx.target_name, {})
     theirs = memory.parse(link.memory).get(ctx.source_name, {})
+    first = not mine and not ctx.force
     changed = frozenset(ctx.compared) if ctx.force else edited(source_now, mine, ctx.compared)
     flows = flowing(ctx.compared, ctx.source_lossy) - withheld
     owned = frozenset(name for name, owner in ctx.rules.owner.items() if owner == ctx.source_name)
     forced = frozenset(name for name in owned & flows if theirs.get(name) == DIRTY)
-    return Sides(changed & flows, changed - flows, forced, theirs)
+    return Sides(changed & flows, changed - flows, forced, theirs, first)
 
 
 def _decide(prepared: Prepared, ctx: PlanContext) -> Unchanged | Write:

@@ -80,7 +80,10 @@ class Engine:
         if pipeline.match_on is not None:
             match_on: tuple[str, ...] = tuple(pipeline.match_on)
         else:
-            match_on = () if target.spec.identity_slot else target.spec.natural_keys
+            # In a pair or ring a copy may reach the target from a system without an identity slot:
+            # after a lost state store only a natural key finds the record it came from.
+            slot_only = target.spec.identity_slot and not rules.two_way
+            match_on = () if slot_only else target.spec.natural_keys
         self.identity = Identity(source=source, target=target, store=store, kept=kept, match_on=match_on)
         self.executor = Executor(
             pipeline=pipeline,

@@ -97,6 +97,7 @@ def reconcile(
     target: str,
     newer: bool | None,
     rewrite: bool = False,
+    first: bool = False,
 ) -> FieldPlan:
     """Decide each edited field of one customer.
 
@@ -111,6 +112,8 @@ def reconcile(
         target: T's connection name.
         newer: S's record was modified after T's (``None``: a side gives no time).
         rewrite: ``--full``: a field T already holds is written all the same.
+        first: S has no memory of T: both records are adopted as they are (settled, remembered),
+            nothing is written (``--full`` writes S's values).
     """
     write: set[str] = set()
     settled: set[str] = set()
@@ -121,6 +124,9 @@ def reconcile(
     for name in sorted(set(fields) | forced):
         if held.get(name) == want.get(name):
             (write if rewrite else settled).add(name)
+            continue
+        if first and name not in forced:
+            settled.add(name)  # adopted as each side holds it: no memory says which side was edited
             continue
         owner = rules.owner.get(name)
         if owner == target:
