@@ -90,6 +90,10 @@ class AiohttpTransport(_Base):
     """httpx-aiohttp's transport with httpcore's reading of connection errors (see the module docstring)."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.userinfo:
+            # httpcore never sends a URL's credentials (httpx made them the client's auth, if it had
+            # none); aiohttp would, and refuses them beside an Authorization header. Drop them here.
+            request.url = request.url.copy_with(userinfo=b"")
         try:
             response: httpx.Response = await super().handle_async_request(request)
         except httpx.TransportError as exc:

@@ -142,6 +142,26 @@ async def test_given_nothing_listening_when_connecting_then_one_fatal_line_conne
             await connector.request("GET", connector.collection, op="list")
 
 
+async def test_given_an_unresolvable_host_with_credentials_in_the_url_when_connecting_then_one_fatal_line_dns() -> None:
+    settings = _settings("http://admin:hunter2-pass@no-such-host.invalid")
+    async with ThredfiConnector("thredfi", settings, transport=AiohttpTransport()) as connector:
+        with pytest.raises(FatalError, match="the host name cannot be resolved") as caught:
+            await connector.request("GET", connector.collection, op="list")
+
+    assert "hunter2-pass" not in str(caught.value)
+
+
+async def test_given_credentials_in_the_base_url_when_sent_over_aiohttp_then_dropped_as_httpcore_does(
+    served: tuple[ThredfiEmulator, str], emulator: ThredfiEmulator
+) -> None:
+    # aiohttp refuses a URL's credentials beside an Authorization header; httpcore never sends them.
+    with_userinfo = served[1].replace("http://", "http://someone:secret@")
+    async for connector in _connector(with_userinfo, 5):
+        created = await connector.create(_customer("Userinfo Ltd"), "bench:userinfo")
+
+    assert emulator.records[created.remote.id]["company_name"] == "Userinfo Ltd"
+
+
 async def test_given_connection_dropped_after_create_applied_when_sent_then_read_error_never_retried(
     thredfi: ThredfiConnector, emulator: ThredfiEmulator
 ) -> None:
