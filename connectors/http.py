@@ -5,8 +5,11 @@ its types through the aliases here (:data:`Response`, :data:`Transport`,
 :data:`Auth`).
 
 - :meth:`HttpClient.request` sends through one ``httpx.AsyncClient`` with
-  bounded concurrency over the transport of :mod:`connectors.transport`, and an
-  optional rate limiter; it turns a non-2xx answer into
+  adaptive concurrency (AIMD, :mod:`connectors.concurrency`: it halves on a 429
+  or a nearly spent budget and grows back to ``max_concurrency``; only a budget
+  the headers show spent holds the connection, and only repeated 429s teach it
+  a pace) over the transport of :mod:`connectors.transport`, and an optional
+  rate limiter; it turns a non-2xx answer into
   an error through the connector's ``classify`` and retries transient failures
   with stamina (exponential backoff with jitter, bounded in attempts and time;
   429 waits ``Retry-After`` when the API sent one, unless that is past the budget).
@@ -32,6 +35,7 @@ import structlog
 
 from connectors import secrets
 from connectors.auth import origin_of, restrict_to_origin
+from connectors.concurrency import AIMDLimiter, StateStore
 from connectors.errors import (
     ConnectorError,
     FatalError,
@@ -95,7 +99,8 @@ class HttpClient:
         self._classify = classify
         self._transport = transport
         self._limiter = limiter
-        self._slots = asyncio.Semaphore(settings.max_concurrency)
+        #: requests in flight: adaptive (AIMD) up to max_concurrency; in process unless shared.
+        self.concurrency = AIMDLimiter(name, ceiling=settings.max_concurrency)
         self._client: httpx.AsyncClient | None = None
         self._throttle = ThrottleGate()
         #: no answer came yet: a 404 now more likely means a wrong base_url than a missing record.
@@ -110,6 +115,11 @@ class HttpClient:
     def shown_url(self) -> str:
         """The base URL as messages may show it: no password, query or fragment."""
         return masked_url(self.settings.base_url)
+
+    def share_concurrency(self, store: StateStore) -> None:
+        """Keep the in-flight limit in ``store`` (Redis on the service: every worker's tasks share it)."""
+        # Releases in this process wake its waiters at once; others' are polled for, gently.
+        self.concurrency = AIMDLimiter(self.name, ceiling=self.settings.max_concurrency, store=store, poll_s=0.1)
 
     def open(self, auth: httpx.Auth) -> None:
         """Create the client, its credentials bound to the base URL's origin."""
@@ -245,7 +255,7 @@ class HttpClient:
         await self._pace(op, deadline)
         if self._limiter is not None:
             await self._limiter.acquire()
-        async with self._slots:
+        async with self.concurrency.slot() as permit:
             try:
                 # One deadline for the whole exchange: httpx's timeout is per read, so an
                 # answer trickling a byte at a time would otherwise never time out.
@@ -253,6 +263,7 @@ class HttpClient:
                     response = await self._client.request(
                         method, url, params=dict(params) if params else None, json=json, headers=headers
                     )
+                permit.observe(response.status_code, response.headers)
             except ConnectorError as exc:
                 # Raised by an auth flow (token endpoint refused or limited): say which system and call.
                 text = str(exc) if str(exc).startswith(self.system) else f"{self.system} {op}: {exc}"

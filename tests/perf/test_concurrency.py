@@ -179,6 +179,7 @@ def test_given_three_429s_in_a_row_after_a_burst_when_settled_then_a_pace_below_
     assert admit(state, bounds, 100.5, "early")[0] > 0, "the paced stream starts after the wait asked"
     assert admit(state, bounds, 101.3, "a")[0] == 0.0
     settle(state, bounds, 101.3, "a", state.epoch, "ok", None)
+    assert state.rate is not None
     assert admit(state, bounds, 101.3, "b")[0] == pytest.approx(1 / state.rate, rel=0.01), "then paced"
 
 
