@@ -27,7 +27,10 @@ not answered by a crawl:
   of that past 0.9 of the rate last allowed, so that it probes the limit
   slowly) and is dropped once twice that rate goes unrefused. A lone 429
   while paced stops the fast growth, never cuts the pace. With fewer than
-  ``min_learn`` (3) successes to measure, nothing is learnt.
+  ``min_learn`` (3) successes to measure, nothing is learnt. A pace is judged
+  on every ``probe`` (10) answers: when a fifth or more were still refused,
+  pacing did not stop the refusals, so they are not a quota: the pace is
+  dropped and none is learnt for ``random_s`` (60 s).
 
 Against an API refusing over 5 requests per second this ends a run of
 sixty creates with under 5 % refused (``tests/perf/test_concurrency.py``);
@@ -105,6 +108,12 @@ class AIMDState:
     streak_ok: int = 0
     streak_span: float = 0.0
     streak_pause: float = 0.0
+    #: a pace is judged from ``probe_from`` on, every ``Bounds.probe`` answers, while it lasts.
+    probe_from: float | None = None
+    probe_ok: int = 0
+    probe_refused: int = 0
+    #: refusals here proved random (a pace did not stop them): none is learnt before this time.
+    random_until: float = 0.0
     #: token → lease expiry: the requests in flight.
     leases: dict[str, float] = field(default_factory=dict)
 
@@ -137,6 +146,11 @@ class Bounds:
     repeat_s: float = 2.0
     #: and only with at least this many successes before them to measure a rate from.
     min_learn: int = 3
+    #: a pace is judged on every this many answers: this share refused or more, and it is dropped
+    #: (refusals a pace does not stop are not a quota) and none is learnt for ``random_s``.
+    probe: int = 10
+    probe_share: float = 0.2
+    random_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.floor <= self.ceiling:
@@ -193,10 +207,12 @@ def settle(
         if epoch == state.epoch:  # the first word of this round: later ones were sent before the cut
             _cut(state, bounds)
         if signal == "refused":
+            _probe(state, bounds, now, refused=True)
             _refused(state, bounds, now, pause)
         return
     if signal != "ok":
         return
+    _probe(state, bounds, now, refused=False)
     state.streak = 0
     state.ok_since_cut += 1
     state.window += 1
@@ -232,6 +248,8 @@ def _refused(state: AIMDState, bounds: Bounds, now: float, pause: float | None) 
     state.streak += 1
     if state.streak != bounds.repeat or state.streak_ok < bounds.min_learn:
         return
+    if now < state.random_until:
+        return  # refusals here proved random: nothing to learn from them
     # The successes before the run, over that time and the wait asked: the rate the API allowed.
     allowed = state.streak_ok / (state.streak_span + state.streak_pause)
     current = min(state.rate, allowed) if state.rate is not None else allowed
@@ -240,6 +258,25 @@ def _refused(state: AIMDState, bounds: Bounds, now: float, pause: float | None) 
     state.rate_step = state.rate * bounds.pace_growth
     state.pace_window = 0
     state.next_at = max(state.next_at, state.streak_at + state.streak_pause)
+    state.probe_from, state.probe_ok, state.probe_refused = state.next_at, 0, 0
+
+
+def _probe(state: AIMDState, bounds: Bounds, now: float, *, refused: bool) -> None:
+    """Judge a new pace on its first answers: one that does not stop the refusals is dropped."""
+    if state.probe_from is None or now < state.probe_from:
+        return
+    if state.rate is None:
+        state.probe_from = None
+        return
+    state.probe_refused += refused
+    state.probe_ok += not refused
+    answers = state.probe_ok + state.probe_refused
+    if answers < bounds.probe:
+        return
+    if state.probe_refused / answers >= bounds.probe_share:
+        state.rate, state.probe_from = None, None
+        state.random_until = now + bounds.random_s
+    state.probe_ok = state.probe_refused = 0  # and judged again on the next answers, while it lasts
 
 
 class StateStore(Protocol):

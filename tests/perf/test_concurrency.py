@@ -208,6 +208,38 @@ def test_given_repeated_refusals_with_nothing_to_measure_when_settled_then_no_pa
     assert admit(state, bounds, 100.1, "next")[0] == 0.0
 
 
+def _learnt(now: float = 100.0) -> tuple[AIMDState, Bounds]:
+    state, bounds = AIMDState(limit=4), Bounds()
+    state.cut_at = now
+    _grow(state, bounds, 5, now=now + 0.2)
+    for i, at in enumerate((0.2, 0.21, 0.22)):
+        _refuse(state, bounds, now + at, f"learn{i}")
+    assert state.rate is not None
+    return state, bounds
+
+
+@pytest.mark.parametrize(("refused", "kept"), [(0, True), (1, True), (3, False)])
+def test_given_a_new_pace_when_its_first_answers_are_judged_then_dropped_only_if_refusals_go_on(
+    refused: int, kept: bool
+) -> None:
+    state, bounds = _learnt()
+    now = 102.0  # past the wait asked: the probation counts
+    for i in range(bounds.probe):
+        now += 0.5
+        if i % 2 == 0 and i < 2 * refused:
+            _refuse(state, bounds, now, f"p{i}")  # lone refusals, a success between
+        else:
+            _grow(state, bounds, 1, now=now)
+
+    assert (state.rate is not None) is kept
+    assert (state.probe_ok, state.probe_refused) == (0, 0), "judged"
+    if not kept:
+        _refuse(state, bounds, now + 1, "x")
+        _refuse(state, bounds, now + 1.01, "y")
+        _refuse(state, bounds, now + 1.02, "z")
+        assert state.rate is None, "refusals proved random: no pace is learnt for a while"
+
+
 def test_given_a_pace_when_a_lone_429_comes_then_the_pace_is_kept_and_grows_slowly() -> None:
     state, bounds = AIMDState(limit=4, rate=4.0, rate_step=0.2, rate_max=6.0), Bounds()
     _refuse(state, bounds, 100.0, "lone")
