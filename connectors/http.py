@@ -253,9 +253,10 @@ class HttpClient:
         if self._client is None:
             raise RuntimeError("use the connector as an async context manager")
         await self._pace(op, deadline)
-        if self._limiter is not None:
-            await self._limiter.acquire()
         async with self.concurrency.slot() as permit:
+            if self._limiter is not None:
+                # In the slot: the request goes as soon as its turn comes, never bunched behind a full window.
+                await self._limiter.acquire()
             try:
                 # One deadline for the whole exchange: httpx's timeout is per read, so an
                 # answer trickling a byte at a time would otherwise never time out.

@@ -40,13 +40,16 @@ class LocalRateLimiter:
 
     Args:
         rate: requests per second.
-        burst: how many may go at once after a quiet spell.
+        burst: how many may go at once after a quiet spell; 1 by default, so
+            requests are spaced ``1/rate`` apart as the service's Redis limiter
+            spaces them: a burst would meet an API counting fixed one-second
+            windows with more than ``rate`` requests in its first window.
         clock: monotonic seconds (a seam for tests).
     """
 
     def __init__(self, rate: float, *, burst: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._rate = rate
-        self._capacity = burst if burst is not None else max(1.0, rate)
+        self._capacity = burst if burst is not None else 1.0
         self._tokens = self._capacity
         self._clock = clock
         self._stamp = clock()
