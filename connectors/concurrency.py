@@ -99,7 +99,8 @@ class AIMDState:
     next_at: float = 0.0
     #: nothing is admitted before this time (Retry-After, a spent budget's reset).
     hold_until: float = 0.0
-    #: successes since the measure began (the start, or the first refusal of the last run of them).
+    #: successes since the measure began (the start, or the first refusal of the last run of them),
+    #: and when the first of them came (what the API allowed is measured from there, not from idle time).
     ok_since_cut: int = 0
     cut_at: float = 0.0
     #: the current run of 429s with no success between: how many, since when, and what came before it.
@@ -214,6 +215,8 @@ def settle(
         return
     _probe(state, bounds, now, refused=False)
     state.streak = 0
+    if state.ok_since_cut == 0:
+        state.cut_at = now
     state.ok_since_cut += 1
     state.window += 1
     if state.window >= max(1, math.floor(state.limit)):

@@ -133,7 +133,15 @@ class HttpClient:
             else default_transport(max_connections=self.settings.max_concurrency),
             headers={"User-Agent": "custsync/0.1", "Accept": "application/json"},
             limits=httpx.Limits(max_connections=self.settings.max_concurrency),
+            # Every request the client sends takes its turn, an auth flow's token requests too (an API
+            # counts them against the same quota), inside the in-flight slot: never bunched behind a full window.
+            event_hooks={"request": [self._take_turn]} if self._limiter is not None else {},
         )
+
+    async def _take_turn(self, request: httpx.Request) -> None:
+        """Wait for this connection's ``requests_per_second`` to allow one more request."""
+        assert self._limiter is not None
+        await self._limiter.acquire()
 
     async def aclose(self) -> None:
         """Close the client."""
@@ -254,9 +262,6 @@ class HttpClient:
             raise RuntimeError("use the connector as an async context manager")
         await self._pace(op, deadline)
         async with self.concurrency.slot() as permit:
-            if self._limiter is not None:
-                # In the slot: the request goes as soon as its turn comes, never bunched behind a full window.
-                await self._limiter.acquire()
             try:
                 # One deadline for the whole exchange: httpx's timeout is per read, so an
                 # answer trickling a byte at a time would otherwise never time out.

@@ -30,7 +30,7 @@ from connectors import get_connector
 from connectors.base import ConnectionSettings, Connector
 from connectors.concurrency import StateStore
 from connectors.errors import ConnectorError, FatalError, RetriableError
-from connectors.ratelimit import LocalRateLimiter, RateLimiter
+from connectors.ratelimit import HEADROOM, LocalRateLimiter, RateLimiter
 from state.store import Store
 from worker.concurrency import RedisState
 from worker.config import AppConfig, ConfigError
@@ -63,7 +63,7 @@ def build_connector(
     settings: ConnectionSettings = config.connections[name]
     limiter: RateLimiter | None = None
     if settings.requests_per_second:
-        factory = limiter_factory or (lambda _key, rate: LocalRateLimiter(rate))
+        factory = limiter_factory or (lambda _key, rate: LocalRateLimiter(rate * HEADROOM))
         limiter = factory(name, settings.requests_per_second)
     return get_connector(settings.system)(name, settings, transport=transport, limiter=limiter)
 
@@ -262,7 +262,9 @@ def run_exclusive(
                 else None
             )
             limiter_factory = (
-                (lambda key, rate: RedisRateLimiter(limiter_client, key, rate)) if limiter_client is not None else None
+                (lambda key, rate: RedisRateLimiter(limiter_client, key, rate * HEADROOM))
+                if limiter_client is not None
+                else None
             )
             try:
                 return await run_pipeline(

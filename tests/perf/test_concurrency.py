@@ -168,8 +168,9 @@ def test_given_429s_at_random_among_successes_when_settled_then_no_pace_is_ever_
 
 def test_given_three_429s_in_a_row_after_a_burst_when_settled_then_a_pace_below_what_was_allowed() -> None:
     state, bounds = AIMDState(limit=4), Bounds()
-    state.cut_at = 100.0
-    _grow(state, bounds, 5, now=100.2)  # five answers, then refusals with a 1 s wait: about 5 per second
+    state.cut_at = 90.0  # ten idle seconds before the first answer: not counted against the API
+    for at in (100.0, 100.05, 100.1, 100.15, 100.2):  # five answers, then refusals with a 1 s wait: 5 per second
+        _grow(state, bounds, 1, now=at)
     _refuse(state, bounds, 100.2, "one")
     _refuse(state, bounds, 100.21, "two")
     assert state.rate is None, "two refusals in a row are not yet a repeat"
@@ -211,7 +212,8 @@ def test_given_repeated_refusals_with_nothing_to_measure_when_settled_then_no_pa
 def _learnt(now: float = 100.0) -> tuple[AIMDState, Bounds]:
     state, bounds = AIMDState(limit=4), Bounds()
     state.cut_at = now
-    _grow(state, bounds, 5, now=now + 0.2)
+    for at in (0.0, 0.05, 0.1, 0.15, 0.2):
+        _grow(state, bounds, 1, now=now + at)
     for i, at in enumerate((0.2, 0.21, 0.22)):
         _refuse(state, bounds, now + at, f"learn{i}")
     assert state.rate is not None
