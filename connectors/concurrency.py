@@ -408,23 +408,27 @@ class AIMDLimiter:
         self._poll_s = poll_s
         self._local = isinstance(self.store, InProcessState)
         self._released = asyncio.Event()
+        self._turn = asyncio.Lock()
         self.in_flight = 0
 
     async def acquire(self) -> Permit:
         """Wait until a request may go; the permit to release with :meth:`release`."""
         token = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"  # the pid now: a forked worker child has its own
-        while True:
-            wait, epoch = await self.store.apply(self.key, lambda s, now: admit(s, self.bounds, now, token))
-            if wait == 0.0:
-                self.in_flight += 1
-                return Permit(token, epoch)
-            self._released.clear()
-            # Full: a release here wakes us, others' are polled for. Held or paced: look again then.
-            full = 1.0 if self._local else self._poll_s
-            timeout = full if wait <= 0.01 else min(wait, 1.0)
-            with suppress(TimeoutError):  # asyncio.timeout, not wait_for: a cancel from outside is never lost
-                async with asyncio.timeout(timeout):
-                    await self._released.wait()
+        # One contender at a time (a fair lock): a release wakes the one at the front, not every
+        # waiting task of a page (which made each release cost as many admissions as there were waiters).
+        async with self._turn:
+            while True:
+                self._released.clear()  # before looking: a release while we look is never missed
+                wait, epoch = await self.store.apply(self.key, lambda s, now: admit(s, self.bounds, now, token))
+                if wait == 0.0:
+                    self.in_flight += 1
+                    return Permit(token, epoch)
+                # Full: a release here wakes us, others' are polled for. Held or paced: look again then.
+                full = 1.0 if self._local else self._poll_s
+                timeout = full if wait <= 0.01 else min(wait, 1.0)
+                with suppress(TimeoutError):  # asyncio.timeout, not wait_for: a cancel from outside is never lost
+                    async with asyncio.timeout(timeout):
+                        await self._released.wait()
 
     async def release(self, permit: Permit) -> None:
         """Give the slot back and learn from what :meth:`Permit.observe` recorded."""
