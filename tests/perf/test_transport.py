@@ -81,10 +81,12 @@ async def _statuses(emulator: ThredfiEmulator, method: str, count: int) -> list[
     return found
 
 
-def test_given_defaults_when_transport_chosen_then_httpx_and_env_can_choose_aiohttp(
+def test_given_defaults_when_transport_chosen_then_aiohttp_and_env_can_choose_httpx(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(ENV, raising=False)
+    assert isinstance(default_transport(), AiohttpTransport)
+    monkeypatch.setenv(ENV, "httpx")
     assert default_transport() is None
     monkeypatch.setenv(ENV, "aiohttp")
     assert isinstance(default_transport(), AiohttpTransport)
