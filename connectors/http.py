@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -67,6 +68,8 @@ _UNSENDABLE = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.Invali
 _READ_OPS = frozenset({"create", "update"})
 _PARSED = "custsync.json"
 _PAST_BUDGET = "past the retry budget"
+#: the deadline of the exchange this task is in: waiting for a turn (``requests_per_second``) is not counted in it.
+_EXCHANGE: ContextVar[asyncio.Timeout | None] = ContextVar("custsync_exchange", default=None)
 #: reads of one record or of a side catalog: their 404 says that thing is missing, not that base_url is wrong.
 _ONE_THING_OPS = frozenset({"get", "states"})
 
@@ -139,9 +142,23 @@ class HttpClient:
         )
 
     async def _take_turn(self, request: httpx.Request) -> None:
-        """Wait for this connection's ``requests_per_second`` to allow one more request."""
+        """Wait for this connection's ``requests_per_second`` to allow one more request.
+
+        The wait moves the exchange's deadline (``timeout_s`` bounds the exchange, not the queue).
+        """
         assert self._limiter is not None
-        await self._limiter.acquire()
+        loop = asyncio.get_running_loop()
+        exchange = _EXCHANGE.get()
+        when = exchange.when() if exchange is not None else None
+        if exchange is None or when is None:
+            await self._limiter.acquire()
+            return
+        started = loop.time()
+        exchange.reschedule(None)  # the deadline stands still while the request waits for its turn
+        try:
+            await self._limiter.acquire()
+        finally:
+            exchange.reschedule(when + (loop.time() - started))
 
     async def aclose(self) -> None:
         """Close the client."""
@@ -265,10 +282,14 @@ class HttpClient:
             try:
                 # One deadline for the whole exchange: httpx's timeout is per read, so an
                 # answer trickling a byte at a time would otherwise never time out.
-                async with asyncio.timeout(self.settings.timeout_s):
-                    response = await self._client.request(
-                        method, url, params=dict(params) if params else None, json=json, headers=headers
-                    )
+                async with asyncio.timeout(self.settings.timeout_s) as exchange:
+                    current = _EXCHANGE.set(exchange)
+                    try:
+                        response = await self._client.request(
+                            method, url, params=dict(params) if params else None, json=json, headers=headers
+                        )
+                    finally:
+                        _EXCHANGE.reset(current)
                 permit.observe(response.status_code, response.headers)
             except ConnectorError as exc:
                 # Raised by an auth flow (token endpoint refused or limited): say which system and call.
