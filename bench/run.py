@@ -14,8 +14,12 @@ own process on loopback:
 3. **At 50 ms of latency** (a second sandbox process): the sequential
    baseline (one create at a time, httpx) and custsync's first sync; the ratio.
 4. **Rate-limited** (a third sandbox process, Thredfi refusing over 5 requests
-   per second): custsync with no ``requests_per_second``, and a driver through
-   :mod:`connectors.concurrency`'s AIMD limiter; the share refused with 429.
+   per second): custsync with no ``requests_per_second`` (the AIMD limiter of
+   the request loop finds the pace), custsync with ``requests_per_second = 5``
+   (the share of that rate used: Thredfi's admitted requests at 5 per second,
+   over the run's own ``duration_s``, which leaves out the process start but
+   counts the listing and the state store), and a bare driver through :mod:`connectors.concurrency`'s AIMD
+   limiter; the share refused with 429.
 
 Each result gives records per second, requests by kind (counted by the
 sandbox: its request log), requests per record, peak RSS of the custsync
@@ -265,18 +269,24 @@ def custsync(
 
 def _counts(summary: Any) -> Any:
     if isinstance(summary, dict):
-        keep = ("status", "counts", "created", "updated", "unchanged", "quarantined", "failed", "summary")
+        keep = ("status", "counts", "created", "updated", "unchanged", "quarantined", "failed", "summary", "duration_s")
         picked = {k: summary[k] for k in keep if k in summary}
         return picked or summary
     return summary
 
 
-def write_config(box: SandboxProcess, workdir: Path, *, extra: str = "") -> Path:
+def write_config(
+    box: SandboxProcess, workdir: Path, *, extra: str = "", connection: dict[str, dict[str, str]] | None = None
+) -> Path:
+    """The sandbox's config in ``workdir``; ``connection`` adds settings to connections (name -> key -> TOML value)."""
     from sandbox.server import sandbox_config
 
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "custsync.toml"
     text = sandbox_config(box.url, state_url=f"sqlite:///{workdir / 'state.db'}")
+    for name, settings in (connection or {}).items():
+        header = f"[connections.{name}]\n"
+        text = text.replace(header, header + "".join(f"{k} = {v}\n" for k, v in settings.items()), 1)
     config.write_text(text + extra, encoding="utf-8")
     return config
 
@@ -405,10 +415,25 @@ def run(size: str, *, latency_records: int, rate_records: int, log: Any = print)
             limited = custsync(box, f"first sync, {TARGET} at {RATE_LIMIT} req/s", config, rate_records)
             limited["refused_share"] = limited["requests"]["refused_429"] / max(limited["requests"]["total"], 1)
             log(_line(limited) + f", {limited['refused_share']:.0%} refused")
+            box.reset(TARGET)
+            box.take_requests()
+            paced_at = {TARGET: {"requests_per_second": str(RATE_LIMIT)}}
+            config = write_config(box, Path(tmp) / "rate_rps", connection=paced_at)
+            paced = custsync(box, f"first sync, {TARGET} at {RATE_LIMIT} req/s, requests_per_second = {RATE_LIMIT}",
+                             config, rate_records)  # fmt: skip
+            target_kinds = paced["requests"]["by_kind"].get(TARGET, {})
+            refused = target_kinds.get("refused (429)", 0)
+            admitted = sum(target_kinds.values()) - 2 * refused
+            # The run's own duration (the engine's, without the process start): a lower bound of the share.
+            busy = max(float(paced["summary"].get("duration_s") or paced["wall_s"]), 1e-9)
+            paced["refused_share"] = paced["requests"]["refused_429"] / max(paced["requests"]["total"], 1)
+            paced["rate_used_share"] = admitted / RATE_LIMIT / busy
+            log(_line(paced) + f", {paced['refused_share']:.1%} refused, {paced['rate_used_share']:.0%} of the rate")
             driver = aimd_driver(box, rate_records)
             if driver is not None:
                 log(_line(driver) + f", {driver['refused_share']:.1%} refused")
-            result["rate_limited"] = {"limit_per_s": RATE_LIMIT, "custsync": limited, "aimd_driver": driver}
+            result["rate_limited"] = {"limit_per_s": RATE_LIMIT, "custsync": limited, "custsync_paced": paced,
+                                      "aimd_driver": driver}  # fmt: skip
     best = max(result["bare_clients"], key=lambda r: r["records_per_s"])
     first, chosen = result["custsync"][0], result["custsync_chosen_transport"][0]
     result["verdict"] = {
@@ -419,6 +444,8 @@ def run(size: str, *, latency_records: int, rate_records: int, log: Any = print)
         "latency_ratio": result["latency"]["ratio"],
         "rate_limited_refused_share": result["rate_limited"]["custsync"]["refused_share"],
         "aimd_refused_share": driver["refused_share"] if driver else None,
+        "paced_refused_share": paced["refused_share"],
+        "paced_rate_used_share": paced["rate_used_share"],
     }
     return result
 
@@ -447,7 +474,8 @@ def table(result: dict[str, Any]) -> str:
     ]
     rows = [*result["bare_clients"], *result["custsync"], *result["custsync_chosen_transport"],
             result["latency"]["sequential"],
-            result["latency"]["custsync"], result["rate_limited"]["custsync"]]  # fmt: skip
+            result["latency"]["custsync"], result["rate_limited"]["custsync"],
+            result["rate_limited"]["custsync_paced"]]  # fmt: skip
     if result["rate_limited"]["aimd_driver"]:
         rows.append(result["rate_limited"]["aimd_driver"])
     for r in rows:
@@ -469,12 +497,14 @@ def table(result: dict[str, Any]) -> str:
         f"- At {result['latency']['latency_ms']:g} ms latency: custsync is **{v['latency_ratio']:.1f}x** "
         "the sequential baseline.",
         f"- {TARGET} limited to {result['rate_limited']['limit_per_s']} req/s, no `requests_per_second`: "
-        f"**{v['rate_limited_refused_share']:.0%}** of custsync's requests refused with 429"
+        f"**{v['rate_limited_refused_share']:.1%}** of custsync's requests refused with 429"
         + (
             f"; through the AIMD limiter: **{v['aimd_refused_share']:.1%}**."
             if v["aimd_refused_share"] is not None
             else "."
         ),
+        f"- With `requests_per_second = {result['rate_limited']['limit_per_s']}`: "
+        f"**{v['paced_rate_used_share']:.0%}** of the rate used, **{v['paced_refused_share']:.1%}** refused.",
     ]
     for r in result["custsync"]:
         per = ", ".join(f"{k} {n:.3g}" for k, n in r.get("per_record", {}).items())

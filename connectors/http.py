@@ -5,8 +5,11 @@ its types through the aliases here (:data:`Response`, :data:`Transport`,
 :data:`Auth`).
 
 - :meth:`HttpClient.request` sends through one ``httpx.AsyncClient`` with
-  bounded concurrency over the transport of :mod:`connectors.transport`, and an
-  optional rate limiter; it turns a non-2xx answer into
+  adaptive concurrency (AIMD, :mod:`connectors.concurrency`: it halves on a 429
+  or a nearly spent budget and grows back to ``max_concurrency``; only a budget
+  the headers show spent holds the connection, and only repeated 429s teach it
+  a pace) over the transport of :mod:`connectors.transport`, and an optional
+  rate limiter; it turns a non-2xx answer into
   an error through the connector's ``classify`` and retries transient failures
   with stamina (exponential backoff with jitter, bounded in attempts and time;
   429 waits ``Retry-After`` when the API sent one, unless that is past the budget).
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -32,6 +36,7 @@ import structlog
 
 from connectors import secrets
 from connectors.auth import origin_of, restrict_to_origin
+from connectors.concurrency import AIMDLimiter, StateStore
 from connectors.errors import (
     ConnectorError,
     FatalError,
@@ -63,6 +68,8 @@ _UNSENDABLE = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.Invali
 _READ_OPS = frozenset({"create", "update"})
 _PARSED = "custsync.json"
 _PAST_BUDGET = "past the retry budget"
+#: the deadline of the exchange this task is in: waiting for a turn (``requests_per_second``) is not counted in it.
+_EXCHANGE: ContextVar[asyncio.Timeout | None] = ContextVar("custsync_exchange", default=None)
 #: reads of one record or of a side catalog: their 404 says that thing is missing, not that base_url is wrong.
 _ONE_THING_OPS = frozenset({"get", "states"})
 
@@ -95,7 +102,8 @@ class HttpClient:
         self._classify = classify
         self._transport = transport
         self._limiter = limiter
-        self._slots = asyncio.Semaphore(settings.max_concurrency)
+        #: requests in flight: adaptive (AIMD) up to max_concurrency; in process unless shared.
+        self.concurrency = AIMDLimiter(name, ceiling=settings.max_concurrency)
         self._client: httpx.AsyncClient | None = None
         self._throttle = ThrottleGate()
         #: no answer came yet: a 404 now more likely means a wrong base_url than a missing record.
@@ -111,6 +119,11 @@ class HttpClient:
         """The base URL as messages may show it: no password, query or fragment."""
         return masked_url(self.settings.base_url)
 
+    def share_concurrency(self, store: StateStore) -> None:
+        """Keep the in-flight limit in ``store`` (Redis on the service: every worker's tasks share it)."""
+        # Releases in this process wake its waiters at once; others' are polled for, gently.
+        self.concurrency = AIMDLimiter(self.name, ceiling=self.settings.max_concurrency, store=store, poll_s=0.1)
+
     def open(self, auth: httpx.Auth) -> None:
         """Create the client, its credentials bound to the base URL's origin."""
         restrict_to_origin(auth, self.settings.base_url)
@@ -123,7 +136,29 @@ class HttpClient:
             else default_transport(max_connections=self.settings.max_concurrency),
             headers={"User-Agent": "custsync/0.1", "Accept": "application/json"},
             limits=httpx.Limits(max_connections=self.settings.max_concurrency),
+            # Every request the client sends takes its turn, an auth flow's token requests too (an API
+            # counts them against the same quota), inside the in-flight slot: never bunched behind a full window.
+            event_hooks={"request": [self._take_turn]} if self._limiter is not None else {},
         )
+
+    async def _take_turn(self, request: httpx.Request) -> None:
+        """Wait for this connection's ``requests_per_second`` to allow one more request.
+
+        The wait moves the exchange's deadline (``timeout_s`` bounds the exchange, not the queue).
+        """
+        assert self._limiter is not None
+        loop = asyncio.get_running_loop()
+        exchange = _EXCHANGE.get()
+        when = exchange.when() if exchange is not None else None
+        if exchange is None or when is None:
+            await self._limiter.acquire()
+            return
+        started = loop.time()
+        exchange.reschedule(None)  # the deadline stands still while the request waits for its turn
+        try:
+            await self._limiter.acquire()
+        finally:
+            exchange.reschedule(when + (loop.time() - started))
 
     async def aclose(self) -> None:
         """Close the client."""
@@ -243,16 +278,19 @@ class HttpClient:
         if self._client is None:
             raise RuntimeError("use the connector as an async context manager")
         await self._pace(op, deadline)
-        if self._limiter is not None:
-            await self._limiter.acquire()
-        async with self._slots:
+        async with self.concurrency.slot() as permit:
             try:
                 # One deadline for the whole exchange: httpx's timeout is per read, so an
                 # answer trickling a byte at a time would otherwise never time out.
-                async with asyncio.timeout(self.settings.timeout_s):
-                    response = await self._client.request(
-                        method, url, params=dict(params) if params else None, json=json, headers=headers
-                    )
+                async with asyncio.timeout(self.settings.timeout_s) as exchange:
+                    current = _EXCHANGE.set(exchange)
+                    try:
+                        response = await self._client.request(
+                            method, url, params=dict(params) if params else None, json=json, headers=headers
+                        )
+                    finally:
+                        _EXCHANGE.reset(current)
+                permit.observe(response.status_code, response.headers)
             except ConnectorError as exc:
                 # Raised by an auth flow (token endpoint refused or limited): say which system and call.
                 text = str(exc) if str(exc).startswith(self.system) else f"{self.system} {op}: {exc}"

@@ -26,6 +26,11 @@ _THROTTLE_HEADERS = (
 )
 #: a reset this large is a Unix time, not a number of seconds (GitHub's style).
 _EPOCH_FROM = 1_000_000_000
+#: the share of ``requests_per_second`` the built-in limiters send at. Requests spaced exactly
+#: ``1/rate`` apart reach the API with a few milliseconds of jitter, so that an API counting
+#: fixed one-second windows (opened by the first request after the last one closed) sees the
+#: next window's first request a hair early, and refuses it (the bench: 11 % refused at 1.0).
+HEADROOM = 0.95
 
 
 class RateLimiter(Protocol):
@@ -40,13 +45,16 @@ class LocalRateLimiter:
 
     Args:
         rate: requests per second.
-        burst: how many may go at once after a quiet spell.
+        burst: how many may go at once after a quiet spell; 1 by default, so
+            requests are spaced ``1/rate`` apart as the service's Redis limiter
+            spaces them: a burst would meet an API counting fixed one-second
+            windows with more than ``rate`` requests in its first window.
         clock: monotonic seconds (a seam for tests).
     """
 
     def __init__(self, rate: float, *, burst: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._rate = rate
-        self._capacity = burst if burst is not None else max(1.0, rate)
+        self._capacity = burst if burst is not None else 1.0
         self._tokens = self._capacity
         self._clock = clock
         self._stamp = clock()
@@ -113,4 +121,4 @@ class ThrottleGate:
         return max(self._open_at - self._clock(), 0.0)
 
 
-__all__ = ["LocalRateLimiter", "RateLimiter", "ThrottleGate"]
+__all__ = ["HEADROOM", "LocalRateLimiter", "RateLimiter", "ThrottleGate"]

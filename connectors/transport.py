@@ -2,15 +2,18 @@
 
 custsync keeps the httpx API (auth flows, retries, timeouts are written
 against it) and picks what moves the bytes here, by the numbers in
-``docs/benchmarks.md``: on the benchmark machine httpx over an aiohttp
-transport (``httpx-aiohttp``, a dependency) makes the same Thredfi creates with about a
-sixth of the CPU of httpx's own transport (httpcore), and three to six times
-as many per second. Yet :func:`default_transport` returns ``None`` (httpx's own) unless
-``CUSTSYNC_HTTP_TRANSPORT=aiohttp`` asks for the faster one: over aiohttp, a
-base URL carrying credentials is refused ("Cannot combine AUTHORIZATION
-header with AUTH argument"), and connection failures do not yet read as the
-one-line causes ``custsync check`` promises (tests/connectors/test_fail_fast.py).
-It becomes the default once the whole suite passes over it.
+``docs/benchmarks.md``: httpx over an aiohttp transport (``httpx-aiohttp``, a
+dependency) makes the same Thredfi creates with a fraction of the CPU of
+httpx's own transport (httpcore), and custsync's first sync over it needs
+about two thirds of the engine CPU. :func:`default_transport` therefore returns
+it; ``CUSTSYNC_HTTP_TRANSPORT=httpx`` switches back to httpx's own.
+
+Two differences from httpcore are mended here, so that the suite passes over
+either: a URL's credentials (``http://user:pass@host``) are dropped before
+aiohttp sees them, as httpcore never sends them (aiohttp would refuse them
+beside the Authorization header); and connection errors are translated as
+below, so that a refused connection or an unresolvable host reads as the same
+one-line cause ``custsync check`` promises.
 
 The one thing not taken as httpx-aiohttp ships it is the translation of
 aiohttp's errors: it names every ``ClientConnectionError`` a
@@ -31,7 +34,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport as _Base
 
-#: set to ``aiohttp`` to use httpx-aiohttp's transport (faster; see the module docstring).
+#: ``httpx`` for httpx's own transport; anything else (or unset): httpx-aiohttp's (see the module docstring).
 ENV = "CUSTSYNC_HTTP_TRANSPORT"
 
 
@@ -43,7 +46,7 @@ def default_transport(*, max_connections: int | None = None) -> httpx.AsyncBaseT
             the client's ``limits`` when it is given a transport, so pass the
             connection's ``max_concurrency`` here).
     """
-    if os.environ.get(ENV, "").strip().lower() != "aiohttp":
+    if os.environ.get(ENV, "").strip().lower() == "httpx":
         return None
     return AiohttpTransport(limits=httpx.Limits(max_connections=max_connections))
 
@@ -90,6 +93,10 @@ class AiohttpTransport(_Base):
     """httpx-aiohttp's transport with httpcore's reading of connection errors (see the module docstring)."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.userinfo:
+            # httpcore never sends a URL's credentials (httpx made them the client's auth, if it had
+            # none); aiohttp would, and refuses them beside an Authorization header. Drop them here.
+            request.url = request.url.copy_with(userinfo=b"")
         try:
             response: httpx.Response = await super().handle_async_request(request)
         except httpx.TransportError as exc:

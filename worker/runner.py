@@ -28,9 +28,11 @@ import structlog
 
 from connectors import get_connector
 from connectors.base import ConnectionSettings, Connector
+from connectors.concurrency import StateStore
 from connectors.errors import ConnectorError, FatalError, RetriableError
-from connectors.ratelimit import LocalRateLimiter, RateLimiter
+from connectors.ratelimit import HEADROOM, LocalRateLimiter, RateLimiter
 from state.store import Store
+from worker.concurrency import RedisState
 from worker.config import AppConfig, ConfigError
 from worker.engine import Counts, Engine, EngineOptions, Progress, RunHooks, RunResult
 from worker.lock import Holder, LockLostError, PipelineLock, holder_token, on_holder, redis_client
@@ -61,7 +63,7 @@ def build_connector(
     settings: ConnectionSettings = config.connections[name]
     limiter: RateLimiter | None = None
     if settings.requests_per_second:
-        factory = limiter_factory or (lambda _key, rate: LocalRateLimiter(rate))
+        factory = limiter_factory or (lambda _key, rate: LocalRateLimiter(rate * HEADROOM))
         limiter = factory(name, settings.requests_per_second)
     return get_connector(settings.system)(name, settings, transport=transport, limiter=limiter)
 
@@ -80,6 +82,7 @@ async def run_pipeline(
     progress: Progress | None = None,
     hooks: RunHooks | None = None,
     since: date | None = None,
+    concurrency: StateStore | None = None,
 ) -> RunResult:
     """Run one pipeline once, in this process.
 
@@ -97,6 +100,9 @@ async def run_pipeline(
         hooks: test callbacks after each remote write and state commit (:class:`RunHooks`).
         since: only source records created on or after this date (backfill);
             the scan is then partial, so vanished records are not looked for.
+        concurrency: where the connections keep their adaptive in-flight limits
+            (Redis on the service, so every worker's runs against one API share
+            one; default: in this process, shared by the run's tasks).
 
     Raises:
         ConfigError: ``since`` given for a source that cannot filter by date.
@@ -112,6 +118,9 @@ async def run_pipeline(
     target = build_connector(
         config, pipeline.target, transport=transports.get(pipeline.target), limiter_factory=limiter_factory
     )
+    if concurrency is not None:
+        source.http.share_concurrency(concurrency)
+        target.http.share_concurrency(concurrency)
     if since is not None:
         if not source.can_filter_since:
             raise ConfigError(f"{source.system} cannot list customers created since a date; run without --since")
@@ -260,7 +269,9 @@ def run_exclusive(
                 else None
             )
             limiter_factory = (
-                (lambda key, rate: RedisRateLimiter(limiter_client, key, rate)) if limiter_client is not None else None
+                (lambda key, rate: RedisRateLimiter(limiter_client, key, rate * HEADROOM))
+                if limiter_client is not None
+                else None
             )
             try:
                 return await run_pipeline(
@@ -272,6 +283,11 @@ def run_exclusive(
                     progress=progress,
                     hooks=hooks,
                     limiter_factory=limiter_factory,
+                    # On the service, every worker's runs against one API share one in-flight limit.
+                    # A CLI run keeps its own: the shared state costs Redis round trips per request.
+                    concurrency=RedisState(limiter_client)
+                    if limiter_client is not None and owner.startswith("task:")
+                    else None,
                     **(options or {}),
                 )
             finally:

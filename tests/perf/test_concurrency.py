@@ -106,12 +106,14 @@ def test_given_a_lease_never_released_when_it_expires_then_it_stops_counting() -
     assert admit(state, bounds, 1.0 + LEASE_S + 1, "next")[0] == 0.0
 
 
-def test_given_budget_headers_when_read_then_nearly_spent_holds_everyone_until_the_reset() -> None:
+def test_given_budget_headers_when_read_then_only_a_spent_one_holds_everyone_until_the_reset() -> None:
     assert read_signal(200, {"X-RateLimit-Remaining": "40", "X-RateLimit-Reset": "3"}, 2) == ("ok", None)
-    signal, pause = read_signal(200, {"X-RateLimit-Remaining": "1", "X-RateLimit-Reset": "3"}, 0)
-    assert (signal, pause) == ("spent", 3.0)
+    assert read_signal(200, {"X-RateLimit-Remaining": "1", "X-RateLimit-Reset": "3"}, 0) == ("low", None)
     assert read_signal(429, {"Retry-After": "2"}, 0) == ("refused", 2.0)
+    assert read_signal(429, {"Retry-After": "2", "X-RateLimit-Remaining": "0"}, 0) == ("spent", 2.0)
     assert read_signal(503, {}, 0) == ("neutral", None)
+    signal, pause = read_signal(200, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "3"}, 0)
+    assert (signal, pause) == ("spent", 3.0)
 
     state, bounds = AIMDState(limit=8), Bounds()
     _, epoch = admit(state, bounds, 10.0, "a")
@@ -122,18 +124,130 @@ def test_given_budget_headers_when_read_then_nearly_spent_holds_everyone_until_t
     assert admit(state, bounds, 13.0, "b")[0] == 0.0
 
 
-def test_given_a_429_after_a_burst_when_settled_then_a_pace_below_what_was_allowed() -> None:
-    state, bounds = AIMDState(limit=4, cut_at=0.0), Bounds()
-    state.cut_at = 100.0
-    _grow(state, bounds, 5, now=100.2)  # five answers, then a refusal with a 1 s wait: about 5 per second
-    _, epoch = admit(state, bounds, 100.2, "over")
-    settle(state, bounds, 100.2, "over", epoch, "refused", 1.0)
+def test_given_a_nearly_spent_budget_when_settled_then_halved_and_nobody_held() -> None:
+    state, bounds = AIMDState(limit=8), Bounds()
+    _, epoch = admit(state, bounds, 10.0, "a")
+    settle(state, bounds, 10.0, "a", epoch, "low", None)
+
+    assert state.limit == 4
+    assert admit(state, bounds, 10.0, "b")[0] == 0.0
+
+
+def test_given_a_lone_429_with_retry_after_when_settled_then_halved_but_no_hold_and_no_pace() -> None:
+    state, bounds = AIMDState(limit=8), Bounds()
+    _grow(state, bounds, 20, now=100.0)
+    limit = state.limit
+    _, epoch = admit(state, bounds, 100.5, "refused")
+    settle(state, bounds, 100.5, "refused", epoch, "refused", 30.0)
+
+    assert state.limit == limit / 2
+    assert state.rate is None, "one refusal teaches no pace"
+    assert admit(state, bounds, 100.5, "next")[0] == 0.0, "the other requests go on: only the refused one waits"
+
+
+def _refuse(state: AIMDState, bounds: Bounds, now: float, token: str, pause: float | None = 1.0) -> None:
+    _, epoch = admit(state, bounds, now, token)
+    settle(state, bounds, now, token, epoch, "refused", pause)
+
+
+def test_given_429s_at_random_among_successes_when_settled_then_no_pace_is_ever_learnt() -> None:
+    # One in four answers refused, never three in a row: a faulty API, not a quota.
+    state, bounds = AIMDState(), Bounds()
+    now = 100.0
+    for i in range(400):
+        now += 0.01
+        if i % 4 == 3:
+            _refuse(state, bounds, now, f"r{i}")
+        else:
+            _grow(state, bounds, 1, now=now)
+
+    assert state.rate is None
+    assert state.hold_until == 0.0
+    assert admit(state, bounds, now, "a")[0] == 0.0
+
+
+def test_given_three_429s_in_a_row_after_a_burst_when_settled_then_a_pace_below_what_was_allowed() -> None:
+    state, bounds = AIMDState(limit=4), Bounds()
+    state.cut_at = 90.0  # ten idle seconds before the first answer: not counted against the API
+    for at in (100.0, 100.05, 100.1, 100.15, 100.2):  # five answers, then refusals with a 1 s wait: 5 per second
+        _grow(state, bounds, 1, now=at)
+    _refuse(state, bounds, 100.2, "one")
+    _refuse(state, bounds, 100.21, "two")
+    assert state.rate is None, "two refusals in a row are not yet a repeat"
+    _refuse(state, bounds, 100.22, "three")
 
     assert state.rate == pytest.approx(0.7 * 5 / 1.2, rel=0.01)
-    assert admit(state, bounds, 100.5, "early")[0] > 0, "held for the Retry-After"
+    assert admit(state, bounds, 100.5, "early")[0] > 0, "the paced stream starts after the wait asked"
     assert admit(state, bounds, 101.3, "a")[0] == 0.0
+    settle(state, bounds, 101.3, "a", state.epoch, "ok", None)
     assert state.rate is not None
     assert admit(state, bounds, 101.3, "b")[0] == pytest.approx(1 / state.rate, rel=0.01), "then paced"
+
+
+def test_given_refusals_with_a_success_between_or_far_apart_when_settled_then_no_pace() -> None:
+    state, bounds = AIMDState(), Bounds()
+    _grow(state, bounds, 10, now=100.0)
+    _refuse(state, bounds, 100.1, "a")
+    _refuse(state, bounds, 100.2, "b")
+    _grow(state, bounds, 1, now=100.3)
+    _refuse(state, bounds, 100.4, "c")
+    _refuse(state, bounds, 100.5, "d")
+    assert state.rate is None, "a success broke the run"
+
+    _refuse(state, bounds, 103.0, "e")
+    assert state.rate is None, "past repeat_s: a new run of one"
+
+
+def test_given_repeated_refusals_with_nothing_to_measure_when_settled_then_no_pace() -> None:
+    # Refused from the first request on (a quota another client spent, or an API failing every call):
+    # there is no rate of successes to learn from, so nothing slows the retries of the caller.
+    state, bounds = AIMDState(), Bounds()
+    for i in range(8):
+        _refuse(state, bounds, 100.0 + i * 0.01, f"r{i}")
+
+    assert state.rate is None
+    assert admit(state, bounds, 100.1, "next")[0] == 0.0
+
+
+def _learnt(now: float = 100.0) -> tuple[AIMDState, Bounds]:
+    state, bounds = AIMDState(limit=4), Bounds()
+    state.cut_at = now
+    for at in (0.0, 0.05, 0.1, 0.15, 0.2):
+        _grow(state, bounds, 1, now=now + at)
+    for i, at in enumerate((0.2, 0.21, 0.22)):
+        _refuse(state, bounds, now + at, f"learn{i}")
+    assert state.rate is not None
+    return state, bounds
+
+
+@pytest.mark.parametrize(("refused", "kept"), [(0, True), (1, True), (3, False)])
+def test_given_a_new_pace_when_its_first_answers_are_judged_then_dropped_only_if_refusals_go_on(
+    refused: int, kept: bool
+) -> None:
+    state, bounds = _learnt()
+    now = 102.0  # past the wait asked: the probation counts
+    for i in range(bounds.probe):
+        now += 0.5
+        if i % 2 == 0 and i < 2 * refused:
+            _refuse(state, bounds, now, f"p{i}")  # lone refusals, a success between
+        else:
+            _grow(state, bounds, 1, now=now)
+
+    assert (state.rate is not None) is kept
+    assert (state.probe_ok, state.probe_refused) == (0, 0), "judged"
+    if not kept:
+        _refuse(state, bounds, now + 1, "x")
+        _refuse(state, bounds, now + 1.01, "y")
+        _refuse(state, bounds, now + 1.02, "z")
+        assert state.rate is None, "refusals proved random: no pace is learnt for a while"
+
+
+def test_given_a_pace_when_a_lone_429_comes_then_the_pace_is_kept_and_grows_slowly() -> None:
+    state, bounds = AIMDState(limit=4, rate=4.0, rate_step=0.2, rate_max=6.0), Bounds()
+    _refuse(state, bounds, 100.0, "lone")
+
+    assert state.rate == 4.0, "a lone refusal never cuts the pace"
+    assert state.rate_max == 4.0, "but the pace creeps from here"
 
 
 def test_given_a_pace_when_twice_the_allowed_rate_goes_unrefused_then_pacing_stops() -> None:

@@ -81,10 +81,12 @@ async def _statuses(emulator: ThredfiEmulator, method: str, count: int) -> list[
     return found
 
 
-def test_given_defaults_when_transport_chosen_then_httpx_and_env_can_choose_aiohttp(
+def test_given_defaults_when_transport_chosen_then_aiohttp_and_env_can_choose_httpx(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(ENV, raising=False)
+    assert isinstance(default_transport(), AiohttpTransport)
+    monkeypatch.setenv(ENV, "httpx")
     assert default_transport() is None
     monkeypatch.setenv(ENV, "aiohttp")
     assert isinstance(default_transport(), AiohttpTransport)
@@ -140,6 +142,26 @@ async def test_given_nothing_listening_when_connecting_then_one_fatal_line_conne
     async with ThredfiConnector("thredfi", settings, transport=AiohttpTransport()) as connector:
         with pytest.raises(FatalError, match="connection refused"):
             await connector.request("GET", connector.collection, op="list")
+
+
+async def test_given_an_unresolvable_host_with_credentials_in_the_url_when_connecting_then_one_fatal_line_dns() -> None:
+    settings = _settings("http://admin:hunter2-pass@no-such-host.invalid")
+    async with ThredfiConnector("thredfi", settings, transport=AiohttpTransport()) as connector:
+        with pytest.raises(FatalError, match="the host name cannot be resolved") as caught:
+            await connector.request("GET", connector.collection, op="list")
+
+    assert "hunter2-pass" not in str(caught.value)
+
+
+async def test_given_credentials_in_the_base_url_when_sent_over_aiohttp_then_dropped_as_httpcore_does(
+    served: tuple[ThredfiEmulator, str], emulator: ThredfiEmulator
+) -> None:
+    # aiohttp refuses a URL's credentials beside an Authorization header; httpcore never sends them.
+    with_userinfo = served[1].replace("http://", "http://someone:secret@")
+    async for connector in _connector(with_userinfo, 5):
+        created = await connector.create(_customer("Userinfo Ltd"), "bench:userinfo")
+
+    assert emulator.records[created.remote.id]["company_name"] == "Userinfo Ltd"
 
 
 async def test_given_connection_dropped_after_create_applied_when_sent_then_read_error_never_retried(

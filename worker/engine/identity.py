@@ -6,6 +6,14 @@ natural keys (tax id, then e-mail) over an index of the target built once
 per run, and, for a create we may already have made (a pending intent), by
 an exact match of the whole record. Several matches are an ambiguity:
 quarantined, never guessed.
+
+An older form of the external_id (an alias, Bigcapital's host-based one) is
+asked of the target only where a record may hold it unbeknown to the store:
+for a pending create (a recovery), or in a run whose store holds no link of the
+target at all (a lost store) while the target is not empty. A first sync into
+an empty target, and every run on a store that knows the target, make no alias
+lookup: the snapshot already found the identities the store holds under an
+alias, and a record new since the scheme changed never had the old form.
 """
 
 from __future__ import annotations
@@ -107,6 +115,10 @@ class Identity:
         self._index: _TargetIndex | None = None
         self._index_lock = asyncio.Lock()
         self._nk_claims: dict[str, str] = {}  # target id -> external_id that claimed it by a natural key
+        # May the target hold aliases the store does not know of? Not when the store knew the target at
+        # the run's start (read now: this run's own creates are linked page by page).
+        self._unknown_aliases: bool | None = False if store.count_linked(target.name) else None
+        self._aliases_lock = asyncio.Lock()
 
     def forget_index(self) -> None:
         """List the target again at the next need (an applied create is in it now)."""
@@ -126,6 +138,31 @@ class Identity:
                 log.info("target_indexed", records=len(records))
             return self._index
 
+    async def aliases_unknown(self) -> bool:
+        """Whether the target may hold records under an older external_id form the store does not know of.
+
+        Decided once per run: only when the store held no linked record of the
+        target at its start (a lost store, or a first sync) and the target lists
+        at least one record (one page read; none at all on a first sync into an
+        empty target).
+        """
+        async with self._aliases_lock:
+            if self._unknown_aliases is None:
+                self._unknown_aliases = await self._target_holds_any()
+                log.debug("alias_lookups", needed=self._unknown_aliases)
+            return self._unknown_aliases
+
+    async def _target_holds_any(self) -> bool:
+        for listing in self.target.listings():
+            pages = self.target.walk(listing, op="list")
+            try:
+                async for records in pages:
+                    if records:
+                        return True
+            finally:
+                await pages.aclose()  # type: ignore[attr-defined]
+        return False
+
     async def recover(self, write: Write, *, pending: bool = False) -> RemoteCustomer | FieldProblem:
         """Find the target record this identity may already have.
 
@@ -138,14 +175,16 @@ class Identity:
         if self.target.spec.identity_slot:
             if self.target.create_is_idempotent and not pending:
                 # The create itself answers with a record holding this external_id; only an older
-                # form of it (an alias) needs a lookup first.
+                # form of it (an alias) may need a lookup first.
+                if not self.source.external_id_aliases(record.remote.id) or not await self.aliases_unknown():
+                    return NOT_FOUND
                 matches = await self._find_by_external_id(write, aliases_only=True)
                 if len(matches) == 1:
                     return matches[0]
                 if len(matches) > 1:
                     return ambiguous("external_id", len(matches), self.target.system)
                 return NOT_FOUND
-            matches = await self._find_by_external_id(write)
+            matches = await self._find_by_external_id(write, aliases=pending or await self.aliases_unknown())
             if len(matches) > 1:
                 return ambiguous("external_id", len(matches), self.target.system)
             if matches:
@@ -179,13 +218,15 @@ class Identity:
                 return matches[0]
         return NOT_FOUND
 
-    async def _find_by_external_id(self, write: Write, *, aliases_only: bool = False) -> list[RemoteCustomer]:
-        """Target records holding this identity in their slot, under its current or an older form."""
+    async def _find_by_external_id(
+        self, write: Write, *, aliases_only: bool = False, aliases: bool = True
+    ) -> list[RemoteCustomer]:
+        """Target records holding this identity in their slot, under its current or (``aliases``) an older form."""
         record = write.record
         matches: list[RemoteCustomer] = []
         if not aliases_only:
             matches = [m for m in await self.target.find_by_external_id(record.external_id) or [] if usable_id(m.id)]
-        if matches or record.remote.external_id:
+        if matches or record.remote.external_id or not aliases:
             return matches
         for alias in self.source.external_id_aliases(record.remote.id):
             if alias == record.external_id:
