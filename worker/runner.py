@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import asdict
 from datetime import date
@@ -40,6 +40,8 @@ log = structlog.get_logger("custsync.sync")
 lock_log = structlog.get_logger("custsync.lock")
 
 LimiterFactory = Callable[[str, float], RateLimiter]
+#: How a run walks its pages: :meth:`Engine.run` by default; :mod:`worker.fanout` shares them out.
+Drive = Callable[[Engine], Awaitable[None]]
 
 
 def build_connector(
@@ -80,6 +82,7 @@ async def run_pipeline(
     progress: Progress | None = None,
     hooks: RunHooks | None = None,
     since: date | None = None,
+    drive: Drive | None = None,
 ) -> RunResult:
     """Run one pipeline once, in this process.
 
@@ -97,6 +100,7 @@ async def run_pipeline(
         hooks: test callbacks after each remote write and state commit (:class:`RunHooks`).
         since: only source records created on or after this date (backfill);
             the scan is then partial, so vanished records are not looked for.
+        drive: walks the pages instead of :meth:`Engine.run` (a backfill fanned out by :mod:`worker.fanout`).
 
     Raises:
         ConfigError: ``since`` given for a source that cannot filter by date.
@@ -134,7 +138,7 @@ async def run_pipeline(
     retriable = False
     try:
         async with source, target:
-            await engine.run()
+            await (drive(engine) if drive is not None else engine.run())
     except RetriableError as exc:
         error, retriable = str(exc), True
     except (FatalError, ConnectorError) as exc:
@@ -189,6 +193,7 @@ def run_exclusive(
     progress: Progress | None = None,
     hooks: RunHooks | None = None,
     options: Mapping[str, Any] | None = None,
+    drive: Drive | None = None,
 ) -> RunResult:
     """Run a pipeline once under its lock, with the shared rate limiter.
 
@@ -208,6 +213,7 @@ def run_exclusive(
         since: backfill only records created on or after this date.
         progress: called with the running ``pulled`` count after each page.
         hooks: test callbacks of the engine (the kill tests inject their SIGKILL here).
+        drive: walks the pages instead of :meth:`Engine.run`, under the same locks (:mod:`worker.fanout`).
 
     Returns:
         The engine's result, or a ``skipped`` result when the Redis lock or
@@ -265,6 +271,7 @@ def run_exclusive(
                     progress=progress,
                     hooks=hooks,
                     limiter_factory=limiter_factory,
+                    drive=drive,
                     **(options or {}),
                 )
             finally:
@@ -286,4 +293,4 @@ def _skipped(store: Store, pipeline: str, kind: str, reason: str, holder: str) -
     return RunResult(pipeline, run_id, "skipped", Counts(), 0.0, reason)
 
 
-__all__ = ["LimiterFactory", "build_connector", "run_exclusive", "run_pipeline"]
+__all__ = ["Drive", "LimiterFactory", "build_connector", "run_exclusive", "run_pipeline"]
