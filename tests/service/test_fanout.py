@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -181,6 +182,23 @@ def _page_results(client: redis.Redis) -> list[dict[str, Any]]:
     return found
 
 
+def _running_page(log: str) -> int | None:
+    """The page of the ``custsync.backfill_page`` task a worker received last and has not finished."""
+    received: dict[str, int] = {}
+    finished: set[str] = set()
+    for line in log.splitlines():
+        match = re.search(r"Task custsync\.backfill_page\[([0-9a-f-]+)\] (received|succeeded)", line)
+        if match is None:
+            continue
+        if match[2] == "succeeded":
+            finished.add(match[1])
+        else:
+            page = re.search(r"'page': (\d+)", line)
+            received[match[1]] = int(page[1]) if page else -1
+    running = [page for task, page in received.items() if task not in finished]
+    return running[-1] if running else None
+
+
 def _assert_each_customer_once(box: Box) -> None:
     ids = box.target_external_ids()
     assert len(ids) == CUSTOMERS
@@ -246,8 +264,10 @@ def test_given_a_worker_killed_mid_fanout_when_the_run_ends_and_runs_again_then_
         # The worker that does not run the coordinator is running a page: killed whole.
         coordinator_pids = {w1.pid: "w1", w2.pid: "w2"}
         parent = int(Path(f"/proc/{holder.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        victim = w2 if coordinator_pids.get(parent) == "w1" else w1
+        victim, name = (w2, "w2") if coordinator_pids.get(parent) == "w1" else (w1, "w1")
+        box.wait(lambda: _running_page(box.text(name)) is not None, 10, f"a page running on {name}")
         box.kill(victim)
+        cut = _running_page(box.text(name))
         summary = result.get(timeout=60)
         again = app.send_task("custsync.sync_pipeline", args=[PIPELINE]).get(timeout=60)
     finally:
@@ -256,6 +276,9 @@ def test_given_a_worker_killed_mid_fanout_when_the_run_ends_and_runs_again_then_
 
     # The dead worker's page was claimed and stopped renewing: the coordinator ran it itself.
     assert summary["status"] == "succeeded", summary
+    coordinator = "w1" if name == "w2" else "w2"
+    here = [e["page"] for e in box.events(coordinator) if e.get("event") == "page_synced_here"]
+    assert cut in here
     assert summary["pulled"] == CUSTOMERS
     assert again["status"] == "succeeded"
     assert (again["created"], again["pulled"]) == (0, CUSTOMERS)
