@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
+from structlog.testing import capture_logs
 
 from sandbox.server import BackgroundServer, Sandbox, sandbox_config
 from state.models import Run
@@ -199,6 +200,16 @@ def _running_page(log: str) -> int | None:
     return running[-1] if running else None
 
 
+def _keeper(sent: list[dict[str, Any]]) -> Callable[[dict[str, Any]], str]:
+    """A ``send`` that keeps the page messages and sends nothing."""
+
+    def send(message: dict[str, Any]) -> str:
+        sent.append(message)
+        return f"kept-{len(sent)}"
+
+    return send
+
+
 def _assert_each_customer_once(box: Box) -> None:
     ids = box.target_external_ids()
     assert len(ids) == CUSTOMERS
@@ -283,3 +294,50 @@ def test_given_a_worker_killed_mid_fanout_when_the_run_ends_and_runs_again_then_
     assert again["status"] == "succeeded"
     assert (again["created"], again["pulled"]) == (0, CUSTOMERS)
     _assert_each_customer_once(box)
+
+
+def test_given_a_lost_state_store_when_a_fanned_out_backfill_runs_then_natural_key_matches_wait_for_all_pages(
+    box: Box,
+) -> None:
+    # In this process, no worker: the coordinator runs every page it sent (nobody claims them).
+    from state.store import Store as StateStore
+    from worker.fanout import Coordinator
+    from worker.lock import redis_client
+    from worker.runner import run_exclusive
+
+    pipeline, count = "thredfi_to_bigcapital", 120
+    box.sandbox["thredfi"].seed_fake(count)
+    text = box.config_path.read_text()
+    results = []
+    for state, drive in ((box.tmp / "first.db", None), (box.tmp / "lost.db", True)):
+        box.config_path.write_text(text.replace(box.state_url, f"sqlite:///{state}"))
+        config = load_config(box.config_path, environ={})
+        store = StateStore(config.state.url)
+        sent: list[dict[str, Any]] = []
+        coordinator = Coordinator(redis_client(REDIS_URL), _keeper(sent), ttl_s=5, page_size=25)
+        try:
+            with capture_logs() as logs:
+                result = run_exclusive(
+                    config, pipeline, store=store, redis_url=REDIS_URL, owner="cli", ttl_s=5, kind="backfill",
+                    drive=coordinator if drive else None,
+                )  # fmt: skip
+        finally:
+            store.close()
+        results.append((result, sent, logs))
+    (first, _, _), (second, sent, logs) = results
+
+    # The fake customers of both emulators come from one seed: Bigcapital's 350 hold Thredfi's 120 already.
+    assert first.status == "succeeded"
+    assert (first.counts.matched, first.counts.created) == (count, 0)
+    # Thredfi lists 100 a page: 4 pages of 25, then one of 20.
+    assert [(m["page"], m["offset"], len(m["records"])) for m in sent] == [
+        (1, 0, 25), (2, 25, 25), (3, 50, 25), (4, 75, 25), (5, 100, 20),
+    ]  # fmt: skip
+    # The state store is new: every create would match a Bigcapital record by a natural key, so
+    # each waited for the whole run before it was matched (never created a second time).
+    assert second.status == "succeeded"
+    assert (second.counts.pulled, second.counts.matched, second.counts.created) == (count, count, 0)
+    assert len(box.sandbox["bigcapital"].records) == CUSTOMERS
+    assert not [r for r in box.sandbox["bigcapital"].writes() if r.method == "POST"]
+    (done,) = [e for e in logs if e["event"] == "fanout_pages_done"]
+    assert (done["pages"], done["by_coordinator"], done["waiting"]) == (5, 5, count)
