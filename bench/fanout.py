@@ -145,6 +145,16 @@ class Workers:
     def cpu(self) -> float:
         return sum(session_cpu(p.pid) for p, _ in self.procs)
 
+    def event(self, name: str) -> dict[str, Any]:
+        """The first JSON log event of that name in any worker's log (``{}`` when none)."""
+        for _, log in self.procs:
+            for line in log.read_text(errors="replace").splitlines():
+                if line.startswith("{") and f'"{name}"' in line:
+                    found: dict[str, Any] = json.loads(line)
+                    if found.get("event") == name:
+                        return found
+        return {}
+
     def __exit__(self, *exc_info: object) -> None:
         for popen, _ in self.procs:
             if popen.poll() is None:
@@ -189,8 +199,12 @@ def measure(box: SandboxProcess, workers: int, records: int, *, fan_out: bool, p
             summary = result.get(timeout=1800)
             wall = time.perf_counter() - started
             worker_cpu, sandbox_cpu = pool.cpu() - cpu_before, box.cpu() - box_before
-            time.sleep(0.5)  # the last queued page tasks answer "taken"
-            pages = page_results(redis.Redis.from_url(broker.url))
+            done = pool.event("fanout_pages_done") if fan_out else {}
+            client = redis.Redis.from_url(broker.url)
+            deadline = time.monotonic() + 60  # the page tasks still queued answer "taken"
+            while len(pages := page_results(client)) < done.get("pages", 0) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            client.close()
             app.close()
     by_task = sum(1 for p in pages if p["status"] == "synced")
     return {"name": f"{workers} worker{'s' if workers > 1 else ''}" + ("" if fan_out else ", no fan-out"),

@@ -176,8 +176,8 @@ def chunks(records: Sequence[RemoteCustomer], size: int) -> Iterator[list[Remote
 # -- the coordinator ----------------------------------------------------------------
 
 
-class PageFailedError(Exception):
-    """A page of the run failed; the run fails with its reason."""
+class PageFailedError(FatalError):
+    """A page of the run failed for good; the run fails with its reason (one line, as the page said it)."""
 
 
 @dataclass

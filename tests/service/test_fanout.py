@@ -341,3 +341,37 @@ def test_given_a_lost_state_store_when_a_fanned_out_backfill_runs_then_natural_k
     assert not [r for r in box.sandbox["bigcapital"].writes() if r.method == "POST"]
     (done,) = [e for e in logs if e["event"] == "fanout_pages_done"]
     assert (done["pages"], done["by_coordinator"], done["waiting"]) == (5, 5, count)
+
+
+def test_given_a_page_refused_when_fanned_out_then_the_run_fails_once_and_late_page_tasks_write_nothing(
+    box: Box,
+) -> None:
+    from state.store import Store as StateStore
+    from worker.fanout import Coordinator, run_page
+    from worker.lock import redis_client
+    from worker.runner import run_exclusive
+
+    config = load_config(box.config_path, environ={})
+    store = StateStore(config.state.url)
+    sent: list[dict[str, Any]] = []
+    # Refuses every create after the 120th (and no longer slow): the coordinator's third page fails for good.
+    box.sandbox["thredfi"].faults.clear()
+    box.sandbox["thredfi"].faults.add("error_before", method="POST", path="customers/$", status=403, times=None,
+                                      skip=120)  # fmt: skip
+    try:
+        result = run_exclusive(
+            config, PIPELINE, store=store, redis_url=REDIS_URL, owner="cli", ttl_s=5, kind="backfill",
+            drive=Coordinator(redis_client(REDIS_URL), _keeper(sent), ttl_s=5, page_size=PAGE_SIZE),
+        )  # fmt: skip
+        written = box.writes()
+        # A page task that arrives now, with the run over and its lock released, does nothing.
+        late = run_page(config, sent[0], store=store, redis_url=REDIS_URL, owner="task:late")
+    finally:
+        store.close()
+
+    assert result.status == "failed"
+    assert "HTTP 403" in (result.error or "")  # the page said why, as a run in one process does
+    assert [(r.kind, r.status) for r in box.runs()] == [("backfill", "failed")]
+    assert late.status == "run_gone"
+    assert box.writes() == written
+    assert redis.Redis.from_url(REDIS_URL).get(KEY_PREFIX + PIPELINE) is None
