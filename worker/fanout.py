@@ -9,7 +9,7 @@ the whole run (:func:`worker.runner.run_exclusive`), it:
    it reads into pages of :data:`PAGE_SIZE` records;
 2. sends each page, its records in the message, as a ``custsync.backfill_page``
    task (:func:`run_page`), with the run id and the lock's value;
-3. collects the pages' reports, and runs itself, page by page, every page
+3. collects the pages' reports, and runs itself, two at a time, every page
    no live task has claimed (the last ones first, as the workers take the
    first ones), so one worker of concurrency one never waits on itself, and
    a page whose task died is run again here rather than waited for;
@@ -60,6 +60,9 @@ PAGE_SIZE = 100
 #: how long a done page's report, and the coordinator's claims, stay in Redis.
 KEEP_S = 24 * 3600
 POLL_S = 0.1
+#: pages the coordinator runs at once, over its connections (their ``max_concurrency`` holds for both):
+#: a page's writes drain at its end, the other page's keep the connection busy meanwhile.
+HERE = 2
 
 # Renew a claim only while it is ours; answer its remaining time before the renewal (-3: not ours).
 _RENEW_IF_OURS = (
@@ -275,15 +278,23 @@ class Coordinator:
                 self._take(engine, PageReport.from_json(text[len(_DONE) :]))
                 moved = True
         if help_out and free:
-            # The last free page: the workers take the queue from its front.
-            number = free[-1]
-            key = page_key(engine.run_id, number)
-            if self.client.set(key, COORDINATOR, nx=True, ex=KEEP_S):
-                report = await self._run_here(engine, self.pages[number])
-                self.client.set(key, _DONE + report.to_json(), ex=KEEP_S)
-                self._take(engine, report)
+            # The last free pages: the workers take the queue from its front.
+            mine = [n for n in reversed(free[-HERE:]) if self._claim(engine.run_id, n)]
+            if mine:
+                try:
+                    async with asyncio.TaskGroup() as group:  # one failing cancels the other
+                        runs = [group.create_task(self._run_here(engine, self.pages[n])) for n in mine]
+                except BaseExceptionGroup as failed:
+                    raise failed.exceptions[0] from None  # as one page in one process would raise it
+                for number, run in zip(mine, runs, strict=True):
+                    report = run.result()
+                    self.client.set(page_key(engine.run_id, number), _DONE + report.to_json(), ex=KEEP_S)
+                    self._take(engine, report)
                 moved = True
         return moved
+
+    def _claim(self, run_id: str, number: int) -> bool:
+        return bool(self.client.set(page_key(run_id, number), COORDINATOR, nx=True, ex=KEEP_S))
 
     async def _run_here(self, engine: Engine, page: _Page) -> PageReport:
         structlog.contextvars.bind_contextvars(page=page.number)

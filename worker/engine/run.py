@@ -128,8 +128,7 @@ class Engine:
     @property
     def counts(self) -> Counts:
         """The run's counts, derived from the final outcome of each record."""
-        own = self.ledger.counts(self.pulled, vanished=self._vanished)
-        return Counts(**{f.name: getattr(own, f.name) + getattr(self._shared, f.name) for f in dataclasses.fields(own)})
+        return _plus(self.ledger.counts(self.pulled, vanished=self._vanished), self._shared)
 
     # -- the run ------------------------------------------------------------
 
@@ -213,11 +212,7 @@ class Engine:
 
     def absorb(self, share: PageShare) -> None:
         """Take a page another process ran into this run's counts and write-check report."""
-        c, s = share.counts, self._shared
-        self._shared = Counts(
-            0, s.created + c.created, s.updated + c.updated, s.archived + c.archived,
-            s.unchanged + c.unchanged, s.failed + c.failed, s.matched + c.matched,
-        )  # fmt: skip
+        self._shared = _plus(self._shared, dataclasses.replace(share.counts, pulled=0))  # pulled: see fresh()
         self.executor.check.counts.update(share.not_stored)
 
     async def again(self, records: list[RemoteCustomer]) -> None:
@@ -361,6 +356,11 @@ class Engine:
         self.deletes_error = outcome.error
         self._vanished += outcome.archived
         self.planned.extend(PlannedChange("archive", "", "", target_id) for target_id in outcome.planned)
+
+
+def _plus(a: Counts, b: Counts) -> Counts:
+    """Two counts added field by field."""
+    return Counts(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in dataclasses.fields(a)})
 
 
 __all__ = ["Engine", "PageShare"]
