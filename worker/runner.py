@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import asdict
 from datetime import date
@@ -42,6 +42,8 @@ log = structlog.get_logger("custsync.sync")
 lock_log = structlog.get_logger("custsync.lock")
 
 LimiterFactory = Callable[[str, float], RateLimiter]
+#: How a run walks its pages: :meth:`Engine.run` by default; :mod:`worker.fanout` shares them out.
+Drive = Callable[[Engine], Awaitable[None]]
 
 
 def build_connector(
@@ -83,6 +85,7 @@ async def run_pipeline(
     hooks: RunHooks | None = None,
     since: date | None = None,
     concurrency: StateStore | None = None,
+    drive: Drive | None = None,
 ) -> RunResult:
     """Run one pipeline once, in this process.
 
@@ -103,6 +106,7 @@ async def run_pipeline(
         concurrency: where the connections keep their adaptive in-flight limits
             (Redis on the service, so every worker's runs against one API share
             one; default: in this process, shared by the run's tasks).
+        drive: walks the pages instead of :meth:`Engine.run` (a backfill fanned out by :mod:`worker.fanout`).
 
     Raises:
         ConfigError: ``since`` given for a source that cannot filter by date.
@@ -150,7 +154,7 @@ async def run_pipeline(
     retriable = False
     try:
         async with source, target:
-            await engine.run()
+            await (drive(engine) if drive is not None else engine.run())
     except RetriableError as exc:
         error, retriable = str(exc), True
     except (FatalError, ConnectorError) as exc:
@@ -205,6 +209,7 @@ def run_exclusive(
     progress: Progress | None = None,
     hooks: RunHooks | None = None,
     options: Mapping[str, Any] | None = None,
+    drive: Drive | None = None,
 ) -> RunResult:
     """Run a pipeline once under its lock, with the shared rate limiter.
 
@@ -224,6 +229,7 @@ def run_exclusive(
         since: backfill only records created on or after this date.
         progress: called with the running ``pulled`` count after each page.
         hooks: test callbacks of the engine (the kill tests inject their SIGKILL here).
+        drive: walks the pages instead of :meth:`Engine.run`, under the same locks (:mod:`worker.fanout`).
 
     Returns:
         The engine's result, or a ``skipped`` result when the Redis lock or
@@ -288,6 +294,7 @@ def run_exclusive(
                     concurrency=RedisState(limiter_client)
                     if limiter_client is not None and owner.startswith("task:")
                     else None,
+                    drive=drive,
                     **(options or {}),
                 )
             finally:
@@ -309,4 +316,4 @@ def _skipped(store: Store, pipeline: str, kind: str, reason: str, holder: str) -
     return RunResult(pipeline, run_id, "skipped", Counts(), 0.0, reason)
 
 
-__all__ = ["LimiterFactory", "build_connector", "run_exclusive", "run_pipeline"]
+__all__ = ["Drive", "LimiterFactory", "build_connector", "run_exclusive", "run_pipeline"]

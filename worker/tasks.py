@@ -12,12 +12,17 @@ event loop of its own (:func:`worker.runner.run_exclusive` calls
   exponential backoff and jitter, at most :data:`MAX_RETRIES` times;
 - failed for good (credentials refused, a config error): the task fails
   once, without retry; the run is recorded as failed.
+
+A backfill fans out (:mod:`worker.fanout`): ``custsync.backfill`` is the
+run's coordinator, and each page of the source is a ``custsync.backfill_page``
+task of that run, whose result is the page's report.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from dataclasses import asdict
 from datetime import date
 from typing import Any, NoReturn
 
@@ -27,13 +32,13 @@ import structlog
 from celery import Task
 
 from state.store import Store
-from worker import metrics
+from worker import fanout, metrics
 from worker.app import app, retry_backoff_max, service_config
 from worker.backfill import ProgressLog
 from worker.config import AppConfig
 from worker.engine import RunResult
 from worker.lock import redis_client, same_owner
-from worker.runner import run_exclusive
+from worker.runner import Drive, run_exclusive
 from worker.settings import get_settings
 
 log = structlog.get_logger("custsync.tasks")
@@ -70,20 +75,53 @@ def sync_pipeline(self: Task, pipeline: str) -> dict[str, Any]:
 
 
 @app.task(name="custsync.backfill", bind=True, max_retries=MAX_RETRIES)  # type: ignore[untyped-decorator]
-def backfill(self: Task, pipeline: str, since: str | None = None) -> dict[str, Any]:
-    """Pull every source customer and push what differs, logging progress.
+def backfill(
+    self: Task, pipeline: str, since: str | None = None, fan_out: bool = True, page_size: int | None = None
+) -> dict[str, Any]:
+    """Pull every source customer and push what differs, logging progress; fanned out by page.
 
     Args:
         pipeline: its name in the config file.
         since: ISO date; only customers created on or after it (sources that can filter).
+        fan_out: send each page to the workers as a ``custsync.backfill_page`` task
+            (:mod:`worker.fanout`); ``False`` runs the whole backfill in this task.
+        page_size: records per page task (default :data:`worker.fanout.PAGE_SIZE`).
 
     Returns:
         The run's summary.
     """
-    return _run(self, pipeline, kind="backfill", since=date.fromisoformat(since) if since else None)
+    drive: Drive | None = None
+    if fan_out:
+        config = service_config()
+        drive = fanout.Coordinator(
+            redis_client(config.broker.url),
+            lambda message: str(backfill_page.apply_async(args=[message]).id),
+            ttl_s=get_settings().lock_ttl_s,
+            page_size=page_size or fanout.PAGE_SIZE,
+        )
+    return _run(self, pipeline, kind="backfill", since=date.fromisoformat(since) if since else None, drive=drive)
 
 
-def _run(task: Task, pipeline: str, *, kind: str, since: date | None = None) -> dict[str, Any]:
+@app.task(name="custsync.backfill_page", bind=True)  # type: ignore[untyped-decorator]
+def backfill_page(self: Task, message: dict[str, Any]) -> dict[str, Any]:
+    """One page of a fanned-out backfill, inside its run (:func:`worker.fanout.run_page`).
+
+    Never retried by Celery: a page that fails fails its run (whose task retries a
+    transient failure), and a page whose task died is run by the coordinator.
+
+    Returns:
+        The page's report (:class:`worker.fanout.PageReport` as a dict).
+    """
+    structlog.contextvars.bind_contextvars(pipeline=message["pipeline"], kind="backfill_page")
+    config = service_config()
+    store = _process_store(config)
+    report = fanout.run_page(config, message, store=store, redis_url=config.broker.url, owner=f"task:{self.request.id}")
+    return asdict(report)
+
+
+def _run(
+    task: Task, pipeline: str, *, kind: str, since: date | None = None, drive: Drive | None = None
+) -> dict[str, Any]:
     structlog.contextvars.bind_contextvars(pipeline=pipeline, kind=kind)
     settings = get_settings()
     config = service_config()
@@ -103,6 +141,7 @@ def _run(task: Task, pipeline: str, *, kind: str, since: date | None = None) -> 
             kind=kind,
             since=since,
             progress=ProgressLog(pipeline) if kind == "backfill" else None,
+            drive=drive,
         )
     except TRANSIENT_ERRORS as exc:
         _retry(task, exc)
@@ -173,4 +212,4 @@ def _retry(task: Task, exc: BaseException) -> NoReturn:
     raise task.retry(exc=exc, countdown=countdown)
 
 
-__all__ = ["MAX_RETRIES", "TRANSIENT_ERRORS", "RunFailedError", "backfill", "sync_pipeline"]
+__all__ = ["MAX_RETRIES", "TRANSIENT_ERRORS", "RunFailedError", "backfill", "backfill_page", "sync_pipeline"]

@@ -139,7 +139,12 @@ def backfill(
         ),
     ] = None,
     enqueue: Annotated[
-        bool, typer.Option("--enqueue", help="Hand the backfill to the Celery workers instead.")
+        bool,
+        typer.Option(
+            "--enqueue",
+            help="Hand the backfill to the Celery workers instead, fanned out: each page of the source is "
+            "a task any worker can take, all in one run under the pipeline's lock.",
+        ),
     ] = False,
     config: ConfigOption = None,
     verbose: VerboseOption = False,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -46,6 +47,22 @@ from worker.engine.snapshot import read_snapshot
 from worker.topology import ONE_WAY, Rules
 
 log = structlog.get_logger("custsync.sync")
+
+
+@dataclass(frozen=True)
+class PageShare:
+    """What one page of a run shared by several processes did, for the run's coordinator (:mod:`worker.fanout`).
+
+    Attributes:
+        counts: the page's counts (``pulled``: its records), each record once, by its final outcome.
+        waiting: source ids of creates that wait on a natural-key match: pushed by the coordinator,
+            once every page is in (they are counted there, not here).
+        not_stored: field → records whose written value the target did not keep.
+    """
+
+    counts: Counts
+    waiting: tuple[str, ...] = ()
+    not_stored: Mapping[str, int] = field(default_factory=dict)
 
 
 class Engine:
@@ -122,11 +139,12 @@ class Engine:
         # Creates that would match an unlinked target record by a natural key wait for the whole
         # source: a second source record with the same key on a later page makes both ambiguous.
         self._waiting: list[tuple[Claim, QuarantineEntry | None]] = []
+        self._shared = Counts()  # the counts of pages other processes ran for this run (fan-out)
 
     @property
     def counts(self) -> Counts:
         """The run's counts, derived from the final outcome of each record."""
-        return self.ledger.counts(self.pulled, vanished=self._vanished)
+        return _plus(self.ledger.counts(self.pulled, vanished=self._vanished), self._shared)
 
     # -- the run ------------------------------------------------------------
 
@@ -139,6 +157,10 @@ class Engine:
             log.info("page_synced", page=page_no, records=len(page), pulled=self.pulled)
             if self.options.progress is not None:
                 self.options.progress(self.pulled)
+        await self.finish()
+
+    async def finish(self) -> None:
+        """The end of a run, once every page is in: natural-key creates, unanswered creates, vanished records."""
         await self._settle_natural_keys()
         await self._retry_unanswered()
         if self.pipeline.propagate_deletes:
@@ -154,6 +176,10 @@ class Engine:
         ids = [r.id for r in records if r.id != "?"]
         records = positional(records, self.pulled)
         self._unidentified += len(records) - len(ids)
+        await self._plan_and_push(records, ids)
+
+    async def _plan_and_push(self, records: list[RemoteCustomer], ids: list[str]) -> None:
+        """The page after its bookkeeping: snapshot, plan, push, record."""
         snapshot = read_snapshot(
             self.store, records, ids, pipeline=self.name, source=self.source, target=self.target, ctx=self.context
         )
@@ -171,6 +197,44 @@ class Engine:
             self._waiting.extend((c, snapshot.quarantined.get(c.write.record.remote.id)) for c in claims)
             outcomes = [o for o in outcomes if o.record.remote.id not in waiting]
         await self._push_and_record(outcomes, snapshot.quarantined)
+
+    # -- a run shared by several processes (worker/fanout.py) --------------------
+
+    def fresh(self, records: list[RemoteCustomer]) -> list[RemoteCustomer]:
+        """The coordinator's side of a listed page: repeats dropped, the rest counted as pulled and seen.
+
+        The coordinator plans nothing itself: each page goes to :meth:`shared_page` in some
+        process, with ``offset`` the ``pulled`` count before it, and comes back to :meth:`absorb`.
+        """
+        records = self._once(records)
+        self.pulled += len(records)
+        self._unidentified += sum(1 for r in records if r.id == "?")
+        self.seen_source_ids.update(r.id for r in records if usable_id(r.id))
+        return records
+
+    async def shared_page(self, records: list[RemoteCustomer], *, offset: int) -> PageShare:
+        """One page of a shared run, as :meth:`page` runs it, then its own unanswered creates retried.
+
+        Args:
+            records: the page, as :meth:`fresh` returned it.
+            offset: the run's ``pulled`` before this page (records without an id are numbered as in one process).
+        """
+        self.pulled = offset
+        await self.page(records)
+        await self._retry_unanswered()
+        counts = dataclasses.replace(self.counts, pulled=self.pulled - offset)
+        waiting = tuple(claim.write.record.remote.id for claim, _ in self._waiting)
+        return PageShare(counts, waiting, dict(self.executor.check.counts))
+
+    def absorb(self, share: PageShare) -> None:
+        """Take a page another process ran into this run's counts and write-check report."""
+        self._shared = _plus(self._shared, dataclasses.replace(share.counts, pulled=0))  # pulled: see fresh()
+        self.executor.check.counts.update(share.not_stored)
+
+    async def again(self, records: list[RemoteCustomer]) -> None:
+        """Plan and push records a shared page left waiting (already pulled and seen): before :meth:`finish`."""
+        if records:
+            await self._plan_and_push(records, [r.id for r in records])
 
     def _ensure_identities(
         self, outcomes: Sequence[Planned], fresh: Sequence[str], linking: Mapping[str, str]
@@ -310,4 +374,9 @@ class Engine:
         self.planned.extend(PlannedChange("archive", "", "", target_id) for target_id in outcome.planned)
 
 
-__all__ = ["Engine"]
+def _plus(a: Counts, b: Counts) -> Counts:
+    """Two counts added field by field."""
+    return Counts(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in dataclasses.fields(a)})
+
+
+__all__ = ["Engine", "PageShare"]
