@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import structlog
 
 from connectors.base import Connector
+from connectors.errors import NotFoundError
 from connectors.model import Customer, FieldProblem, RemoteCustomer, fingerprint
 from state.store import Store
 from worker.engine.outcomes import Write
@@ -172,6 +173,10 @@ class Identity:
         """
         prepared, record = write.prepared, write.record
         pending = pending or (prepared.link is not None and prepared.link.status == "pending")
+        home = await self._home(record.external_id)
+        if home is not None:
+            log.info("identity_recovered", external_id=record.external_id, target_id=home.id, by="origin")
+            return home
         if self.target.spec.identity_slot:
             if self.target.create_is_idempotent and not pending:
                 # The create itself answers with a record holding this external_id; only an older
@@ -217,6 +222,27 @@ class Identity:
                 log.info("identity_recovered", external_id=record.external_id, target_id=matches[0].id, by="content")
                 return matches[0]
         return NOT_FOUND
+
+    async def _home(self, external_id: str) -> RemoteCustomer | None:
+        """The target's own record when the identity names it (a copy coming home after a lost store).
+
+        An identity made in the target (``system:tenant:id``) is the record ``id`` there, which
+        holds no identity in any slot: looked up by id, unless the store links it to another one.
+        """
+        try:
+            prefix = self.target.external_id_for("")
+        except RuntimeError:  # the tenant is not known yet: no identity can name this target
+            return None
+        remote_id = external_id[len(prefix) :] if external_id.startswith(prefix) else ""
+        if not usable_id(remote_id):
+            return None
+        if remote_id in self.store.links_by_remote(self.target.name, [remote_id]):
+            return None  # linked to another identity: not ours to take
+        try:
+            found = await self.target.get(remote_id)
+        except NotFoundError:
+            return None  # gone from its own system: created again, as any missing record
+        return found if found.customer is not None and usable_id(found.id) else None
 
     async def _find_by_external_id(
         self, write: Write, *, aliases_only: bool = False, aliases: bool = True
