@@ -6,7 +6,8 @@ from collections import Counter
 
 from sandbox.server import Sandbox
 from state.store import Store
-from tests.conftest import SyncFn
+from tests.conftest import SyncFn, one_way
+from worker.config import AppConfig
 
 
 def _thredfi_calls(sandbox: Sandbox) -> Counter[str]:
@@ -38,15 +39,34 @@ async def test_given_a_first_sync_from_bigcapital_into_an_empty_thredfi_when_run
 
 
 async def test_given_a_store_that_knows_the_target_when_new_records_are_created_then_no_lookup_either(
-    sandbox: Sandbox, sync: SyncFn, store: Store
+    sandbox: Sandbox, sync: SyncFn, store: Store, config: AppConfig
 ) -> None:
+    config = one_way(config, "bigcapital_to_thredfi")
     sandbox["bigcapital"].seed_fake(5)
-    await sync("bigcapital_to_thredfi")
+    await sync("bigcapital_to_thredfi", config=config)
     sandbox["bigcapital"].seed_fake(5)
     sandbox["thredfi"].requests.clear()
 
-    result = await sync("bigcapital_to_thredfi")
+    result = await sync("bigcapital_to_thredfi", config=config)
 
     assert result.counts.created == 5, result.summary()
     calls = _thredfi_calls(sandbox)
     assert (calls["lookup"], calls["GET"], calls["POST"]) == (0, 0, 5), calls
+
+
+async def test_given_a_two_way_pair_when_new_records_are_created_then_one_listing_per_run_finds_copies(
+    sandbox: Sandbox, sync: SyncFn, store: Store
+) -> None:
+    """In a pair, a record new to the store may be a copy (Bigcapital keeps no identity): Thredfi is
+    listed once per run to find its original by e-mail, never once per record."""
+    sandbox["bigcapital"].seed_fake(5)
+    await sync("bigcapital_to_thredfi")
+    sandbox["bigcapital"].seed_fake(150, seed=8)
+    sandbox["thredfi"].requests.clear()
+
+    result = await sync("bigcapital_to_thredfi")
+
+    assert result.counts.created == 150, result.summary()
+    calls = _thredfi_calls(sandbox)
+    assert calls["lookup"] == 0, calls
+    assert calls["GET"] <= 1 + 2, f"one page to see the target holds records, then one listing: {calls}"

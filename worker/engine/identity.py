@@ -28,7 +28,7 @@ from connectors.base import Connector
 from connectors.errors import NotFoundError
 from connectors.model import Customer, FieldProblem, RemoteCustomer, fingerprint
 from state.store import Store
-from worker.engine.outcomes import Write
+from worker.engine.outcomes import Record, Write
 
 log = structlog.get_logger("custsync.sync")
 
@@ -110,9 +110,20 @@ class Identity:
     """Finds target records for identities; one per run (it holds the target index and the claims)."""
 
     def __init__(
-        self, *, source: Connector, target: Connector, store: Store, kept: frozenset[str], match_on: tuple[str, ...]
+        self,
+        *,
+        source: Connector,
+        target: Connector,
+        store: Store,
+        kept: frozenset[str],
+        match_on: tuple[str, ...],
+        copies_by: tuple[str, ...] = (),
     ) -> None:
         self.source, self.target, self.store, self.kept, self.match_on = source, target, store, kept, match_on
+        #: natural keys that find, for an identity new to the store, the record a copy came from.
+        self.copies_by = copies_by
+        self._holds_any: bool | None = None
+        self._holds_lock = asyncio.Lock()
         self._index: _TargetIndex | None = None
         self._index_lock = asyncio.Lock()
         self._nk_claims: dict[str, str] = {}  # target id -> external_id that claimed it by a natural key
@@ -149,11 +160,18 @@ class Identity:
         """
         async with self._aliases_lock:
             if self._unknown_aliases is None:
-                self._unknown_aliases = await self._target_holds_any()
+                self._unknown_aliases = await self.target_holds_any()
                 log.debug("alias_lookups", needed=self._unknown_aliases)
             return self._unknown_aliases
 
-    async def _target_holds_any(self) -> bool:
+    async def target_holds_any(self) -> bool:
+        """Whether the target lists any record (one page read, once per run)."""
+        async with self._holds_lock:  # the page's creates ask at once: one read for all
+            if self._holds_any is None:
+                self._holds_any = await self._read_holds_any()
+            return self._holds_any
+
+    async def _read_holds_any(self) -> bool:
         for listing in self.target.listings():
             pages = self.target.walk(listing, op="list")
             try:
@@ -181,15 +199,17 @@ class Identity:
             if self.target.create_is_idempotent and not pending:
                 # The create itself answers with a record holding this external_id; only an older
                 # form of it (an alias) may need a lookup first.
-                if not self.source.external_id_aliases(record.remote.id) or not await self.aliases_unknown():
+                if self.source.external_id_aliases(record.remote.id) and await self.aliases_unknown():
+                    matches = await self._find_by_external_id(write, aliases_only=True)
+                    if len(matches) == 1:
+                        return matches[0]
+                    if len(matches) > 1:
+                        return ambiguous("external_id", len(matches), self.target.system)
+                if not self._keys(record):
                     return NOT_FOUND
-                matches = await self._find_by_external_id(write, aliases_only=True)
-                if len(matches) == 1:
-                    return matches[0]
-                if len(matches) > 1:
-                    return ambiguous("external_id", len(matches), self.target.system)
-                return NOT_FOUND
-            matches = await self._find_by_external_id(write, aliases=pending or await self.aliases_unknown())
+                matches = []
+            else:
+                matches = await self._find_by_external_id(write, aliases=pending or await self.aliases_unknown())
             if len(matches) > 1:
                 return ambiguous("external_id", len(matches), self.target.system)
             if matches:
@@ -197,14 +217,17 @@ class Identity:
                     "identity_recovered", external_id=record.external_id, target_id=matches[0].id, by="external_id"
                 )
                 return matches[0]
-            if not self.match_on:
+            if not self._keys(record):
                 # The slot says whether our record exists: a lookalike holding another identity
                 # (or none) is not ours, and content is no evidence against the slot.
                 return NOT_FOUND
-        if not self.match_on and not pending:
+            if not self.match_on and not await self.target_holds_any():
+                return NOT_FOUND  # nothing a copy could have come from
+        keys = self._keys(record)
+        if not keys and not pending:
             return NOT_FOUND
         index = await self.index()
-        for key in self.match_on:
+        for key in keys:
             if key in prepared.defaulted:
                 continue  # a value from `defaults` is not the customer's: never matched on
             matches = index.match(key, getattr(prepared.shaped, key))
@@ -222,6 +245,10 @@ class Identity:
                 log.info("identity_recovered", external_id=record.external_id, target_id=matches[0].id, by="content")
                 return matches[0]
         return NOT_FOUND
+
+    def _keys(self, record: Record) -> tuple[str, ...]:
+        """The natural keys that may find this record's identity in the target."""
+        return self.match_on or (self.copies_by if record.fresh else ())
 
     async def _home(self, external_id: str) -> RemoteCustomer | None:
         """The target's own record when the identity names it (a copy coming home after a lost store).

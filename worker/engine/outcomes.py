@@ -36,6 +36,8 @@ class Record:
     identity_id: int | None = None
     #: (fingerprint, active) of the source link as stored: saved again only when it changed.
     seen: tuple[str | None, bool | None] = (None, None)
+    #: the store knew no identity of it before this run.
+    fresh: bool = False
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,8 @@ def identify(remote: RemoteCustomer, snapshot: Snapshot, ctx: PlanContext) -> Re
             remote, snapshot.external_ids[link.identity_id], link.identity_id, (link.fingerprint, link.active)
         )
     external_id = fresh_external_id(remote, snapshot.aliases, ctx)
-    return Record(remote, external_id, snapshot.identities.get(external_id))
+    identity_id = snapshot.identities.get(external_id)
+    return Record(remote, external_id, identity_id, fresh=identity_id is None)
 
 
 def plan_page(records: Sequence[RemoteCustomer], snapshot: Snapshot, ctx: PlanContext) -> PagePlan:

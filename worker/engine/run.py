@@ -97,11 +97,18 @@ class Engine:
         if pipeline.match_on is not None:
             match_on: tuple[str, ...] = tuple(pipeline.match_on)
         else:
-            # In a pair or ring a copy may reach the target from a system without an identity slot:
-            # after a lost state store only a natural key finds the record it came from.
-            slot_only = target.spec.identity_slot and not rules.two_way
-            match_on = () if slot_only else target.spec.natural_keys
-        self.identity = Identity(source=source, target=target, store=store, kept=kept, match_on=match_on)
+            match_on = () if target.spec.identity_slot else target.spec.natural_keys
+        # In a pair or ring a copy may reach a target with an identity slot from a system without one:
+        # after a lost state store only a natural key finds the record it came from. The e-mail only
+        # (a tax id is shared by customers a company keeps apart), for identities new to the store.
+        copies = (
+            ("email",)
+            if rules.two_way and target.spec.identity_slot and not source.spec.identity_slot and not match_on
+            else ()
+        )
+        self.identity = Identity(
+            source=source, target=target, store=store, kept=kept, match_on=match_on, copies_by=copies
+        )
         self.executor = Executor(
             pipeline=pipeline,
             target=target,
