@@ -127,7 +127,7 @@ def _merge_options(text: str, options: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def variant(customer: Customer, tag: str) -> Customer:
-    """Another customer shaped like ``customer``: ``tag`` in its name, e-mail and (Mexican) RFC.
+    """Another customer shaped like ``customer``: ``tag`` in its name, e-mail and tax id (natural keys differ).
 
     A person's tag goes on the last name too, so the display name still splits into the parts.
     """
@@ -139,8 +139,10 @@ def variant(customer: Customer, tag: str) -> Customer:
     if customer.email:
         local, _, domain = customer.email.partition("@")
         changes["email"] = f"{local}.{tag.lower()}@{domain}"
-    if customer.tax_id and customer.country == "MX":  # RFCs are unique in Timbrix: a new homoclave
+    if customer.tax_id and customer.country == "MX":  # an RFC with a homoclave of its own
         changes["tax_id"] = customer.tax_id[:-3] + f"{tag[0].upper()}{tag[-1].upper()}9"
+    elif customer.tax_id and customer.tax_id[-1].isdigit():  # a tax id is a natural key: another one
+        changes["tax_id"] = customer.tax_id[:-1] + str((int(customer.tax_id[-1]) + len(tag)) % 10)
     return customer.model_copy(update=changes)
 
 
