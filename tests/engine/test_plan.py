@@ -184,7 +184,7 @@ def test_given_a_new_record_when_planned_then_its_identity_is_to_be_made_and_lin
 
     (write,) = plan.outcomes
     assert isinstance(write, Write)
-    assert write.record == Record(RemoteCustomer("1", ACME), EXT, None)
+    assert write.record == Record(RemoteCustomer("1", ACME), EXT, None, fresh=True)
     assert write.prepared.fingerprint == fp(ACME)
     assert write.prepared.source_fingerprint == source_fingerprint(ACME)
     assert write.prepared.link is None

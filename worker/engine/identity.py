@@ -76,6 +76,10 @@ class _TargetIndex:
         """Like :meth:`match`, counting records claimed in this run as candidates (collisions)."""
         return [r for r in self._by_key.get((key, _norm(value) or ""), []) if r.id not in self._linked]
 
+    def match_linked(self, key: str, value: str | None) -> list[RemoteCustomer]:
+        """Records with this key that the store linked to an identity before the run."""
+        return [r for r in self._by_key.get((key, _norm(value) or ""), []) if r.id in self._linked]
+
     def match_content(self, fp: str) -> list[RemoteCustomer]:
         return [r for r in self._by_fp.get(fp, []) if r.id not in self._claimed]
 
@@ -118,10 +122,13 @@ class Identity:
         kept: frozenset[str],
         match_on: tuple[str, ...],
         copies_by: tuple[str, ...] = (),
+        split_guard: bool = False,
     ) -> None:
         self.source, self.target, self.store, self.kept, self.match_on = source, target, store, kept, match_on
         #: natural keys that find, for an identity new to the store, the record a copy came from.
         self.copies_by = copies_by
+        #: a pair or ring: a new identity whose key a linked record holds is refused, not copied.
+        self.split_guard = split_guard
         self._holds_any: bool | None = None
         self._holds_lock = asyncio.Lock()
         self._index: _TargetIndex | None = None
@@ -238,6 +245,20 @@ class Identity:
                 self._nk_claims[matches[0].id] = record.external_id
                 log.info("natural_key_matched", external_id=record.external_id, target_id=matches[0].id, key=key)
                 return matches[0]
+        if self.split_guard and record.fresh:
+            for key in keys:
+                taken = [] if key in prepared.defaulted else index.match_linked(key, getattr(prepared.shaped, key))
+                if taken:
+                    # In a pair or ring, a customer new to the store whose key another linked customer
+                    # holds is most likely that customer under a second identity (a lost store): a
+                    # copy would be a duplicate. Left to a person, as an ambiguity is.
+                    log.warning("identity_split_suspected", external_id=record.external_id, key=key)
+                    return FieldProblem(
+                        key,
+                        f"{key}: {self.target.system} record {taken[0].id} has it and belongs to another customer "
+                        "of the store (the same customer twice after a lost state store?); link one by hand "
+                        "or fix the data",
+                    )
         if pending and not self.target.spec.identity_slot:
             matches = index.match_content(prepared.fingerprint)
             if len(matches) == 1:

@@ -107,7 +107,13 @@ class Engine:
             else ()
         )
         self.identity = Identity(
-            source=source, target=target, store=store, kept=kept, match_on=match_on, copies_by=copies
+            source=source,
+            target=target,
+            store=store,
+            kept=kept,
+            match_on=match_on,
+            copies_by=copies,
+            split_guard=rules.two_way,
         )
         self.executor = Executor(
             pipeline=pipeline,
