@@ -127,7 +127,7 @@ class Identity:
         self.source, self.target, self.store, self.kept, self.match_on = source, target, store, kept, match_on
         #: natural keys that find, for an identity new to the store, the record a copy came from.
         self.copies_by = copies_by
-        #: a pair or ring: a new identity whose key a linked record holds is refused, not copied.
+        #: a pair or ring: a create whose natural key a record linked to another identity holds is refused.
         self.split_guard = split_guard
         self._holds_any: bool | None = None
         self._holds_lock = asyncio.Lock()
@@ -245,13 +245,13 @@ class Identity:
                 self._nk_claims[matches[0].id] = record.external_id
                 log.info("natural_key_matched", external_id=record.external_id, target_id=matches[0].id, key=key)
                 return matches[0]
-        if self.split_guard and record.fresh:
+        if self.split_guard:
             for key in keys:
                 taken = [] if key in prepared.defaulted else index.match_linked(key, getattr(prepared.shaped, key))
                 if taken:
-                    # In a pair or ring, a customer new to the store whose key another linked customer
-                    # holds is most likely that customer under a second identity (a lost store): a
-                    # copy would be a duplicate. Left to a person, as an ambiguity is.
+                    # In a pair or ring, a customer to create whose key another linked customer holds
+                    # is most likely that customer under a second identity (a lost store): a copy
+                    # would be a duplicate. Left to a person, as an ambiguity is.
                     log.warning("identity_split_suspected", external_id=record.external_id, key=key)
                     return FieldProblem(
                         key,
