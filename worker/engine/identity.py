@@ -59,7 +59,12 @@ class _TargetIndex:
         self._by_fp: dict[str, list[RemoteCustomer]] = {}
         self._linked = set(linked)
         self._claimed = set(linked)
+        self._slotted: dict[tuple[str, str], list[RemoteCustomer]] = {}
         for record in records:
+            if record.customer is not None and record.external_id and usable_id(record.id):
+                for key in ("tax_id", "email"):
+                    if value := _norm(getattr(record.customer, key)):
+                        self._slotted.setdefault((key, value), []).append(record)
             if record.customer is None or record.external_id or not usable_id(record.id):
                 continue  # unreadable, or it holds an identity in the slot: someone's, never a match
             for key in ("tax_id", "email"):
@@ -77,8 +82,9 @@ class _TargetIndex:
         return [r for r in self._by_key.get((key, _norm(value) or ""), []) if r.id not in self._linked]
 
     def match_linked(self, key: str, value: str | None) -> list[RemoteCustomer]:
-        """Records with this key that the store linked to an identity before the run."""
-        return [r for r in self._by_key.get((key, _norm(value) or ""), []) if r.id in self._linked]
+        """Records with this key that belong to another identity: linked before the run, or holding one in the slot."""
+        wanted = (key, _norm(value) or "")
+        return [r for r in self._by_key.get(wanted, []) if r.id in self._linked] + self._slotted.get(wanted, [])
 
     def match_content(self, fp: str) -> list[RemoteCustomer]:
         return [r for r in self._by_fp.get(fp, []) if r.id not in self._claimed]
@@ -247,7 +253,14 @@ class Identity:
                 return matches[0]
         if self.split_guard:
             for key in keys:
-                taken = [] if key in prepared.defaulted else index.match_linked(key, getattr(prepared.shaped, key))
+                ours = {record.external_id, *self.source.external_id_aliases(record.remote.id)}
+                taken = [
+                    r
+                    for r in (
+                        [] if key in prepared.defaulted else index.match_linked(key, getattr(prepared.shaped, key))
+                    )
+                    if r.external_id not in ours
+                ]
                 if taken:
                     # In a pair or ring, a customer to create whose key another linked customer holds
                     # is most likely that customer under a second identity (a lost store): a copy
