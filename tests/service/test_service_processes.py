@@ -290,7 +290,9 @@ def test_given_the_deployment_section_when_followed_then_a_scheduled_pipeline_sy
     time.sleep(3)  # had the second beat scheduled too, its run would be here by now
 
     runs = status()["runs"]
-    assert [(r["kind"], r["status"], r["created"]) for r in runs] == [("run", "succeeded", 30)]
+    # The sandbox seeds the same customers in every system, and its pipelines form pairs: a pair's
+    # first sync links each customer to the target's own record by e-mail instead of copying it.
+    assert [(r["kind"], r["status"], r["created"] + r["matched"]) for r in runs] == [("run", "succeeded", 30)]
     synced = [
         c["external_id"]
         for c in _get(f"http://127.0.0.1:{port}/thredfi/_admin/customers")

@@ -43,7 +43,7 @@ def status(
                         "finished_at": r.finished_at.isoformat() if r.finished_at else None,
                         **{
                             k: getattr(r, k)
-                            for k in ("pulled", "created", "updated", "archived", "unchanged", "failed")
+                            for k in ("pulled", "created", "updated", "archived", "unchanged", "failed", "matched")
                         },
                         "error": r.error,
                     }
