@@ -27,6 +27,7 @@ from connectors.ratelimit import LocalRateLimiter
 from sandbox._core import FaultKind
 from sandbox.server import BackgroundServer, Sandbox
 from state.store import Store
+from tests.conftest import one_way
 from tests.support.parallel import redis_url
 from tests.support.soak import config_text, seed_source, verify_async
 from worker.config import AppConfig, parse_config
@@ -497,7 +498,13 @@ async def test_given_two_pipelines_into_one_connection_when_run_at_once_then_the
     """What the service does (``worker.lock``): every run builds its limiters on one Redis."""
     seed_source(sandbox, "bt", 12)
     sandbox["piriod"].seed_fake(12)
-    config = _config(store, connections={"thredfi": {"requests_per_second": 25}})
+    # One way: in pairs the same people seeded in Bigcapital and Piriod would be refused as second
+    # identities of one another (this test is about the shared limiter, not identity).
+    config = one_way(
+        _config(store, connections={"thredfi": {"requests_per_second": 25}}),
+        "bigcapital_to_thredfi",
+        "piriod_to_thredfi",
+    )
     stamps: list[float] = []
     timed = _Timed(httpx.ASGITransport(app=sandbox.app), stamps, host_path="/thredfi/")
     other = Store(f"sqlite:///{tmp_path / 'other.db'}")
