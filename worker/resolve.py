@@ -29,6 +29,7 @@ from connectors.errors import ConnectorError, FatalError
 from state.models import Link
 from state.store import LinkWrite, Store
 from worker.config import AppConfig, ConfigError
+from worker.engine.execute import write_fields
 from worker.engine.twoway import hashes
 from worker.lock import dead_local_process, holder_token, on_holder
 from worker.runner import build_connector
@@ -149,17 +150,10 @@ async def _one(store: Store, conflict: _Held, kept: Connector, written: Connecto
     target = (await written.get(other_link.remote_id)).customer
     if source is None or target is None:
         raise LookupError(f"{external_id}: its record could not be read on both sides")
-    shaped = written.shape(source)
-    values = fields - {"active"}
-    stored = target
-    if values:
-        merged = written.shape(target.model_copy(update={n: getattr(shaped, n) for n in values}))
-        answered = await written.update(other_link.remote_id, merged, external_id, fields=values)
-        _, after = await WriteCheck(written).check(other_link.remote_id, merged, answered, values)
-        stored = after or merged
-    if "active" in fields and target.active != shaped.active and written.spec.archive:
-        await written.set_active(other_link.remote_id, shaped.active)
-        stored = stored.model_copy(update={"active": shaped.active})
+    check = WriteCheck(written)
+    stored, _, _ = await write_fields(
+        written, check, other_link.remote_id, target, written.shape(source), fields, external_id
+    )
     store.save_links(
         kept.name,
         [_remember(kept_link, {written.name: hashes(source, fields)})],

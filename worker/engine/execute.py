@@ -201,37 +201,31 @@ class Executor:
         remote_id = link.remote_id
         try:
             current = await self.target.get(remote_id)
+            held = current.customer
+            if held is None:
+                problem = current.problem or FieldProblem("record", f"{self.target.system} record could not be read")
+                return self._refused(attempt, problem, remote_id)
+            fields = sides.edited
+            plan = reconcile(
+                fields=fields,
+                forced=sides.forced,
+                want=hashes(shaped, fields | sides.forced),
+                held=hashes(held, fields | sides.forced),
+                memory=sides.memory,
+                rules=self.rules,
+                source=self.source,
+                target=self.target.name,
+                newer=is_newer(write.record.remote.updated_at, current.updated_at),
+                rewrite=self.full,
+                first=sides.first,
+            )
+            stored, missing, done = await write_fields(
+                self.target, self.check, remote_id, held, shaped, plan.write, attempt.external_id
+            )
         except NotFoundError:
             # Deleted in the target by someone: recreated through the recovery, as a one-way update would.
             log.warning("target_record_missing", external_id=attempt.external_id, target_id=remote_id)
             return await self.execute(Write(dataclasses.replace(prepared, sides=None), write.decision))
-        except FatalError:
-            raise
-        except RetriableError as exc:
-            log.warning("record_deferred", external_id=attempt.external_id, error=str(exc))
-            return Deferred(write, str(exc), None, attempt.fingerprint)
-        except ConnectorError as exc:
-            return self._refused(attempt, FieldProblem("record", str(exc)), remote_id)
-        held = current.customer
-        if held is None:
-            problem = current.problem or FieldProblem("record", f"{self.target.system} record could not be read")
-            return self._refused(attempt, problem, remote_id)
-        fields = sides.edited
-        plan = reconcile(
-            fields=fields,
-            forced=sides.forced,
-            want=hashes(shaped, fields | sides.forced),
-            held=hashes(held, fields | sides.forced),
-            memory=sides.memory,
-            rules=self.rules,
-            source=self.source,
-            target=self.target.name,
-            newer=is_newer(write.record.remote.updated_at, current.updated_at),
-            rewrite=self.full,
-            first=sides.first,
-        )
-        try:
-            stored = await self._write_fields(attempt, remote_id, held, plan.write)
         except RecordError as exc:
             problem = _field_problem(exc.field, str(exc)) if exc.field else FieldProblem("record", str(exc))
             return self._refused(attempt, problem, remote_id)
@@ -244,6 +238,9 @@ class Executor:
             raise
         except ConnectorError as exc:
             return self._refused(attempt, FieldProblem("record", str(exc)), remote_id)
+        attempt.not_stored |= missing
+        for action in done:
+            self._wrote(attempt, action)
         for overwrite in plan.overwrites:
             log.info(
                 overwrite.event,
@@ -253,29 +250,6 @@ class Executor:
                 target=self.target.name,
             )
         return self._settled(attempt, remote_id, plan, held, stored)
-
-    async def _write_fields(
-        self, attempt: _Attempt, remote_id: str, held: Customer, fields: frozenset[str]
-    ) -> Customer:
-        """Write ``fields`` of the source into the target record ``held``; the record as stored after."""
-        shaped = attempt.write.prepared.shaped
-        values = fields - {"active"}
-        stored = held
-        if values:
-            # The target's own record with the edited fields put in: whatever else a write sends
-            # (a kind, a display name) is the target's own value, never the source's.
-            merged = self.target.shape(held.model_copy(update={n: getattr(shaped, n) for n in values}))
-            answered = await self.target.update(remote_id, merged, attempt.external_id, fields=values)
-            self._wrote(attempt, "update")
-            missing, after = await self.check.check(remote_id, merged, answered, values)
-            if missing - attempt.not_stored:
-                attempt.not_stored |= missing
-            stored = after or merged
-        if "active" in fields and held.active != shaped.active:
-            await self.target.set_active(remote_id, shaped.active)
-            self._wrote(attempt, "reactivate" if shaped.active else "archive")
-            stored = stored.model_copy(update={"active": shaped.active})
-        return stored
 
     def _settled(self, attempt: _Attempt, remote_id: str, plan: FieldPlan, held: Customer, stored: Customer) -> Written:
         """The outcome of a two-way update, and what each side remembers of it."""
@@ -412,4 +386,37 @@ class Executor:
             self._wrote(attempt, "archive" if not shaped.active else "reactivate")
 
 
-__all__ = ["Executor"]
+async def write_fields(
+    target: Connector,
+    check: WriteCheck,
+    remote_id: str,
+    held: Customer,
+    shaped: Customer,
+    fields: frozenset[str],
+    external_id: str,
+) -> tuple[Customer, frozenset[str], tuple[str, ...]]:
+    """Write ``fields`` of ``shaped`` into the target record ``held`` (a two-way update, ``custsync resolve``).
+
+    The target's own record with those fields put in is what is sent: whatever else a write
+    carries (a kind, a display name) is the target's own value, never the other side's.
+
+    Returns:
+        (the record as stored after, fields it did not store, the actions written).
+    """
+    values = fields - {"active"}
+    stored, missing = held, frozenset[str]()
+    done: tuple[str, ...] = ()
+    if values:
+        merged = target.shape(held.model_copy(update={n: getattr(shaped, n) for n in values}))
+        answered = await target.update(remote_id, merged, external_id, fields=values)
+        done += ("update",)
+        missing, after = await check.check(remote_id, merged, answered, values)
+        stored = after or merged
+    if "active" in fields and held.active != shaped.active and target.spec.archive:
+        await target.set_active(remote_id, shaped.active)
+        done += ("reactivate" if shaped.active else "archive",)
+        stored = stored.model_copy(update={"active": shaped.active})
+    return stored, missing, done
+
+
+__all__ = ["Executor", "write_fields"]
