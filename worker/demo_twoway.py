@@ -74,8 +74,16 @@ def run_two_way_demo(*, first: str, second: str, count: int, workdir: Path, cons
             f"  A's new phone {'arrived' if arrived[0] else 'did NOT arrive'} in {second}, "
             f"B's {'arrived' if arrived[1] else 'did NOT arrive'} in {first}."
         )
-        for entry in store.quarantined(there) + store.quarantined(back):
-            console.print(f"  held: {entry.external_id}: {entry.reason}")
+        held = store.quarantined(there) + store.quarantined(back)
+        for entry in held:
+            if entry.reason.startswith("conflict:"):
+                console.print(f"  held: {entry.external_id}: {entry.reason}")
+        others = {entry.external_id for entry in held if not entry.reason.startswith("conflict:")}
+        if others:
+            console.print(
+                f"  ({len(others)} other customers are quarantined for fields one side cannot take: "
+                f"`custsync failures {there}` names them)"
+            )
         settled = asyncio.run(resolve(config, there, keep=first, store=store))
         for external_id, fields in settled.resolved.items():
             console.print(
