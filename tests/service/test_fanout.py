@@ -9,156 +9,57 @@ not from custsync's counters.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 from structlog.testing import capture_logs
 
-from sandbox.server import BackgroundServer, Sandbox, sandbox_config
-from state.models import Run
+from sandbox.server import Sandbox
 from state.store import Store
 from tests.support.parallel import redis_url
-from worker.app import make_app
+from tests.support.service import PIPELINE, Service, serve
 from worker.config import load_config
 from worker.engine import RunResult
 from worker.lock import KEY_PREFIX, Holder
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
-REPO = Path(__file__).resolve().parents[2]
 REDIS_URL = redis_url(3, 4)
-PIPELINE = "bigcapital_to_thredfi"
 CUSTOMERS = 350
 PAGE_SIZE = 50
 
 
-@dataclass
-class Box:
-    """The sandbox, a config for it, and the worker processes of one test."""
-
-    tmp: Path
-    sandbox: Sandbox
-    url: str
-    procs: list[tuple[str, subprocess.Popen[bytes], Path]] = field(default_factory=list)
-
-    @property
-    def config_path(self) -> Path:
-        return self.tmp / "custsync.toml"
-
-    @property
-    def state_url(self) -> str:
-        return f"sqlite:///{self.tmp}/state.db"
-
-    def environ(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTSYNC_", "CELERY_"))}
-        env.update(
-            {
-                "PYTHONPATH": str(REPO),
-                "CUSTSYNC_CONFIG": str(self.config_path),
-                "CUSTSYNC_BROKER_URL": REDIS_URL,
-                "CUSTSYNC_STATE_URL": self.state_url,
-                "CUSTSYNC_LOG_FORMAT": "json",
-                "CUSTSYNC_LOCK_TTL_S": "3",
-                "CUSTSYNC_VISIBILITY_TIMEOUT_S": "60",
-                "CUSTSYNC_TASK_TIME_LIMIT_S": "50",
-            }
-        )
-        return env
-
-    def worker(self, name: str) -> subprocess.Popen[bytes]:
-        log = self.tmp / f"{name}.log"
-        argv = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--loglevel", "INFO",
-                "--pool", "prefork", "--concurrency", "1", "--hostname", f"{name}@%h",
-                "--without-mingle", "--without-gossip"]  # fmt: skip
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, env=self.environ(), cwd=self.tmp, start_new_session=True
-            )
-        self.procs.append((name, popen, log))
-        self.wait(lambda: "worker_ready" in log.read_text(errors="replace"), 30, f"{name} ready")
-        return popen
+class Box(Service):
+    """:class:`Service` with a seeded source of :data:`CUSTOMERS`, counted in pages."""
 
     def text(self, name: str) -> str:
-        return next(log.read_text(errors="replace") for n, _, log in self.procs if n == name)
+        return next(proc.text() for proc in self.procs if proc.name == name)
 
     def events(self, name: str) -> list[dict[str, Any]]:
-        found = []
-        for line in self.text(name).splitlines():
-            if line.startswith("{"):
-                try:
-                    found.append(json.loads(line))
-                except ValueError:
-                    continue
-        return found
-
-    def kill(self, popen: subprocess.Popen[bytes]) -> None:
-        if popen.poll() is None:
-            os.killpg(popen.pid, signal.SIGKILL)
-        popen.wait(timeout=10)
-
-    def app(self) -> Celery:
-        return make_app(load_config(self.config_path))
-
-    def runs(self) -> list[Run]:
-        store = Store(self.state_url)
-        try:
-            return list(reversed(store.runs(PIPELINE, limit=50)))
-        finally:
-            store.close()
-
-    def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.1)
-        tails = "\n".join(f"--- {n}:\n{log.read_text(errors='replace')[-3000:]}" for n, _, log in self.procs)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tails}")
-
-    def target_external_ids(self) -> list[str]:
-        return [r["external_id"] for r in self.sandbox["thredfi"].records.values()]
+        return next(proc.events() for proc in self.procs if proc.name == name)
 
     def pages(self) -> int:
         """Page tasks a backfill makes: Bigcapital lists active and inactive customers apart."""
-        active = sum(1 for r in self.sandbox["bigcapital"].records.values() if r["active"])
+        active = sum(1 for r in self.box["bigcapital"].records.values() if r["active"])
         return -(-active // PAGE_SIZE) + -(-(CUSTOMERS - active) // PAGE_SIZE)
 
-    def writes(self) -> int:
-        return len(self.sandbox["thredfi"].writes())
-
     def inactive(self) -> int:
-        return sum(1 for r in self.sandbox["bigcapital"].records.values() if not r["active"])
+        return sum(1 for r in self.box["bigcapital"].records.values() if not r["active"])
 
 
 @pytest.fixture
 def box(tmp_path: Path) -> Iterator[Box]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
     sandbox = Sandbox()
     sandbox["bigcapital"].seed_fake(CUSTOMERS)
     # Creates slow enough that a run lasts a few seconds over two workers.
     sandbox["thredfi"].faults.add("slow", method="POST", path="customers/$", delay_s=0.05, times=None)
-    with BackgroundServer(sandbox.app) as server:
-        here = Box(tmp_path, sandbox, server.url)
-        here.config_path.write_text(sandbox_config(server.url, state_url=here.state_url, broker_url=REDIS_URL))
-        try:
-            yield here
-        finally:
-            for _, popen, _ in here.procs:
-                here.kill(popen)
-            client.flushdb()
-            client.close()
+    for here in serve(tmp_path, REDIS_URL, sandbox, Box):
+        here.write_config()
+        yield here
 
 
 def _page_results(client: redis.Redis) -> list[dict[str, Any]]:
@@ -224,7 +125,7 @@ def test_given_a_large_backfill_on_two_workers_when_enqueued_then_each_page_is_a
     client = redis.Redis.from_url(REDIS_URL)
     try:
         result = app.send_task("custsync.backfill", args=[PIPELINE], kwargs={"page_size": PAGE_SIZE})
-        box.wait(lambda: box.writes() >= 20, 30, "the first creates")
+        box.wait(lambda: box.target_writes() >= 20, 30, "the first creates")
         # A second run while the backfill runs: the pipeline's lock is the backfill's for the whole run.
         second = _run_now(box)
         summary = result.get(timeout=60)
@@ -244,7 +145,7 @@ def test_given_a_large_backfill_on_two_workers_when_enqueued_then_each_page_is_a
     assert (run.pulled, run.created) == (CUSTOMERS, CUSTOMERS)
     assert run.id == summary["run_id"]
     _assert_each_customer_once(box)
-    assert box.writes() == CUSTOMERS + box.inactive()  # a create each (and an archive), never a second attempt
+    assert box.target_writes() == CUSTOMERS + box.inactive()  # a create each (and an archive), never a second attempt
 
     # One task per page; each page synced exactly once, by a page task or by the coordinator,
     # whose worker took the pages no task had claimed yet.
@@ -271,14 +172,14 @@ def test_given_a_worker_killed_mid_fanout_when_the_run_ends_and_runs_again_then_
     client = redis.Redis.from_url(REDIS_URL)
     try:
         result = app.send_task("custsync.backfill", args=[PIPELINE], kwargs={"page_size": PAGE_SIZE})
-        box.wait(lambda: box.writes() >= 60, 30, "pages being written")
+        box.wait(lambda: box.target_writes() >= 60, 30, "pages being written")
         holder = Holder.parse(client.get(KEY_PREFIX + PIPELINE).decode())  # type: ignore[union-attr]
         # The worker that does not run the coordinator is running a page: killed whole.
-        coordinator_pids = {w1.pid: "w1", w2.pid: "w2"}
+        coordinator_pids = {w1.popen.pid: "w1", w2.popen.pid: "w2"}
         parent = int(Path(f"/proc/{holder.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         victim, name = (w2, "w2") if coordinator_pids.get(parent) == "w1" else (w1, "w1")
         box.wait(lambda: _running_page(box.text(name)) is not None, 10, f"a page running on {name}")
-        box.kill(victim)
+        victim.kill()
         cut = _running_page(box.text(name))
         summary = result.get(timeout=60)
         again = app.send_task("custsync.sync_pipeline", args=[PIPELINE]).get(timeout=60)
@@ -307,7 +208,7 @@ def test_given_a_lost_state_store_when_a_fanned_out_backfill_runs_then_natural_k
     from worker.runner import run_exclusive
 
     pipeline, count = "thredfi_to_bigcapital", 120
-    box.sandbox["thredfi"].seed_fake(count)
+    box.box["thredfi"].seed_fake(count)
     text = box.config_path.read_text()
     results = []
     for state, drive in ((box.tmp / "first.db", None), (box.tmp / "lost.db", True)):
@@ -338,8 +239,8 @@ def test_given_a_lost_state_store_when_a_fanned_out_backfill_runs_then_natural_k
     # each waited for the whole run before it was matched (never created a second time).
     assert second.status == "succeeded"
     assert (second.counts.pulled, second.counts.matched, second.counts.created) == (count, count, 0)
-    assert len(box.sandbox["bigcapital"].records) == CUSTOMERS
-    assert not [r for r in box.sandbox["bigcapital"].writes() if r.method == "POST"]
+    assert len(box.box["bigcapital"].records) == CUSTOMERS
+    assert not [r for r in box.box["bigcapital"].writes() if r.method == "POST"]
     (done,) = [e for e in logs if e["event"] == "fanout_pages_done"]
     assert (done["pages"], done["by_coordinator"], done["waiting"]) == (5, 5, count)
 
@@ -356,15 +257,15 @@ def test_given_a_page_refused_when_fanned_out_then_the_run_fails_once_and_late_p
     store = StateStore(config.state.url)
     sent: list[dict[str, Any]] = []
     # Refuses every create after the 120th (and no longer slow): the coordinator's third page fails for good.
-    box.sandbox["thredfi"].faults.clear()
-    box.sandbox["thredfi"].faults.add("error_before", method="POST", path="customers/$", status=403, times=None,
+    box.box["thredfi"].faults.clear()
+    box.box["thredfi"].faults.add("error_before", method="POST", path="customers/$", status=403, times=None,
                                       skip=120)  # fmt: skip
     try:
         result = run_exclusive(
             config, PIPELINE, store=store, redis_url=REDIS_URL, owner="cli", ttl_s=5, kind="backfill",
             drive=Coordinator(redis_client(REDIS_URL), _keeper(sent), ttl_s=5, page_size=PAGE_SIZE),
         )  # fmt: skip
-        written = box.writes()
+        written = box.target_writes()
         # A page task that arrives now, with the run over and its lock released, does nothing.
         late = run_page(config, sent[0], store=store, redis_url=REDIS_URL, owner="task:late")
     finally:
@@ -374,5 +275,5 @@ def test_given_a_page_refused_when_fanned_out_then_the_run_fails_once_and_late_p
     assert "HTTP 403" in (result.error or "")  # the page said why, as a run in one process does
     assert [(r.kind, r.status) for r in box.runs()] == [("backfill", "failed")]
     assert late.status == "run_gone"
-    assert box.writes() == written
+    assert box.target_writes() == written
     assert redis.Redis.from_url(REDIS_URL).get(KEY_PREFIX + PIPELINE) is None

@@ -18,189 +18,30 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
-from celery import Celery
 
-from sandbox.server import BackgroundServer, Sandbox, free_port, sandbox_config
-from state.models import Run
-from state.store import Store
+from sandbox.server import Sandbox, free_port
 from tests.support.parallel import redis_url
-from worker.app import make_app
-from worker.config import load_config
+from tests.support.service import CUSTSYNC, PIPELINE, REPO, Service, serve
 from worker.lock import KEY_PREFIX, Holder
 
-CRASHING_RUN = Path(__file__).resolve().parents[2] / "scripts" / "crashing_run.py"
+CRASHING_RUN = REPO / "scripts" / "crashing_run.py"
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
-REPO = Path(__file__).resolve().parents[2]
 #: Database 12 (14 for the second xdist worker), emptied around each test.
 REDIS_URL = redis_url(12, 14)
-PIPELINE = "bigcapital_to_thredfi"
 LOCK_KEY = KEY_PREFIX + PIPELINE
-CUSTSYNC = str(Path(sys.executable).parent / "custsync")
 
 
-@dataclass
-class Proc:
-    """A process we started, its output in a file."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def events(self) -> list[dict[str, Any]]:
-        """The JSON log events so far."""
-        found = []
-        for line in self.text().splitlines():
-            if line.startswith("{"):
-                try:
-                    found.append(json.loads(line))
-                except ValueError:
-                    continue  # a line still being written
-        return found
-
-    def kill(self) -> None:
-        """SIGKILL the process and its children (its session)."""
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait(timeout=10)
-
-
-@dataclass
-class Service:
-    """The sandbox, a config for it, and the processes of one test."""
-
-    tmp: Path
-    box: Sandbox
-    url: str
-    procs: list[Proc] = field(default_factory=list)
-
-    @property
-    def config_path(self) -> Path:
-        return self.tmp / "custsync.toml"
-
-    @property
-    def state_url(self) -> str:
-        return f"sqlite:///{self.tmp}/state.db"
-
-    def write_config(self, *, schedule: str | None = None) -> None:
-        text = sandbox_config(self.url, state_url=self.state_url, broker_url=REDIS_URL)
-        if schedule is not None:
-            text = text.replace(f"[pipelines.{PIPELINE}]\n", f'[pipelines.{PIPELINE}]\nschedule = "{schedule}"\n')
-        self.config_path.write_text(text)
-
-    def environ(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTSYNC_", "CELERY_"))}
-        env.update(
-            {
-                "PYTHONPATH": str(REPO),
-                "CUSTSYNC_CONFIG": str(self.config_path),
-                "CUSTSYNC_BROKER_URL": REDIS_URL,
-                "CUSTSYNC_STATE_URL": self.state_url,
-                "CUSTSYNC_LOG_FORMAT": "json",
-                "CUSTSYNC_LOCK_TTL_S": "3",
-                "CUSTSYNC_VISIBILITY_TIMEOUT_S": "60",
-                "CUSTSYNC_TASK_TIME_LIMIT_S": "50",
-            }
-        )
-        env.update(extra)
-        return env
-
-    def start(self, name: str, argv: list[str], **env: str) -> Proc:
-        log = self.tmp / f"{name}.log"
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self.environ(**env),
-                cwd=self.tmp,
-                start_new_session=True,
-                # Ctrl-C reaches the process as from a terminal, even when these tests run in a
-                # shell's background job (which ignores SIGINT, so Python would install no handler).
-                preexec_fn=_default_sigint,
-            )
-        proc = Proc(name, popen, log)
-        self.procs.append(proc)
-        return proc
-
-    def worker(self, name: str, *, pool: str = "prefork", **env: str) -> Proc:
-        proc = self.start(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker.app",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--pool",
-                pool,
-                "--concurrency",
-                "1",
-                "--hostname",
-                f"{name}@%h",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-            **env,
-        )
-        self.wait(lambda: "worker_ready" in proc.text(), 30, f"{name} ready")
-        return proc
-
-    def beat(self, name: str, **env: str) -> Proc:
-        return self.start(
-            name, [sys.executable, "-m", "celery", "-A", "worker.app", "beat", "--loglevel", "INFO"], **env
-        )
-
-    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [CUSTSYNC, *args, "-c", str(self.config_path)],
-            capture_output=True,
-            text=True,
-            env=self.environ(**env),
-            cwd=self.tmp,
-            timeout=120,
-            check=False,
-        )
-
-    def app(self) -> Celery:
-        return make_app(load_config(self.config_path))
-
-    def runs(self) -> list[Run]:
-        store = Store(self.state_url)
-        try:
-            return list(reversed(store.runs(PIPELINE, limit=50)))
-        finally:
-            store.close()
-
-    def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.2)
-        tails = "\n".join(f"--- {p.name} (rc={p.popen.poll()}):\n{p.text()[-3000:]}" for p in self.procs)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tails}")
-
-    def target_external_ids(self) -> list[str]:
-        return [r["external_id"] for r in list(self.box["thredfi"].records.values())]
-
-    def target_writes(self) -> int:
-        return len(self.box["thredfi"].writes())
+class Processes(Service):
+    """:class:`Service` with a seeded source and slow runs to catch mid-way."""
 
     def seed(self, count: int) -> int:
         """Seed the source; return how many writes one run makes (a create each, plus archives)."""
@@ -216,28 +57,14 @@ class Service:
         self.box["bigcapital"].faults.add("slow", method="GET", path="customers$", delay_s=delay_s, times=None)
         self.box["thredfi"].faults.add("slow", method="POST", path="customers/$", delay_s=0.15, times=None)
 
-    def close(self) -> None:
-        for proc in self.procs:
-            proc.kill()
-
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
+def service(tmp_path: Path) -> Iterator[Processes]:
     """A fresh sandbox on loopback, this worker's Redis database emptied, processes killed at the end."""
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    box = Sandbox()
-    with BackgroundServer(box.app) as server:
-        service = Service(tmp_path, box, server.url)
-        try:
-            yield service
-        finally:
-            service.close()
-            client.flushdb()
-            client.close()
+    yield from serve(tmp_path, REDIS_URL, Sandbox(), Processes)
 
 
-def _assert_each_customer_once(service: Service, count: int) -> None:
+def _assert_each_customer_once(service: Processes, count: int) -> None:
     ids = service.target_external_ids()
     assert len(ids) == count
     assert len(set(ids)) == count
@@ -254,7 +81,7 @@ def _procfile() -> dict[str, list[str]]:
 
 
 def test_given_the_deployment_section_when_followed_then_a_scheduled_pipeline_syncs_by_itself_once(
-    service: Service,
+    service: Processes,
 ) -> None:
     # the README deployment section, step by step: the sandbox writes the config, a schedule is added,
     # the Procfile's worker and beat start (the beat twice: only one may schedule).
@@ -315,10 +142,6 @@ def _get(url: str) -> Any:
     return httpx.get(url, timeout=5).json()
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=1).status_code == 200
@@ -326,7 +149,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def test_given_two_workers_when_one_pipeline_is_sent_twice_at_once_then_one_run_writes(service: Service) -> None:
+def test_given_two_workers_when_one_pipeline_is_sent_twice_at_once_then_one_run_writes(service: Processes) -> None:
     writes = service.seed(150)
     service.slow_source(1.0)  # a run of a few seconds: both deliveries overlap it
     service.write_config()
@@ -348,7 +171,7 @@ def test_given_two_workers_when_one_pipeline_is_sent_twice_at_once_then_one_run_
 
 
 def test_given_a_worker_process_killed_mid_run_when_redelivered_then_it_waits_out_the_lock_and_finishes(
-    service: Service,
+    service: Processes,
 ) -> None:
     service.seed(150)
     service.slow_source(1.0)
@@ -380,7 +203,7 @@ def test_given_a_worker_process_killed_mid_run_when_redelivered_then_it_waits_ou
 
 
 def test_given_a_whole_worker_killed_mid_run_when_another_starts_then_the_task_is_delivered_again(
-    service: Service,
+    service: Processes,
 ) -> None:
     service.seed(150)
     service.slow_source(1.0)
@@ -408,7 +231,7 @@ def test_given_a_whole_worker_killed_mid_run_when_another_starts_then_the_task_i
     _assert_each_customer_once(service, 150)
 
 
-def test_given_a_terminal_less_backfill_when_run_inline_then_it_logs_progress_and_exits_0(service: Service) -> None:
+def test_given_a_terminal_less_backfill_when_run_inline_then_it_logs_progress_and_exits_0(service: Processes) -> None:
     writes = service.seed(250)
     service.write_config()
     done = service.cli("backfill", PIPELINE)
@@ -426,7 +249,7 @@ def test_given_a_terminal_less_backfill_when_run_inline_then_it_logs_progress_an
     assert redis.Redis.from_url(REDIS_URL).get(LOCK_KEY) is None
 
 
-def test_given_a_backfill_killed_when_started_again_then_it_finishes_with_no_duplicate(service: Service) -> None:
+def test_given_a_backfill_killed_when_started_again_then_it_finishes_with_no_duplicate(service: Processes) -> None:
     service.seed(150)
     service.write_config()
     # A TTL that outlasts the restart below, so the second backfill meets the dead one's lock.
@@ -452,7 +275,7 @@ def test_given_a_backfill_killed_when_started_again_then_it_finishes_with_no_dup
     assert [r.status for r in service.runs()].count("succeeded") == 1
 
 
-def test_given_a_backfill_interrupted_with_ctrl_c_when_started_again_then_it_finishes(service: Service) -> None:
+def test_given_a_backfill_interrupted_with_ctrl_c_when_started_again_then_it_finishes(service: Processes) -> None:
     service.seed(150)
     service.slow_source(1.0)
     service.write_config()
@@ -469,7 +292,7 @@ def test_given_a_backfill_interrupted_with_ctrl_c_when_started_again_then_it_fin
     _assert_each_customer_once(service, 150)
 
 
-def test_given_enqueue_when_a_worker_runs_then_the_backfill_finishes_there(service: Service) -> None:
+def test_given_enqueue_when_a_worker_runs_then_the_backfill_finishes_there(service: Processes) -> None:
     service.seed(60)
     service.write_config()
     worker = service.worker("w1")
@@ -488,7 +311,7 @@ def test_given_enqueue_when_a_worker_runs_then_the_backfill_finishes_there(servi
     _assert_each_customer_once(service, 60)
 
 
-def test_given_a_source_that_cannot_filter_when_since_is_given_then_usage_error(service: Service) -> None:
+def test_given_a_source_that_cannot_filter_when_since_is_given_then_usage_error(service: Processes) -> None:
     service.write_config()
     done = service.cli("backfill", "thredfi_to_bigcapital", "--since", "2024-01-01")
     assert done.returncode == 2
@@ -496,7 +319,7 @@ def test_given_a_source_that_cannot_filter_when_since_is_given_then_usage_error(
 
 
 def test_given_an_unreachable_state_store_when_a_run_is_sent_then_it_is_retried_with_backoff(
-    service: Service,
+    service: Processes,
 ) -> None:
     service.write_config()
     worker = service.worker("w1", CUSTSYNC_STATE_URL="postgresql+psycopg://custsync@127.0.0.1:1/custsync")
@@ -512,7 +335,7 @@ def test_given_an_unreachable_state_store_when_a_run_is_sent_then_it_is_retried_
     assert retry["task_id"] == result.id
 
 
-def test_given_refused_credentials_when_a_run_is_sent_then_it_fails_once_without_retry(service: Service) -> None:
+def test_given_refused_credentials_when_a_run_is_sent_then_it_fails_once_without_retry(service: Processes) -> None:
     from sandbox import bigcapital
     from worker.tasks import RunFailedError
 

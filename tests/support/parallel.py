@@ -13,8 +13,9 @@ REDIS = "redis://127.0.0.1:6379"
 
 # The databases each module takes (one per xdist worker), so a new module picks a free pair:
 # 12/14 ``tests/service/test_service_processes.py``, 15/6 ``tests/reliability/test_rel_transient.py``,
-# 9/8 ``tests/service/test_metrics.py``, 3/4 ``tests/service/test_fanout.py``. Fixed ones:
-# 0, 1, 7 (URLs in configs), 2 (soak lock), 5 (perf), 10 (cli), 11 (lock), 13 (backfill).
+# 9/8 ``tests/service/test_metrics.py``, 3/4 ``tests/service/test_fanout.py``, 0/1 the configs of
+# ``tests/support/soak.py`` (CLI runs take their locks there). Fixed ones: 7 (URLs in configs),
+# 2 (soak lock), 5 (perf), 10 (cli), 11 (lock), 13 (backfill).
 
 
 def worker_index() -> int:

@@ -45,6 +45,7 @@ from connectors.model import RemoteCustomer
 from sandbox.fake import fake_customers
 from sandbox.server import BackgroundServer, Sandbox, sandbox_config
 from state.store import Store
+from tests.support.parallel import redis_url
 from worker.config import AppConfig, parse_config
 from worker.diff import apply_defaults
 from worker.runner import build_connector
@@ -85,7 +86,7 @@ def config_text(
     state_url: str,
     *,
     connections: Mapping[str, Mapping[str, Any]] | None = None,
-    broker_url: str = "redis://127.0.0.1:6379/0",
+    broker_url: str | None = None,
     suffix: str = "",
     **pipeline_options: Any,
 ) -> str:
@@ -93,7 +94,10 @@ def config_text(
 
     ``connections`` adds options to connections by name (``{"thredfi": {"timeout_s": 1}}``);
     ``suffix`` is appended to every pipeline's name (``bigcapital_to_thredfi_k1``).
+    ``broker_url`` defaults to this xdist worker's database 0 or 1: runs through the CLI take
+    their pipeline's lock there, and two workers' runs of one pipeline must not skip each other.
     """
+    broker_url = broker_url or redis_url(0, 1)
     text = sandbox_config(base_url, state_url=state_url, broker_url=broker_url)
     lines: list[str] = []
     has_defaults = {table for table, body in tomllib.loads(text).get("pipelines", {}).items() if "defaults" in body}
