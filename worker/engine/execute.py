@@ -261,7 +261,7 @@ class Executor:
         mine = {n: prepared.source_now[n] for n in done | sides.passed if n in prepared.source_now}
         mine.update(dict.fromkeys(plan.dirty, DIRTY))
         theirs = {**hashes(held, plan.settled), **hashes(stored, plan.write - attempt.not_stored)}
-        # First contact: what is to reach the source, and what is held, stays edited on the side(s) it is not synced.
+        # First contact: a value that is to reach the source reads as edited in the target, a held conflict on both.
         theirs.update(dict.fromkeys((*plan.back, *plan.conflicts) if sides.first else (), UNSENT))
         mine.update(dict.fromkeys(plan.conflicts if sides.first else (), UNSENT))
         outcome: WrittenAs = "unchanged"

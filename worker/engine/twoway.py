@@ -18,15 +18,26 @@ is marked :data:`DIRTY`, and the owner's pipeline writes its value back.
 
 *First contact*: S has no memory of T at all (a copy that reached T another way
 round a ring, a link older than memories, a store lost and the customer found
-again), so no memory says which side was edited. Per field that differs
-(:func:`first_contact`): a side that holds it empty is filled from the other one,
-a fill overwrites nothing; two values are a conflict like any other, settled by
-the rules; both only where the value is one both systems hold *exactly*
-(``TargetSpec.exact``), and S's value one T can take. A folded, derived or
-constant value, or the (in)active state, is adopted as each side holds it. When
-it is T's value that should reach S (S's is empty, or T's is newest), T's memory
-of it is marked :data:`UNSENT`: the opposite pipeline sees it edited in T and
-carries it.
+again), so no memory of each other says which side was edited. Per field that
+differs (:func:`first_contact`, from :class:`FirstContact`):
+
+- a value one of the systems holds lossily (folded, derived, constant: not in
+  ``TargetSpec.exact``), the (in)active state, or an S value T cannot take: adopted,
+  each side keeps its own;
+- an empty side is filled from the other one (a fill overwrites nothing);
+- a value its side still holds as at its last sync with *another* connection is
+  no edit: two such values differ only by how a system on the way rendered them
+  (adopted); one edited against one unedited flows;
+- otherwise (both edited, or nothing says) a conflict like any other, settled by
+  the rules.
+
+An owned field never flows into its owner's side this way (an owner's empty field
+stays empty); a conflict on it goes by the owner, as always.
+
+When T's value is the one to reach S, this run cannot write it: T's memory of it
+is marked :data:`UNSENT`, so the opposite pipeline sees it edited in T and carries
+it. A conflict held at first contact is marked :data:`UNSENT` on both sides, so
+it stays a conflict until settled.
 """
 
 from __future__ import annotations
