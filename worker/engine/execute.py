@@ -30,7 +30,7 @@ from worker.config import PipelineConfig
 from worker.engine.identity import Identity, usable_id
 from worker.engine.outcomes import Deferred, Executed, Refused, Write, Written, WrittenAs
 from worker.engine.results import RunHooks
-from worker.engine.twoway import DIRTY, FieldPlan, hashes, is_newer, reconcile, value_hash
+from worker.engine.twoway import DIRTY, UNSENT, FieldPlan, hashes, is_newer, reconcile, value_hash
 from worker.topology import ONE_WAY, Rules
 from worker.verify import WriteCheck
 
@@ -217,7 +217,7 @@ class Executor:
                 target=self.target.name,
                 newer=is_newer(write.record.remote.updated_at, current.updated_at),
                 rewrite=self.full,
-                first=sides.first,
+                first=sides.first.within(self.target.spec.exact) if sides.first else None,
             )
             stored, missing, done = await write_fields(
                 self.target, self.check, remote_id, held, shaped, plan.write, attempt.external_id
@@ -257,10 +257,13 @@ class Executor:
         sides = prepared.sides
         assert sides is not None
         assert prepared.record.identity_id is not None
-        done = plan.write | plan.settled
+        done = plan.write | plan.settled | plan.back
         mine = {n: prepared.source_now[n] for n in done | sides.passed if n in prepared.source_now}
         mine.update(dict.fromkeys(plan.dirty, DIRTY))
         theirs = {**hashes(held, plan.settled), **hashes(stored, plan.write - attempt.not_stored)}
+        # First contact: a value that is to reach the source reads as edited in the target, a held conflict on both.
+        theirs.update(dict.fromkeys((*plan.back, *plan.conflicts) if sides.first else (), UNSENT))
+        mine.update(dict.fromkeys(plan.conflicts if sides.first else (), UNSENT))
         outcome: WrittenAs = "unchanged"
         if plan.write:
             outcome = "archived" if "active" in plan.write and not stored.active else "updated"

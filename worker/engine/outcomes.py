@@ -19,6 +19,7 @@ from state.models import QuarantineEntry
 from state.store import LinkWrite
 from worker.diff import Decision, LinkState
 from worker.engine.results import CountKey
+from worker.engine.twoway import FirstContact
 
 #: how a record whose writes went through counts.
 WrittenAs = Literal["created", "updated", "archived", "unchanged", "matched"]
@@ -49,16 +50,18 @@ class Sides:
         passed: fields edited in the source that do not flow (lossy there, not kept, defaulted): only remembered.
         forced: fields the source's connection owns that the target holds marked dirty: written back.
         memory: field → hash of what the target held at its last sync with the source.
-        first: the source has no memory of the target yet (a copy that reached it another way round
-            a ring, a link older than memories, a crash recovery): the two records are adopted as
-            they are and remembered; nothing is written (``--full`` writes the source's values).
+        first: set when the source has no memory of the target yet (a copy that reached it another
+            way round a ring, a link older than memories, a store lost): each field that differs
+            goes by :func:`~worker.engine.twoway.first_contact` (``--full`` writes the source's values).
+            Its ``exact`` fields are those exact in the source; the executor keeps those exact in the
+            target too.
     """
 
     edited: frozenset[str] = frozenset()
     passed: frozenset[str] = frozenset()
     forced: frozenset[str] = frozenset()
     memory: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    first: bool = False
+    first: FirstContact | None = None
 
 
 @dataclass(frozen=True)

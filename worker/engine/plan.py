@@ -20,7 +20,7 @@ from state.models import Link, QuarantineEntry
 from worker.diff import Action, Decision, LinkState, apply_defaults, decide
 from worker.engine.outcomes import Held, Outcome, Planned, Prepared, Quarantine, Record, Sides, Unchanged, Write
 from worker.engine.results import PlannedChange
-from worker.engine.twoway import DIRTY, edited, flowing, hashes
+from worker.engine.twoway import DIRTY, FirstContact, edited, flowing, hashes
 from worker.topology import ONE_WAY, Rules
 from worker.verify import parse_fields
 
@@ -199,11 +199,12 @@ def _prepare(record: Record, snapshot: Snapshot, ctx: PlanContext) -> Prepared |
     if link is not None and link.not_stored:
         not_stored |= parse_fields(link.not_stored)
     source_now = hashes(remote.customer, ctx.compared)
-    sides = _sides(source_now, source_link, link, not_stored | defaulted, ctx)
     problems = ctx.problems(shaped)
+    unfit = frozenset(p.field for p in problems)
+    sides = _sides(source_now, source_link, link, not_stored | defaulted, unfit, ctx)
     if sides is not None:
         # A two-way update writes only what flows: a field its source cannot hold is not carried, nor checked.
-        # On first contact nothing is written (both records are adopted as they are).
+        # On first contact a value the target cannot take is not among the exact ones: never written, adopted.
         problems = [] if sides.first else [p for p in problems if p.field in sides.edited | sides.forced]
     if problems:
         return Quarantine(record, FieldProblem(problems[0].field, "; ".join(str(p) for p in problems)), source_fp)
@@ -226,18 +227,31 @@ def _sides(
     source_link: Link | None,
     link: Link | None,
     withheld: frozenset[str],
+    unfit: frozenset[str],
     ctx: PlanContext,
 ) -> Sides | None:
-    """The two-way view of a record whose target record is linked (``None`` otherwise, or one-way)."""
+    """The two-way view of a record whose target record is linked (``None`` otherwise, or one-way).
+
+    ``withheld``: fields whose source value never flows (not stored on a side, defaulted);
+    ``unfit``: fields whose shaped value the target cannot take (not among the exact ones at first contact).
+    """
     if not ctx.rules.two_way or link is None or link.remote_id is None or link.status != "linked":
         return None
-    mine = memory.parse(source_link.memory if source_link is not None else None).get(ctx.target_name, {})
-    theirs = memory.parse(link.memory).get(ctx.source_name, {})
-    first = not mine and not ctx.force
+    here = memory.parse(source_link.memory if source_link is not None else None)
+    there = memory.parse(link.memory)
+    mine, theirs = here.get(ctx.target_name, {}), there.get(ctx.source_name, {})
     changed = frozenset(ctx.compared) if ctx.force else edited(source_now, mine, ctx.compared)
     flows = flowing(ctx.compared, ctx.source_lossy) - withheld
     owned = frozenset(name for name, owner in ctx.rules.owner.items() if owner == ctx.source_name)
     forced = frozenset(name for name in owned & flows if theirs.get(name) == DIRTY)
+    first = None
+    if not mine and not ctx.force:
+        # What the two sides' memories of other connections say (the (in)active state is adopted as it is).
+        first = FirstContact(
+            exact=(flows - unfit - {"active"}).difference(ctx.source_lossy),
+            unedited=frozenset(n for n in ctx.compared if any(m.get(n) == source_now[n] for m in here.values())),
+            held_before={n: frozenset(m[n] for m in there.values() if n in m) for n in ctx.compared},
+        )
     return Sides(changed & flows, changed - flows, forced, theirs, first)
 
 
