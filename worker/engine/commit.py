@@ -84,6 +84,11 @@ class Ledger:
         A :class:`Write` here is one whose push raised (the run stops): linked and released
         like one that went through, counted nowhere.
         """
+        with self.store.transaction():  # the page's links, quarantine and releases: all of it, or none
+            self._page(outcomes, quarantined)
+        self.hooks.committed()
+
+    def _page(self, outcomes: Sequence[Outcome | Write], quarantined: Mapping[str, object]) -> None:
         # What the source holds now, so the opposite pipeline sees no difference to echo.
         source_links: list[LinkWrite] = []
         for outcome in outcomes:
@@ -110,16 +115,16 @@ class Ledger:
             if isinstance(o, Unchanged | Write) or (isinstance(o, Written) and not o.conflicts)
         ]
         self.store.release(self.pipeline, [source_id for source_id in released if source_id in quarantined])
-        self.hooks.committed()
 
     def retried(self, outcomes: Sequence[Outcome]) -> None:
         """Record a retry pass of unanswered creates (their source links were saved with their page)."""
-        self.store.save_links(self.target, _links(outcomes))
-        self.quarantine(outcomes)
+        with self.store.transaction():
+            self.store.save_links(self.target, _links(outcomes))
+            self.quarantine(outcomes)
+            self.store.release(
+                self.pipeline, [o.record.remote.id for o in outcomes if isinstance(o, Written) and not o.conflicts]
+            )
         self.tally(outcomes)
-        self.store.release(
-            self.pipeline, [o.record.remote.id for o in outcomes if isinstance(o, Written) and not o.conflicts]
-        )
         self.hooks.committed()
 
     def quarantine(self, outcomes: Sequence[Outcome | Write]) -> None:
