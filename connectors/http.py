@@ -72,6 +72,8 @@ _PAST_BUDGET = "past the retry budget"
 _EXCHANGE: ContextVar[asyncio.Timeout | None] = ContextVar("custsync_exchange", default=None)
 #: reads of one record or of a side catalog: their 404 says that thing is missing, not that base_url is wrong.
 _ONE_THING_OPS = frozenset({"get", "states"})
+#: how many parsed URLs a client keeps (a create's or a listing's path repeats; a record's path does not).
+_KNOWN_URLS = 256
 
 
 class HttpClient:
@@ -108,6 +110,9 @@ class HttpClient:
         self._throttle = ThrottleGate()
         #: no answer came yet: a 404 now more likely means a wrong base_url than a missing record.
         self.answered = False
+        #: URLs already parsed and checked (:meth:`_refuse_foreign`), and relative ones merged with the base URL.
+        self._urls: dict[str, httpx.URL] = {}
+        self._merged: dict[bytes, httpx.URL] = {}
 
     @property
     def where(self) -> str:
@@ -198,7 +203,7 @@ class HttpClient:
                 answer), or ``url`` leads to another origin.
             RecordError: the system refused this record.
         """
-        self._refuse_foreign(url, op)
+        target = self._refuse_foreign(url, op)
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self.settings.retry_timeout_s
@@ -234,7 +239,7 @@ class HttpClient:
             ):
                 with attempt:
                     return await self._send(
-                        method, url, op=op, params=params, json=json, headers=headers, ok=ok, deadline=deadline
+                        method, target, op=op, params=params, json=json, headers=headers, ok=ok, deadline=deadline
                     )
         except RetriableError as exc:
             if isinstance(exc.__cause__, httpx.ConnectError):
@@ -249,8 +254,15 @@ class HttpClient:
             raise
         raise AssertionError("unreachable")  # pragma: no cover - stamina re-raises
 
-    def _refuse_foreign(self, url: str, op: str) -> None:
-        """Refuse an absolute URL (a ``next`` link) outside the base URL's scheme, host and port."""
+    def _refuse_foreign(self, url: str, op: str) -> httpx.URL:
+        """Refuse an absolute URL (a ``next`` link) outside the base URL's scheme, host and port.
+
+        Returns:
+            ``url`` parsed (parsed once per URL: a create's path is the same for every record).
+        """
+        known = self._urls.get(url)
+        if known is not None:
+            return known
         try:
             target = httpx.URL(url)
             foreign = target.is_absolute_url and origin_of(target) != origin_of(self.settings.base_url)
@@ -262,11 +274,29 @@ class HttpClient:
                 f"{self.where} {op}: refusing to follow a link to {secrets.scrub(origin_of(target))}, "
                 f"outside {origin_of(self.settings.base_url)} (credentials go only to base_url)"
             )
+        if len(self._urls) >= _KNOWN_URLS:
+            self._urls.clear()
+        self._urls[url] = target
+        return target
+
+    def _absolute(self, client: httpx.AsyncClient, target: httpx.URL) -> httpx.URL:
+        """``target`` under the client's base URL, merged as httpx merges a relative URL (once per URL)."""
+        if target.is_absolute_url:
+            return target
+        key = target.raw_path  # relative: its path (and query) is the whole of it
+        merged = self._merged.get(key)
+        if merged is None:
+            base = client.base_url  # httpx keeps it ending in "/"
+            merged = base.copy_with(raw_path=base.raw_path + target.raw_path.lstrip(b"/"))
+            if len(self._merged) >= _KNOWN_URLS:
+                self._merged.clear()
+            self._merged[key] = merged
+        return merged
 
     async def _send(
         self,
         method: str,
-        url: str,
+        url: httpx.URL,
         *,
         op: str,
         params: Mapping[str, str | int] | None,
@@ -286,7 +316,11 @@ class HttpClient:
                     current = _EXCHANGE.set(exchange)
                     try:
                         response = await self._client.request(
-                            method, url, params=dict(params) if params else None, json=json, headers=headers
+                            method,
+                            self._absolute(self._client, url),
+                            params=dict(params) if params else None,
+                            json=json,
+                            headers=headers,
                         )
                     finally:
                         _EXCHANGE.reset(current)
