@@ -107,6 +107,7 @@ def test_given_level_warning_when_info_logged_then_it_is_dropped() -> None:
 def test_given_secret_looking_keys_or_values_when_logged_then_they_are_masked(
     event: dict[str, Any], expected: dict[str, Any]
 ) -> None:
+    forget_all()  # the shapes alone: an earlier test of this process may have remembered the sandbox keys
     result = redact(None, "info", dict(event))
     for key, value in expected.items():
         assert result[key] == value
