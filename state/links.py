@@ -144,7 +144,7 @@ class Links(Sessions):
                     row["memory"] = held["memory"] = merge(held["memory"], w.memory)
             # Updates first, as the ORM flushed them: a remote id moved off a link frees it for a new one.
             shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-            for row in updates.values():
+            for _, row in sorted(updates.items()):  # by link id, as the ORM flushed: one lock order for every writer
                 shapes.setdefault(tuple(sorted(row)), []).append(row)
             for rows in shapes.values():  # SET: the columns the rows carry, WHERE: their "_id"
                 s.execute(update(table).where(table.c.id == bindparam("_id")), rows)

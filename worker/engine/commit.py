@@ -103,10 +103,13 @@ class Ledger:
                 source_links.append(
                     LinkWrite(record.identity_id, record.remote.id, fp, prepared.shaped.active, memory=memory)
                 )
-        self.store.save_links(self.source, source_links)
-        self.tally(o for o in outcomes if not isinstance(o, Write))
         # A create refused for good keeps its pending intent: the next run looks it up once more, harmlessly.
-        self.store.save_links(self.target, _links(outcomes))
+        saves = [(self.source, source_links), (self.target, _links(outcomes))]
+        # The page is one transaction: the links of its two connections are locked in the same order
+        # whichever way the pipeline runs, so the two pipelines of a pair committing at once never deadlock.
+        for connection, links in sorted(saves, key=lambda save: save[0]):
+            self.store.save_links(connection, links)
+        self.tally(o for o in outcomes if not isinstance(o, Write))
         self.quarantine(outcomes)
         # A record held back unchanged stays in quarantine.
         released = [
