@@ -25,7 +25,6 @@ its types through the aliases here (:data:`Response`, :data:`Transport`,
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -45,6 +44,7 @@ from connectors.errors import (
     RetriableError,
 )
 from connectors.ratelimit import RateLimiter, ThrottleGate
+from connectors.reach import unreachable
 from connectors.settings import ConnectionSettings, masked_url
 from connectors.transport import default_transport
 
@@ -243,7 +243,7 @@ class HttpClient:
                     )
         except RetriableError as exc:
             if isinstance(exc.__cause__, httpx.ConnectError):
-                raise FatalError(f"{self.where}: cannot reach {self.shown_url}: {_unreachable(exc.__cause__)}") from exc
+                raise FatalError(f"{self.where}: cannot reach {self.shown_url}: {unreachable(exc.__cause__)}") from exc
             raise
         except NotFoundError as exc:
             if not self.answered and method == "GET" and op not in _ONE_THING_OPS:
@@ -390,25 +390,6 @@ def body_or_none(response: httpx.Response) -> Any:
 def json_body(response: httpx.Response) -> Any:
     """The JSON body of a 2xx response (a RetriableError when unreadable)."""
     return parse(response, "unreadable JSON body")
-
-
-def _unreachable(exc: httpx.ConnectError) -> str:
-    """Why a connection could not be opened, in words, from the OS errors under ``exc``."""
-    seen: BaseException | None = exc
-    for _ in range(10):  # the chain is short: httpx → httpcore → OSError → the socket's own
-        if seen is None:
-            break
-        if isinstance(seen, socket.gaierror):
-            return "the host name cannot be resolved"
-        if isinstance(seen, ConnectionRefusedError):
-            return "connection refused"
-        seen = seen.__cause__ or seen.__context__
-    text = str(exc).lower()
-    if "name or service not known" in text or "nodename nor servname" in text or "name resolution" in text:
-        return "the host name cannot be resolved"
-    if "refused" in text:
-        return "connection refused"
-    return f"cannot connect ({type(exc).__name__})"
 
 
 __all__ = ["Auth", "Classify", "HttpClient", "Response", "Transport", "body_or_none", "json_body", "parse"]
