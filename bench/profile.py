@@ -1,7 +1,10 @@
 """Where the engine's CPU goes per record, HTTP aside: cProfile over one first sync.
 
-    python -m bench.profile                  # 500 customers, bigcapital_to_thredfi
+    python -m bench.profile                  # 500 customers, bigcapital_to_thredfi, its two-way pair config
     python -m bench.profile --records 2000 --top 40
+    python -m bench.profile --one-way        # a config holding only bigcapital_to_thredfi and its connections
+    python -m bench.profile --noop --records 10000   # a no-op re-sync: the first sync runs unprofiled
+    python -m bench.profile --cpu-only       # the run's process CPU without the profiler's own cost per call
 
 The sandbox runs in its own process (as in :mod:`bench.run`), so the profile
 holds custsync alone. It prints the functions with the most cumulative and
@@ -16,7 +19,9 @@ import argparse
 import asyncio
 import cProfile
 import pstats
+import re
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -56,23 +61,57 @@ def areas(stats: pstats.Stats) -> Counter[str]:
     return spent
 
 
-def profile(records: int, top: int, out: Path | None) -> None:
+#: the run lock's Redis: a database of its own, so that a bench run elsewhere on this machine never holds it.
+REDIS, PRIVATE_REDIS = "redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/14"
+
+
+def one_way(text: str) -> str:
+    """The sandbox's config with only :data:`PIPELINE` and its two connections (no pair, no ring)."""
+    keep = {"connections.bigcapital", "connections.thredfi", f"pipelines.{PIPELINE}"}
+    blocks = re.split(r"(?m)^(?=\[)", text)
+    return "".join(
+        b for b in blocks if not b.startswith(("[connections.", "[pipelines.")) or b[1 : b.index("]")] in keep
+    )
+
+
+def profile(
+    records: int, top: int, out: Path | None, *, single: bool = False, noop: bool = False, cpu_only: bool = False
+) -> None:
     from worker.cli import app
+    from worker.runner import run_pipeline  # noqa: F401 - imported now, so its import is not measured in the run
 
     with SandboxProcess(seed={SOURCE: records}) as box, tempfile.TemporaryDirectory() as tmp:
         config = write_config(box, Path(tmp))
+        text = config.read_text(encoding="utf-8").replace(REDIS, PRIVATE_REDIS)
+        config.write_text(one_way(text) if single else text, encoding="utf-8")
+        command = ["run", PIPELINE, "--config", str(config), "--json"]
+        if noop:
+            app(command, standalone_mode=False)
+            asyncio.set_event_loop(None)
+        what = f"{'no-op re-sync' if noop else 'first sync'}, {'one-way' if single else 'pair'} config"
+        if cpu_only:
+            # cProfile adds a cost per Python call: code of many small calls looks dearer under it than it is.
+            started = time.process_time()
+            try:
+                app(command, standalone_mode=False)
+            finally:
+                asyncio.set_event_loop(None)
+            print(f"\n{records} records ({what}), {time.process_time() - started:.2f} s process CPU, no profiler")
+            return
         profiler = cProfile.Profile()
+        started = time.process_time()
         profiler.enable()
         try:
-            app(["run", PIPELINE, "--config", str(config), "--json"], standalone_mode=False)
+            app(command, standalone_mode=False)
         finally:
             profiler.disable()
             asyncio.set_event_loop(None)
+        cpu = time.process_time() - started
         stats = pstats.Stats(profiler)
         if out is not None:
             stats.dump_stats(str(out))
         total = sum(areas(stats).values())
-        print(f"\n{records} records, {total:.2f} s of CPU profiled\n")
+        print(f"\n{records} records ({what}), {total:.2f} s of CPU profiled ({cpu:.2f} s process CPU)\n")
         for name, seconds in areas(stats).most_common():
             print(f"  {name:28s} {seconds:7.2f} s  {seconds / total:5.1%}")
         print()
@@ -85,8 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=500)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--out", type=Path, default=None, help="write the raw profile here (pstats)")
+    parser.add_argument("--one-way", action="store_true", help="only the pipeline and its connections in the config")
+    parser.add_argument("--noop", action="store_true", help="profile a no-op re-sync (after an unprofiled first sync)")
+    parser.add_argument("--cpu-only", action="store_true", help="no profiler: the run's process CPU alone")
     args = parser.parse_args(argv)
-    profile(args.records, args.top, args.out)
+    profile(args.records, args.top, args.out, single=args.one_way, noop=args.noop, cpu_only=args.cpu_only)
     return 0
 
 

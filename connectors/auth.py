@@ -211,6 +211,8 @@ class ExchangedTokenAuth(TokenAuth):
         super().__init__(**options)
         self._url = url
         self._outer = outer
+        #: parsed once: every request of the connection is compared with it.
+        self._parsed = httpx.URL(url)
 
     def token_request(self) -> httpx.Request:
         """``POST`` to the exchange endpoint (the outer flow adds its token)."""
@@ -225,7 +227,7 @@ class ExchangedTokenAuth(TokenAuth):
         try:
             outgoing = await flow.__anext__()
             while True:
-                if outgoing.url != self._url:
+                if outgoing.url != self._parsed:
                     response = yield outgoing
                 else:
                     inner = self._outer.async_auth_flow(outgoing)

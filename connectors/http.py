@@ -25,7 +25,6 @@ its types through the aliases here (:data:`Response`, :data:`Transport`,
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -45,6 +44,7 @@ from connectors.errors import (
     RetriableError,
 )
 from connectors.ratelimit import RateLimiter, ThrottleGate
+from connectors.reach import unreachable
 from connectors.settings import ConnectionSettings, masked_url
 from connectors.transport import default_transport
 
@@ -72,6 +72,8 @@ _PAST_BUDGET = "past the retry budget"
 _EXCHANGE: ContextVar[asyncio.Timeout | None] = ContextVar("custsync_exchange", default=None)
 #: reads of one record or of a side catalog: their 404 says that thing is missing, not that base_url is wrong.
 _ONE_THING_OPS = frozenset({"get", "states"})
+#: how many parsed URLs a client keeps (a create's or a listing's path repeats; a record's path does not).
+_KNOWN_URLS = 256
 
 
 class HttpClient:
@@ -108,6 +110,9 @@ class HttpClient:
         self._throttle = ThrottleGate()
         #: no answer came yet: a 404 now more likely means a wrong base_url than a missing record.
         self.answered = False
+        #: URLs already parsed and checked (:meth:`_refuse_foreign`), and relative ones merged with the base URL.
+        self._urls: dict[str, httpx.URL] = {}
+        self._merged: dict[bytes, httpx.URL] = {}
 
     @property
     def where(self) -> str:
@@ -198,7 +203,7 @@ class HttpClient:
                 answer), or ``url`` leads to another origin.
             RecordError: the system refused this record.
         """
-        self._refuse_foreign(url, op)
+        target = self._refuse_foreign(url, op)
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self.settings.retry_timeout_s
@@ -234,11 +239,11 @@ class HttpClient:
             ):
                 with attempt:
                     return await self._send(
-                        method, url, op=op, params=params, json=json, headers=headers, ok=ok, deadline=deadline
+                        method, target, op=op, params=params, json=json, headers=headers, ok=ok, deadline=deadline
                     )
         except RetriableError as exc:
             if isinstance(exc.__cause__, httpx.ConnectError):
-                raise FatalError(f"{self.where}: cannot reach {self.shown_url}: {_unreachable(exc.__cause__)}") from exc
+                raise FatalError(f"{self.where}: cannot reach {self.shown_url}: {unreachable(exc.__cause__)}") from exc
             raise
         except NotFoundError as exc:
             if not self.answered and method == "GET" and op not in _ONE_THING_OPS:
@@ -249,8 +254,15 @@ class HttpClient:
             raise
         raise AssertionError("unreachable")  # pragma: no cover - stamina re-raises
 
-    def _refuse_foreign(self, url: str, op: str) -> None:
-        """Refuse an absolute URL (a ``next`` link) outside the base URL's scheme, host and port."""
+    def _refuse_foreign(self, url: str, op: str) -> httpx.URL:
+        """Refuse an absolute URL (a ``next`` link) outside the base URL's scheme, host and port.
+
+        Returns:
+            ``url`` parsed (parsed once per URL: a create's path is the same for every record).
+        """
+        known = self._urls.get(url)
+        if known is not None:
+            return known
         try:
             target = httpx.URL(url)
             foreign = target.is_absolute_url and origin_of(target) != origin_of(self.settings.base_url)
@@ -262,11 +274,29 @@ class HttpClient:
                 f"{self.where} {op}: refusing to follow a link to {secrets.scrub(origin_of(target))}, "
                 f"outside {origin_of(self.settings.base_url)} (credentials go only to base_url)"
             )
+        if len(self._urls) >= _KNOWN_URLS:
+            self._urls.clear()
+        self._urls[url] = target
+        return target
+
+    def _absolute(self, client: httpx.AsyncClient, target: httpx.URL) -> httpx.URL:
+        """``target`` under the client's base URL, merged as httpx merges a relative URL (once per URL)."""
+        if target.is_absolute_url:
+            return target
+        key = target.raw_path  # relative: its path (and query) is the whole of it
+        merged = self._merged.get(key)
+        if merged is None:
+            base = client.base_url  # httpx keeps it ending in "/"
+            merged = base.copy_with(raw_path=base.raw_path + target.raw_path.lstrip(b"/"))
+            if len(self._merged) >= _KNOWN_URLS:
+                self._merged.clear()
+            self._merged[key] = merged
+        return merged
 
     async def _send(
         self,
         method: str,
-        url: str,
+        url: httpx.URL,
         *,
         op: str,
         params: Mapping[str, str | int] | None,
@@ -286,7 +316,11 @@ class HttpClient:
                     current = _EXCHANGE.set(exchange)
                     try:
                         response = await self._client.request(
-                            method, url, params=dict(params) if params else None, json=json, headers=headers
+                            method,
+                            self._absolute(self._client, url),
+                            params=dict(params) if params else None,
+                            json=json,
+                            headers=headers,
                         )
                     finally:
                         _EXCHANGE.reset(current)
@@ -356,25 +390,6 @@ def body_or_none(response: httpx.Response) -> Any:
 def json_body(response: httpx.Response) -> Any:
     """The JSON body of a 2xx response (a RetriableError when unreadable)."""
     return parse(response, "unreadable JSON body")
-
-
-def _unreachable(exc: httpx.ConnectError) -> str:
-    """Why a connection could not be opened, in words, from the OS errors under ``exc``."""
-    seen: BaseException | None = exc
-    for _ in range(10):  # the chain is short: httpx → httpcore → OSError → the socket's own
-        if seen is None:
-            break
-        if isinstance(seen, socket.gaierror):
-            return "the host name cannot be resolved"
-        if isinstance(seen, ConnectionRefusedError):
-            return "connection refused"
-        seen = seen.__cause__ or seen.__context__
-    text = str(exc).lower()
-    if "name or service not known" in text or "nodename nor servname" in text or "name resolution" in text:
-        return "the host name cannot be resolved"
-    if "refused" in text:
-        return "connection refused"
-    return f"cannot connect ({type(exc).__name__})"
 
 
 __all__ = ["Auth", "Classify", "HttpClient", "Response", "Transport", "body_or_none", "json_body", "parse"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -55,21 +56,21 @@ class Links(Sessions):
     def identities_by_id(self, identity_ids: Sequence[int]) -> dict[int, str]:
         """identity id → external_id."""
         found: dict[int, str] = {}
+        table = Identity.__table__  # type: ignore[attr-defined]
         with self.session() as s:
             for chunk in chunks(list(identity_ids)):
-                for identity in s.exec(select(Identity).where(col(Identity.id).in_(chunk))):
-                    assert identity.id is not None
-                    found[identity.id] = identity.external_id
+                query = select(table.c.id, table.c.external_id).where(table.c.id.in_(chunk))
+                found.update((key, value) for key, value in s.execute(query))
         return found
 
     def identities_by_external_id(self, external_ids: Sequence[str]) -> dict[str, int]:
         """external_id → identity id, for those that exist."""
         found: dict[str, int] = {}
+        table = Identity.__table__  # type: ignore[attr-defined]
         with self.session() as s:
             for chunk in chunks(list(external_ids)):
-                for identity in s.exec(select(Identity).where(col(Identity.external_id).in_(chunk))):
-                    assert identity.id is not None
-                    found[identity.external_id] = identity.id
+                query = select(table.c.external_id, table.c.id).where(table.c.external_id.in_(chunk))
+                found.update((key, value) for key, value in s.execute(query))
         return found
 
     def ensure_identities(self, external_ids: Sequence[str]) -> dict[str, int]:
@@ -82,49 +83,73 @@ class Links(Sessions):
         found = self.identities_by_external_id(wanted)
         missing = [e for e in wanted if e not in found]
         if missing:
+            table = Identity.__table__  # type: ignore[attr-defined]
             try:
                 with self.session() as s:
-                    s.add_all(Identity(external_id=e, created_at=now()) for e in missing)
+                    at = now()
+                    s.execute(insert(table), [{"external_id": e, "created_at": at} for e in missing])
             except IntegrityError:
                 for external_id in missing:
                     try:
                         with self.session() as s:
-                            s.add(Identity(external_id=external_id, created_at=now()))
+                            s.execute(insert(table), [{"external_id": external_id, "created_at": now()}])
                     except IntegrityError:
                         continue
             found.update(self.identities_by_external_id(missing))
         return found
 
     def save_links(self, connection: str, writes: Iterable[LinkWrite]) -> None:
-        """Insert or update the links of ``connection`` in one transaction.
+        """Insert or update the links of ``connection`` in one transaction, in bulk (one statement per shape).
 
         A write's ``memory`` is merged key by key into the link's (two pipelines of a pair
         running at once each remember their own fields); the rows are locked while merged.
+        Writes of one identity apply in order: the last one's values win.
         """
         writes = list(writes)
         if not writes:
             return
         at = now()
         remembering = any(w.memory for w in writes)
+        table = Link.__table__  # type: ignore[attr-defined]
+        columns = (table.c.id, table.c.identity_id, table.c.remote_id, table.c.memory)
         with self.session() as s:
-            existing = {}
-            for chunk in chunks([w.identity_id for w in writes]):
-                query = select(Link).where(Link.connection == connection, col(Link.identity_id).in_(chunk))
+            existing: dict[int, dict[str, Any]] = {}
+            for chunk in chunks(list(dict.fromkeys(w.identity_id for w in writes))):
+                query = select(*columns).where(table.c.connection == connection, table.c.identity_id.in_(chunk))
                 if remembering:
                     query = query.with_for_update()
-                existing.update({link.identity_id: link for link in s.exec(query)})
+                existing.update({row.identity_id: row._asdict() for row in s.execute(query)})
+            updates: dict[int, dict[str, Any]] = {}  # link id -> the columns this save sets
+            inserts: dict[int, dict[str, Any]] = {}  # identity id -> a new link's row
             for w in writes:
-                link = existing.get(w.identity_id) or Link(
-                    identity_id=w.identity_id, connection=connection, created_at=at
-                )
-                if w.remote_id is not None or link.remote_id is None:
-                    link.remote_id = w.remote_id
-                link.fingerprint, link.active, link.status, link.updated_at = (w.fingerprint, w.active, w.status, at)
+                held = existing.get(w.identity_id)
+                if held is None:
+                    held = existing[w.identity_id] = {"id": None, "remote_id": None, "memory": None}
+                    row = inserts[w.identity_id] = {
+                        "identity_id": w.identity_id,
+                        "connection": connection,
+                        "remote_id": None,
+                        "not_stored": None,
+                        "memory": None,
+                        "created_at": at,
+                    }
+                else:
+                    row = inserts.get(w.identity_id) or updates.setdefault(held["id"], {"_id": held["id"]})
+                if w.remote_id is not None or held["remote_id"] is None:
+                    row["remote_id"] = held["remote_id"] = w.remote_id
+                row.update(fingerprint=w.fingerprint, active=w.active, status=w.status, updated_at=at)
                 if w.not_stored is not None:
-                    link.not_stored = ",".join(sorted(w.not_stored)) or None
+                    row["not_stored"] = ",".join(sorted(w.not_stored)) or None
                 if w.memory:
-                    link.memory = merge(link.memory, w.memory)
-                s.add(link)
+                    row["memory"] = held["memory"] = merge(held["memory"], w.memory)
+            # Updates first, as the ORM flushed them: a remote id moved off a link frees it for a new one.
+            shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for _, row in sorted(updates.items()):  # by link id, as the ORM flushed: one lock order for every writer
+                shapes.setdefault(tuple(sorted(row)), []).append(row)
+            for rows in shapes.values():  # SET: the columns the rows carry, WHERE: their "_id"
+                s.execute(update(table).where(table.c.id == bindparam("_id")), rows)
+            if inserts:
+                s.execute(insert(table), list(inserts.values()))
 
     def links_of(self, connection: str) -> list[Link]:
         """Every link of a connection (delete detection, natural-key exclusion)."""

@@ -1,11 +1,13 @@
 """What every part of the store shares: its engine, its sessions, and bulk reads in chunks.
 
 Every read the engine makes per page is a bulk read (``IN`` lists in
-chunks of :data:`CHUNK`), never a query per record.
+chunks of :data:`CHUNK`), never a query per record. :meth:`Sessions.transaction`
+makes the writes of a block one transaction (a page's commit).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -34,9 +36,21 @@ class Sessions:
 
     engine: Engine
 
+    @property
+    def _open(self) -> threading.local:
+        """This store's session of an open :meth:`transaction`, per thread."""
+        local: threading.local | None = self.__dict__.get("_sessions")
+        if local is None:
+            local = self.__dict__.setdefault("_sessions", threading.local())
+        return local
+
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session committed on success, rolled back on error."""
+        """A session committed on success, rolled back on error (within a :meth:`transaction`: that one's)."""
+        current: Session | None = getattr(self._open, "session", None)
+        if current is not None:
+            yield current
+            return
         with Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
@@ -44,6 +58,19 @@ class Sessions:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Every store call of the block (in this thread) in one transaction: all of it commits, or none."""
+        if getattr(self._open, "session", None) is not None:
+            yield  # already in one
+            return
+        with self.session() as session:
+            self._open.session = session
+            try:
+                yield
+            finally:
+                self._open.session = None
 
 
 __all__ = ["CHUNK", "Sessions", "chunks", "now"]

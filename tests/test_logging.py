@@ -107,6 +107,7 @@ def test_given_level_warning_when_info_logged_then_it_is_dropped() -> None:
 def test_given_secret_looking_keys_or_values_when_logged_then_they_are_masked(
     event: dict[str, Any], expected: dict[str, Any]
 ) -> None:
+    forget_all()  # the shapes alone: an earlier test of this process may have remembered the sandbox keys
     result = redact(None, "info", dict(event))
     for key, value in expected.items():
         assert result[key] == value
@@ -226,3 +227,28 @@ def test_given_remembered_secret_nested_in_an_event_when_logged_then_it_is_maske
     assert first["attempts"] == ["x***y"]
     assert first["api_key"] == "***", "secret-looking keys stay masked whole"
     assert events[1]["event"] == "stdlib record quoting ***"
+
+
+def _refuse(secret: str) -> None:
+    raise RuntimeError(f"refused key {secret}")
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_given_a_traceback_quoting_a_secret_when_logged_then_it_is_masked_from_structlog_and_stdlib(fmt: str) -> None:
+    """A traceback becomes text at either end of the chain: structlog's before redaction, stdlib's in the formatter."""
+    secret = "tbKEY7q2Xw9value"
+    remember(secret)
+    try:
+        stream = io.StringIO()
+        configure_logging(fmt=fmt, stream=stream)
+        for logger in (structlog.get_logger("t"), logging.getLogger("stdlib")):
+            try:
+                _refuse(secret)
+            except RuntimeError:
+                logger.exception("call_failed")
+        text = stream.getvalue()
+    finally:
+        forget_all()
+
+    assert text.count("refused key ***") == 2, text
+    assert secret not in text

@@ -12,6 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 import state.store as store_module
+from state import memory
 from state.store import LinkWrite, QuarantineWrite, Store, normalise_url
 
 TABLES = {"identities", "links", "runs", "quarantine", "run_leases", "alembic_version"}
@@ -106,6 +107,74 @@ def test_given_pending_intent_when_linked_then_remote_id_and_state_are_saved(sto
     # A later write without a remote id never forgets the one we know.
     store.save_links("thredfi", [LinkWrite(identity, None, "b" * 64, True)])
     assert store.links_by_identity("thredfi", [identity])[identity].remote_id == "r9"
+
+
+def test_given_one_batch_when_links_saved_then_each_link_gets_its_own_columns_and_later_writes_win(
+    store: Store,
+) -> None:
+    ids = store.ensure_identities(["a", "b", "c"])
+    a, b, c = ids["a"], ids["b"], ids["c"]
+    store.save_links(
+        "thredfi",
+        [
+            LinkWrite(a, "ra", "1" * 64, True, not_stored=frozenset({"phone"}), memory={"ledger": {"email": "h1"}}),
+            LinkWrite(b, "rb", "2" * 64, True, not_stored=frozenset({"tax_id"})),
+        ],
+    )
+
+    store.save_links(
+        "thredfi",
+        [
+            # an update that leaves not_stored as it is, one that clears it: two shapes of UPDATE in one save
+            LinkWrite(a, None, "3" * 64, False, memory={"ledger": {"phone": "h2"}, "books": {"name": "h3"}}),
+            LinkWrite(b, "rb2", "4" * 64, None, not_stored=frozenset()),
+            # a new link written twice in the batch: one row, the last write's values, both memories
+            LinkWrite(c, None, None, None, status="pending", memory={"ledger": {"email": "h4"}}),
+            LinkWrite(c, "rc", "5" * 64, True, memory={"ledger": {"name": "h5"}}),
+        ],
+    )
+
+    links = store.links_by_identity("thredfi", [a, b, c])
+    assert (links[a].remote_id, links[a].fingerprint, links[a].active, links[a].not_stored) == (
+        "ra",
+        "3" * 64,
+        False,
+        "phone",
+    )
+    assert memory.parse(links[a].memory) == {"ledger": {"email": "h1", "phone": "h2"}, "books": {"name": "h3"}}
+    assert (links[b].remote_id, links[b].fingerprint, links[b].active, links[b].not_stored) == (
+        "rb2",
+        "4" * 64,
+        None,
+        None,
+    )
+    assert (links[c].remote_id, links[c].status, links[c].fingerprint) == ("rc", "linked", "5" * 64)
+    assert memory.parse(links[c].memory) == {"ledger": {"email": "h4", "name": "h5"}}
+    assert store.count_links("thredfi") == 3
+
+
+def test_given_a_transaction_when_it_fails_then_none_of_its_writes_stay_and_when_it_ends_all_do(store: Store) -> None:
+    (identity,) = store.ensure_identities(["x"]).values()
+    entry = QuarantineWrite("7", "x", "email", "thredfi rejected the record: email: invalid", None)
+
+    def broken_page() -> None:
+        with store.transaction():
+            store.save_links("thredfi", [LinkWrite(identity, "r1", None, None)])
+            store.quarantine("p", "run-1", [entry])
+            raise RuntimeError("the page's commit broke half way")
+
+    with pytest.raises(RuntimeError):
+        broken_page()
+
+    assert store.links_by_identity("thredfi", [identity]) == {}
+    assert store.quarantined("p") == []
+
+    with store.transaction():
+        store.save_links("thredfi", [LinkWrite(identity, "r1", None, None)])
+        with store.transaction():  # nested: the same transaction
+            store.quarantine("p", "run-1", [entry])
+    assert store.links_by_identity("thredfi", [identity])[identity].remote_id == "r1"
+    assert [q.source_id for q in store.quarantined("p")] == ["7"]
 
 
 def test_given_failures_when_quarantined_again_then_one_entry_with_attempts_and_released_on_success(

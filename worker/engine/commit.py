@@ -84,6 +84,11 @@ class Ledger:
         A :class:`Write` here is one whose push raised (the run stops): linked and released
         like one that went through, counted nowhere.
         """
+        with self.store.transaction():  # the page's links, quarantine and releases: all of it, or none
+            self._page(outcomes, quarantined)
+        self.hooks.committed()
+
+    def _page(self, outcomes: Sequence[Outcome | Write], quarantined: Mapping[str, object]) -> None:
         # What the source holds now, so the opposite pipeline sees no difference to echo.
         source_links: list[LinkWrite] = []
         for outcome in outcomes:
@@ -98,10 +103,13 @@ class Ledger:
                 source_links.append(
                     LinkWrite(record.identity_id, record.remote.id, fp, prepared.shaped.active, memory=memory)
                 )
-        self.store.save_links(self.source, source_links)
-        self.tally(o for o in outcomes if not isinstance(o, Write))
         # A create refused for good keeps its pending intent: the next run looks it up once more, harmlessly.
-        self.store.save_links(self.target, _links(outcomes))
+        saves = [(self.source, source_links), (self.target, _links(outcomes))]
+        # The page is one transaction: the links of its two connections are locked in the same order
+        # whichever way the pipeline runs, so the two pipelines of a pair committing at once never deadlock.
+        for connection, links in sorted(saves, key=lambda save: save[0]):
+            self.store.save_links(connection, links)
+        self.tally(o for o in outcomes if not isinstance(o, Write))
         self.quarantine(outcomes)
         # A record held back unchanged stays in quarantine.
         released = [
@@ -110,16 +118,16 @@ class Ledger:
             if isinstance(o, Unchanged | Write) or (isinstance(o, Written) and not o.conflicts)
         ]
         self.store.release(self.pipeline, [source_id for source_id in released if source_id in quarantined])
-        self.hooks.committed()
 
     def retried(self, outcomes: Sequence[Outcome]) -> None:
         """Record a retry pass of unanswered creates (their source links were saved with their page)."""
-        self.store.save_links(self.target, _links(outcomes))
-        self.quarantine(outcomes)
+        with self.store.transaction():
+            self.store.save_links(self.target, _links(outcomes))
+            self.quarantine(outcomes)
+            self.store.release(
+                self.pipeline, [o.record.remote.id for o in outcomes if isinstance(o, Written) and not o.conflicts]
+            )
         self.tally(outcomes)
-        self.store.release(
-            self.pipeline, [o.record.remote.id for o in outcomes if isinstance(o, Written) and not o.conflicts]
-        )
         self.hooks.committed()
 
     def quarantine(self, outcomes: Sequence[Outcome | Write]) -> None:

@@ -20,7 +20,7 @@ from state.models import Link, QuarantineEntry
 from worker.diff import Action, Decision, LinkState, apply_defaults, decide
 from worker.engine.outcomes import Held, Outcome, Planned, Prepared, Quarantine, Record, Sides, Unchanged, Write
 from worker.engine.results import PlannedChange
-from worker.engine.twoway import DIRTY, FirstContact, edited, flowing, hashes
+from worker.engine.twoway import DIRTY, FirstContact, Hashes, edited, flowing
 from worker.topology import ONE_WAY, Rules
 from worker.verify import parse_fields
 
@@ -198,7 +198,7 @@ def _prepare(record: Record, snapshot: Snapshot, ctx: PlanContext) -> Prepared |
     link = snapshot.target_links.get(record.identity_id) if record.identity_id is not None else None
     if link is not None and link.not_stored:
         not_stored |= parse_fields(link.not_stored)
-    source_now = hashes(remote.customer, ctx.compared)
+    source_now = Hashes(remote.customer, ctx.compared)
     problems = ctx.problems(shaped)
     unfit = frozenset(p.field for p in problems)
     sides = _sides(source_now, source_link, link, not_stored | defaulted, unfit, ctx)

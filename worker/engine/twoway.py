@@ -45,7 +45,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -63,9 +63,16 @@ UNSENT = "?"
 NOT_FLOWING = frozenset({"folded", "constant"})
 
 
+#: ``json.dumps(value, ensure_ascii=False)``, without building an encoder per call (text: the encoder's own escaping).
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+_ENCODE_TEXT = json.encoder.encode_basestring
+
+
 def value_hash(value: object) -> str:
     """A short, stable hash of one field's value (empty text and ``None`` are the same)."""
-    encoded = json.dumps(None if value == "" else value, ensure_ascii=False)
+    if value == "":
+        value = None
+    encoded = _ENCODE_TEXT(value) if type(value) is str else _ENCODE(value)
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()[:16]
 
 
@@ -76,6 +83,36 @@ EMPTY = value_hash(None)
 def hashes(customer: Customer, fields: Iterable[str]) -> dict[str, str]:
     """field → :func:`value_hash` of ``customer``'s value."""
     return {name: value_hash(getattr(customer, name)) for name in fields}
+
+
+class Hashes(Mapping[str, str]):
+    """:func:`hashes` of a customer, computed on first use: a record nothing reads them of costs nothing.
+
+    A one-way no-op run plans every record and reads the source's hashes only of those it writes.
+    """
+
+    __slots__ = ("_customer", "_fields", "_hashes")
+
+    def __init__(self, customer: Customer, fields: Iterable[str]) -> None:
+        self._customer, self._fields = customer, fields
+        self._hashes: dict[str, str] | None = None
+
+    def _computed(self) -> dict[str, str]:
+        if self._hashes is None:
+            self._hashes = hashes(self._customer, self._fields)
+        return self._hashes
+
+    def __getitem__(self, name: str) -> str:
+        return self._computed()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._computed())
+
+    def __len__(self) -> int:
+        return len(self._computed())
+
+    def __repr__(self) -> str:
+        return repr(self._computed())
 
 
 def edited(now: Mapping[str, str], memory: Mapping[str, str], fields: Iterable[str]) -> frozenset[str]:
@@ -277,6 +314,7 @@ __all__ = [
     "Contact",
     "FieldPlan",
     "FirstContact",
+    "Hashes",
     "Overwrite",
     "conflict_reason",
     "edited",
