@@ -20,7 +20,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from bench.run import PIPELINE, SOURCE, SandboxProcess, write_config
+from bench.measure import PIPELINE, SOURCE, SandboxProcess, write_config
 
 #: areas by the path of a function's file, first match wins.
 AREAS = (
