@@ -5,8 +5,9 @@ in a subprocess (:mod:`bench.timed_cli`: the installed CLI, with the time
 spent in HTTP requests kept by kind). Its row holds the wall time (process
 start included) and the run's own ``duration_s`` from the ``--json`` summary
 (from the connectors built to the run's end: imports, config and the state
-store's opening left out), records per second by each, the peak RSS
-(``os.wait4``), the CPU of the engine and of the sandbox, the requests by kind
+store's opening left out), records per second by each, the peak RSS (the
+process's own ``VmHWM``; ``os.wait4``'s ``ru_maxrss`` also holds the bench's
+own RSS at the spawn, Linux keeping it across ``exec``), the CPU of the engine and of the sandbox, the requests by kind
 as the sandbox logged them, the HTTP time by kind, and a timeline of the
 run's pages from its own JSON events (``page_synced``, ``record_written``).
 """
@@ -82,7 +83,8 @@ def custsync(
             "records_per_s_run": records / max(duration, 1e-9), "engine_cpu_s": engine_cpu,
             "cpu_ms_per_record": 1000 * engine_cpu / max(records, 1),
             "sandbox_cpu_s": sandbox_cpu, "sandbox_cpu_share": sandbox_cpu / max(engine_cpu + sandbox_cpu, 1e-9),
-            "peak_rss_mb": usage.ru_maxrss / 1024, "summary": summary, "requests": requests.as_dict(),
+            "peak_rss_mb": http.get("peak_rss_mb") or usage.ru_maxrss / 1024,
+            "ru_maxrss_mb": usage.ru_maxrss / 1024, "summary": summary, "requests": requests.as_dict(),
             "http": http, "timeline": timeline}  # fmt: skip
 
 

@@ -17,7 +17,8 @@ makes, its retries and waits included) is wrapped to keep, per connection and
   most of the requests the engine has asked for at once (``HttpClient.request``:
   on the wire, waiting for a slot, or between retries).
 
-At exit the numbers go to ``BENCH_HTTP_STATS`` as JSON. Nothing else changes:
+At exit the numbers go to ``BENCH_HTTP_STATS`` as JSON, with the process's own
+peak RSS (``VmHWM``). Nothing else changes:
 the engine, the connectors and their transports are the installed ones.
 """
 
@@ -29,6 +30,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 ENV = "BENCH_HTTP_STATS"
@@ -139,12 +141,24 @@ def install(path: str) -> None:
     httpx.AsyncClient.send = on_the_wire  # type: ignore[method-assign]
 
     def write() -> None:
-        out = {"process_s": round(time.perf_counter() - started_at, 4),
+        out = {"process_s": round(time.perf_counter() - started_at, 4), "peak_rss_mb": _peak_rss_mb(),
                "connections": {n: c.as_dict() for n, c in connections.items()}}  # fmt: skip
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(out, handle)
 
     atexit.register(write)
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's own peak RSS (``VmHWM``): ``ru_maxrss`` as ``wait4`` reports it also holds the RSS
+    of the process that spawned it (Linux keeps the old memory's high-water mark across ``exec``)."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def main() -> None:
