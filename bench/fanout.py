@@ -37,8 +37,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from bench.run import (
-    LATENCY_MS,
+from bench.measure import (
     PIPELINE,
     RESULTS,
     ROOT,
@@ -48,7 +47,9 @@ from bench.run import (
     _free_port,
     cpu_seconds,
     machine,
+    write_config,
 )
+from bench.run import LATENCY_MS
 
 DEFAULT_STATE = "postgresql+psycopg://postgres@127.0.0.1:5432/custsync_bench_fanout"
 
@@ -176,7 +177,6 @@ def page_results(client: redis.Redis) -> list[dict[str, Any]]:
 def measure(box: SandboxProcess, workers: int, records: int, *, fan_out: bool, page_size: int,
             state: str, workdir: Path) -> dict[str, Any]:  # fmt: skip
     """One backfill of ``records`` on ``workers`` fresh worker processes; the target emptied first."""
-    from sandbox.server import sandbox_config
     from worker.app import make_app
     from worker.config import load_config
 
@@ -186,8 +186,7 @@ def measure(box: SandboxProcess, workers: int, records: int, *, fan_out: bool, p
         run_dir = workdir / f"{workers}-{'fan' if fan_out else 'one'}"
         run_dir.mkdir(parents=True, exist_ok=True)
         state_url = fresh_state(state, run_dir)
-        config = run_dir / "custsync.toml"
-        config.write_text(sandbox_config(box.url, state_url=state_url, broker_url=broker.url))
+        config = write_config(box, run_dir, state_url=state_url, broker_url=broker.url)  # the pipeline one way
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTSYNC_", "CELERY_"))}
         env.update({"PYTHONPATH": str(ROOT), "CUSTSYNC_CONFIG": str(config), "CUSTSYNC_LOG_FORMAT": "json"})
         with Workers(workers, env, run_dir) as pool:

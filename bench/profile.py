@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.run import PIPELINE, SOURCE, SandboxProcess, write_config
+from bench.measure import PIPELINE, SOURCE, SandboxProcess, write_config
 
 #: areas by the path of a function's file, first match wins.
 AREAS = (

@@ -21,7 +21,11 @@ not answered by a crawl:
 - a lone 429 with ``Retry-After`` delays only its own request (the caller's
   retry loop waits it out) and halves the limit;
 - a **pace** is learnt only from refusals that **repeat**: ``repeat`` (3) 429s
-  in a row, no success between them, within ``repeat_s`` (2 s). It is 0.7 of
+  in a row, no success between them, within ``repeat_s`` (2 s). A success
+  sent before the refusal that cut (an older epoch) does not break the run:
+  a 429 is answered faster than a create, so the answer of a create the API
+  took before refusing often comes after the refusal's; it counts among the
+  successes before the run. It is 0.7 of
   the rate of successes before the first of them, over that time and the wait
   it asked for; it grows by 4 % of itself per window of successes (an eighth
   of that past 0.9 of the rate last allowed, so that it probes the limit
@@ -214,10 +218,16 @@ def settle(
     if signal != "ok":
         return
     _probe(state, bounds, now, refused=False)
-    state.streak = 0
-    if state.ok_since_cut == 0:
-        state.cut_at = now
-    state.ok_since_cut += 1
+    if state.streak and epoch != state.epoch:
+        # Sent before the refusal that cut: its answer (a create is slower to answer than a 429)
+        # comes after the refusal's but says nothing of after it. The run goes on; what the API
+        # allowed before it counts one more success.
+        state.streak_ok += 1
+    else:
+        state.streak = 0
+        if state.ok_since_cut == 0:
+            state.cut_at = now
+        state.ok_since_cut += 1
     state.window += 1
     if state.window >= max(1, math.floor(state.limit)):
         state.window = 0

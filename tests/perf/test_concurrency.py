@@ -184,6 +184,33 @@ def test_given_three_429s_in_a_row_after_a_burst_when_settled_then_a_pace_below_
     assert admit(state, bounds, 101.3, "b")[0] == pytest.approx(1 / state.rate, rel=0.01), "then paced"
 
 
+def test_given_a_success_sent_before_the_cut_answered_after_a_refusal_when_settled_then_the_run_goes_on() -> None:
+    # A fixed window of 5: two answers, then two creates in flight; the server took the first and refused
+    # the second, whose 429 came back first. The create's late success must not break the run of refusals
+    # (else each request of the page is sent once and refused, none teaching a pace).
+    state, bounds = AIMDState(limit=2), Bounds()
+    _grow(state, bounds, 2, now=100.0)
+    _, taken_epoch = admit(state, bounds, 100.01, "taken")
+    _refuse(state, bounds, 100.012, "refused first")
+    settle(state, bounds, 100.02, "taken", taken_epoch, "ok", None)
+    assert state.streak == 1, "sent before the cut: the run goes on"
+    _refuse(state, bounds, 100.022, "two")
+    _refuse(state, bounds, 100.024, "three")
+
+    assert state.rate == pytest.approx(0.7 * 3 / (0.012 + 1.0), rel=0.01), "three successes before the run"
+
+
+def test_given_a_success_sent_after_the_cut_when_settled_then_the_run_is_broken() -> None:
+    state, bounds = AIMDState(limit=2), Bounds()
+    _grow(state, bounds, 3, now=100.0)
+    _refuse(state, bounds, 100.01, "one")
+    _grow(state, bounds, 1, now=100.02)  # admitted after the cut: the API took it after refusing
+    _refuse(state, bounds, 100.03, "two")
+    _refuse(state, bounds, 100.04, "three")
+
+    assert state.rate is None
+
+
 def test_given_refusals_with_a_success_between_or_far_apart_when_settled_then_no_pace() -> None:
     state, bounds = AIMDState(), Bounds()
     _grow(state, bounds, 10, now=100.0)
