@@ -228,6 +228,10 @@ class Connector(Session[SettingsT]):
         whether the walk was complete (see :func:`connectors.reading.pages`)."""
         return reading.pages(self)
 
+    def listed(self) -> AsyncIterator[reading.Fetched]:
+        """Yield every page of customers as fetched, unread (see :func:`connectors.reading.listed`)."""
+        return reading.listed(self)
+
     def walk(
         self, listing: Listing, *, op: str = "list", scan: ScanReport | None = None
     ) -> AsyncIterator[Sequence[Mapping[str, Any]]]:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,6 +60,19 @@ class ScanReport:
         self.complete = False
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """One page of a listing as fetched: its raw records (repeats dropped) and what identifies them.
+
+    ``digest`` covers the listing's path and the page's parameters, the answer's bytes
+    as received, and which of its records the walk kept: two pages with one digest
+    hold the same records, byte for byte (the no-op fast path, :mod:`worker.engine.memo`).
+    """
+
+    records: Sequence[Mapping[str, Any]]
+    digest: str
+
+
 def read_record(connector: Connector[Any], raw: Any) -> RemoteCustomer:
     """Map one listed record; failures become a ``problem``, never raise."""
     if not isinstance(raw, Mapping):
@@ -99,7 +113,15 @@ def read_record(connector: Connector[Any], raw: Any) -> RemoteCustomer:
 async def walk(
     connector: Connector[Any], listing: Listing, *, op: str = "list", scan: ScanReport | None = None
 ) -> AsyncIterator[Sequence[Mapping[str, Any]]]:
-    """Yield the raw records of one listing, page by page, to its end (loops refused).
+    """Yield the raw records of one listing, page by page, to its end (see :func:`fetch`)."""
+    async for fetched in fetch(connector, listing, op=op, scan=scan):
+        yield fetched.records
+
+
+async def fetch(
+    connector: Connector[Any], listing: Listing, *, op: str = "list", scan: ScanReport | None = None
+) -> AsyncIterator[Fetched]:
+    """Yield the pages of one listing, to its end (loops refused), each with its digest.
 
     Records already yielded by this walk (a repeated page) are dropped.
     What the listing claimed is checked against what was read; when they
@@ -129,7 +151,7 @@ async def walk(
         records = [raw for raw, fresh in zip(listed, keep, strict=True) if fresh]
         following = connector.paginator.next(page, body)
         tally.page(len(records), len(listed), connector.paginator.reported(body), last=following is None)
-        yield records
+        yield Fetched(records, _digest(page, response.content, keep))
         page = following
     verdict = tally.verdict()
     if verdict is not None:
@@ -148,7 +170,13 @@ def _id_or_none(connector: Connector[Any], raw: Any) -> str | None:
 
 
 async def pages(connector: Connector[Any]) -> AsyncIterator[list[RemoteCustomer]]:
-    """Yield every customer, page by page, across all listings.
+    """Yield every customer, page by page, across all listings (see :func:`listed`)."""
+    async for fetched in listed(connector):
+        yield [connector.read(raw) for raw in fetched.records]
+
+
+async def listed(connector: Connector[Any]) -> AsyncIterator[Fetched]:
+    """Yield every page of customers as fetched, across all listings, unread.
 
     ``connector.scan`` says afterwards whether the walk was complete: it is
     ``complete`` only when every listing reached its end and nothing
@@ -160,9 +188,9 @@ async def pages(connector: Connector[Any]) -> AsyncIterator[list[RemoteCustomer]
     finished = False
     try:
         for listing in connector.listings():
-            async for records in connector.walk(listing, scan=connector.scan):
-                connector.scan.records += len(records)
-                yield [connector.read(raw) for raw in records]
+            async for fetched in fetch(connector, listing, scan=connector.scan):
+                connector.scan.records += len(fetched.records)
+                yield fetched
         finished = True
     except Exception as exc:
         connector.scan.fail(f"the {connector.system} listing stopped on an error ({type(exc).__name__})")
@@ -172,6 +200,15 @@ async def pages(connector: Connector[Any]) -> AsyncIterator[list[RemoteCustomer]
             connector.scan.complete = True
         elif connector.scan.reason is None:
             connector.scan.fail("the scan did not reach its end")
+
+
+def _digest(page: PageRequest, content: bytes, keep: Sequence[bool]) -> str:
+    """A page's digest (:class:`Fetched`): what was asked, what came back, what was kept."""
+    asked = repr(page.key())
+    digest = hashlib.blake2b(asked.encode(), digest_size=16)
+    digest.update(content)
+    digest.update(bytes(keep))
+    return digest.hexdigest()
 
 
 def updated_at(raw: Mapping[str, Any]) -> datetime | None:

@@ -103,6 +103,29 @@ class QuarantineEntry(SQLModel, table=True):
     attempts: int = 1
     first_seen: datetime = Field(default_factory=_now)
     last_seen: datetime = Field(default_factory=_now)
+    #: when what a plan reads of the entry (its record, field, reason, fingerprint) last changed:
+    #: unlike ``last_seen`` and ``attempts``, it stays put while a record fails the same way.
+    changed_at: datetime | None = None
 
 
-__all__ = ["Identity", "Link", "QuarantineEntry", "Run"]
+class PageMemo(SQLModel, table=True):
+    """What a pipeline's last quiet run listed, page by page: the no-op fast path (:mod:`state.memos`).
+
+    A page listed again with the same digest, while the store is as that run left
+    it (``stamp``) and the pipeline as it was configured (``config``), would be
+    planned as it was then: every record unchanged. Digests only, never values.
+    """
+
+    __tablename__ = "page_memos"
+
+    pipeline: str = Field(primary_key=True, max_length=100)
+    #: a digest of what the plan depends on besides the store: the pipeline, its connections, custsync.
+    config: str = Field(max_length=64)
+    #: the store's stamp when the run ended (:meth:`state.memos.Memos.stamp`).
+    stamp: str = Field(max_length=400)
+    #: JSON: one entry per listed page, its digest where every record of it was unchanged, else null.
+    pages: str = Field(sa_type=Text)
+    saved_at: datetime = Field(default_factory=_now)
+
+
+__all__ = ["Identity", "Link", "PageMemo", "QuarantineEntry", "Run"]

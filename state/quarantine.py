@@ -54,8 +54,11 @@ class Quarantine(Sessions):
                         attempts=0,
                     )
                     existing[e.source_id] = row
-                row.external_id, row.field, row.reason = e.external_id, e.field, scrub(e.reason)[:2000]
-                row.source_fingerprint, row.run_id, row.last_seen = e.source_fingerprint, run_id, at
+                held = (e.external_id, e.field, scrub(e.reason)[:2000], e.source_fingerprint)
+                if row.changed_at is None or (row.external_id, row.field, row.reason, row.source_fingerprint) != held:
+                    row.changed_at = at  # what a plan reads of the entry changed (the store's stamp moves)
+                row.external_id, row.field, row.reason, row.source_fingerprint = held
+                row.run_id, row.last_seen = run_id, at
                 row.attempts += 1
                 s.add(row)
 

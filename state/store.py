@@ -10,6 +10,7 @@ a bulk read (``IN`` lists in chunks), never a query per record.
 - :mod:`state.runs`: the record of runs;
 - :mod:`state.links`: identities and their links to each connection;
 - :mod:`state.quarantine`: the records a pipeline could not write;
+- :mod:`state.memos`: the store's stamp and the page memos of the no-op fast path;
 - :mod:`state.lock`: the run lock.
 
 Every name this module exported before the split is still importable from it.
@@ -27,13 +28,14 @@ from state.database import mask_url, normalise_url, open_engine, opening, sqlite
 from state.errors import StoreError, StoreUnreachableError
 from state.links import Links, LinkWrite
 from state.lock import StoreLock
+from state.memos import Memos
 from state.quarantine import Quarantine, QuarantineWrite
 from state.runs import Runs
 
 _MIGRATION_LOCK = 0x637573747379  # "custsy": the advisory lock key of schema migrations
 
 
-class Store(Runs, Links, Quarantine):
+class Store(Runs, Links, Quarantine, Memos):
     """State store over one database.
 
     Args:

@@ -19,7 +19,7 @@ SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  #
 def _wiped(store: Store) -> Store:
     """Drop every table (the store is gone), then open it again: a blank, migrated store."""
     with store.engine.begin() as connection:
-        for table in ("quarantine", "runs", "links", "identities", "run_leases", "alembic_version"):
+        for table in ("quarantine", "runs", "links", "identities", "run_leases", "page_memos", "alembic_version"):
             connection.exec_driver_sql(f"DROP TABLE {table}")
     store.close()
     return Store(store.url)

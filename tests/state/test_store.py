@@ -15,7 +15,7 @@ import state.store as store_module
 from state import memory
 from state.store import LinkWrite, QuarantineWrite, Store, normalise_url
 
-TABLES = {"identities", "links", "runs", "quarantine", "run_leases", "alembic_version"}
+TABLES = {"identities", "links", "runs", "quarantine", "run_leases", "page_memos", "alembic_version"}
 #: the newest migration (the run lease table, 9.1); computed, so a rechained head needs no edit here.
 HEAD = ScriptDirectory(str(Path(store_module.__file__).parent / "migrations")).get_current_head()
 

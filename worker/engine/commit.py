@@ -61,6 +61,10 @@ class Ledger:
         for outcome in outcomes:
             self._final[outcome.record.remote.id] = count_of(outcome)
 
+    def unchanged(self, source_ids: Iterable[str]) -> None:
+        """Take these records as unchanged: a page the fast path did not plan (nothing to record)."""
+        self._final.update(dict.fromkeys(source_ids, "unchanged"))
+
     def counts(self, pulled: int, *, vanished: int = 0) -> Counts:
         """The run's counts so far."""
         return Counts.of(pulled, self._final.values(), vanished=vanished)

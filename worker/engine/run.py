@@ -30,12 +30,14 @@ from worker.engine.commit import Ledger
 from worker.engine.deletes import Vanished
 from worker.engine.execute import Executor
 from worker.engine.identity import Claim, Identity, usable_id
+from worker.engine.memo import PageMemory, config_digest
 from worker.engine.outcomes import (
     Deferred,
     Executed,
     Outcome,
     Planned,
     Quarantine,
+    Unchanged,
     Write,
     Written,
     quarantine_if,
@@ -84,7 +86,7 @@ class Engine:
         rules: Rules = ONE_WAY,
     ) -> None:
         self.name, self.pipeline, self.source, self.target, self.store = name, pipeline, source, target, store
-        self.run_id, self.options = run_id, options
+        self.run_id, self.options, self.rules = run_id, options, rules
         self.planned: list[PlannedChange] = []
         self.seen_source_ids: set[str] = set()
         self.pulled = 0
@@ -162,15 +164,41 @@ class Engine:
     # -- the run ------------------------------------------------------------
 
     async def run(self) -> None:
-        """Walk every source page; then handle vanished records if enabled."""
+        """Walk every source page; then handle vanished records if enabled.
+
+        A page listed as a quiet run listed it is not planned again (:mod:`worker.engine.memo`).
+        """
+        memory = self._memory()
         page_no = 0
-        async for page in self.source.pages():
+        async for fetched in self.source.listed():
             page_no += 1
-            await self.page(page)
-            log.info("page_synced", page=page_no, records=len(page), pulled=self.pulled)
+            ids = memory.skippable(fetched, self.seen_source_ids, self.source) if memory is not None else None
+            if ids is not None:
+                self._unchanged(ids)
+                quiet = True
+            else:
+                quiet = await self.page([self.source.read(raw) for raw in fetched.records])
+            if memory is not None:
+                memory.note(fetched, quiet=quiet)
+            log.info("page_synced", page=page_no, records=len(fetched.records), pulled=self.pulled, planned=ids is None)
             if self.options.progress is not None:
                 self.options.progress(self.pulled)
         await self.finish()
+        if memory is not None:
+            memory.leave(complete=self.source.scan.complete and self.deletes_error is None)
+
+    def _memory(self) -> PageMemory | None:
+        """The fast path's memory of this run, when the run is a plain one (not dry, full, retry or --since)."""
+        o = self.options
+        if o.dry_run or o.full or o.retry_quarantined or self.source.since is not None:
+            return None
+        return PageMemory(self.store, self.name, config_digest(self.pipeline, self.source, self.target, self.rules))
+
+    def _unchanged(self, ids: list[str]) -> None:
+        """A page the fast path skipped: its records counted as pulled, seen and unchanged."""
+        self.pulled += len(ids)
+        self.seen_source_ids.update(ids)
+        self.ledger.unchanged(ids)
 
     async def finish(self) -> None:
         """The end of a run, once every page is in: natural-key creates, unanswered creates, vanished records."""
@@ -182,17 +210,23 @@ class Engine:
             log.warning("duplicate_records_ignored", count=self._duplicates)
         self.executor.check.report()
 
-    async def page(self, records: list[RemoteCustomer]) -> None:
-        """Plan, push and record one page; the state is saved once per page."""
+    async def page(self, records: list[RemoteCustomer]) -> bool:
+        """Plan, push and record one page; the state is saved once per page.
+
+        Returns:
+            whether the page was quiet: every record listed once, with an id, and unchanged.
+        """
+        listed = len(records)
         records = self._once(records)
         self.pulled += len(records)
         ids = [r.id for r in records if r.id != "?"]
         records = positional(records, self.pulled)
         self._unidentified += len(records) - len(ids)
-        await self._plan_and_push(records, ids)
+        quiet = await self._plan_and_push(records, ids)
+        return quiet and len(ids) == listed
 
-    async def _plan_and_push(self, records: list[RemoteCustomer], ids: list[str]) -> None:
-        """The page after its bookkeeping: snapshot, plan, push, record."""
+    async def _plan_and_push(self, records: list[RemoteCustomer], ids: list[str]) -> bool:
+        """The page after its bookkeeping: snapshot, plan, push, record; whether every record was unchanged."""
         snapshot = read_snapshot(
             self.store, records, ids, pipeline=self.name, source=self.source, target=self.target, ctx=self.context
         )
@@ -204,12 +238,13 @@ class Engine:
         outcomes = [quarantine_if(o, problems) for o in outcomes]
         if self.options.dry_run:
             await self._plan_dry(outcomes)
-            return
+            return False
         if claims:
             waiting = {c.write.record.remote.id for c in claims}
             self._waiting.extend((c, snapshot.quarantined.get(c.write.record.remote.id)) for c in claims)
             outcomes = [o for o in outcomes if o.record.remote.id not in waiting]
         await self._push_and_record(outcomes, snapshot.quarantined)
+        return not claims and all(isinstance(o, Unchanged) for o in outcomes)
 
     # -- a run shared by several processes (worker/fanout.py) --------------------
 
