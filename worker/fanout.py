@@ -48,7 +48,7 @@ from connectors.model import Customer, FieldProblem, RemoteCustomer
 from state.store import Store
 from worker.config import AppConfig
 from worker.engine import Counts, Engine, EngineOptions
-from worker.engine.run import PageShare
+from worker.engine.results import PageShare
 from worker.lock import KEY_PREFIX
 from worker.ratelimit import RedisRateLimiter
 from worker.runner import build_connector

@@ -5,6 +5,8 @@
 - :mod:`~worker.engine.execute`: one record's writes → ``Written | Refused | Deferred``;
 - :mod:`~worker.engine.commit`: the state-store writes of a page, and counts derived from the outcomes;
 - :mod:`~worker.engine.deletes`: vanished source records and the guard;
+- :mod:`~worker.engine.memo`: the no-op fast path (pages listed as a quiet run listed them);
+- :mod:`~worker.engine.dry`: a dry run's page;
 - :mod:`~worker.engine.results`: the result and outcome types;
 - :mod:`~worker.engine.run`: the page loop over connectors already built.
 

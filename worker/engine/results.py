@@ -5,8 +5,9 @@ What becomes of each record is in :mod:`worker.engine.outcomes`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -133,4 +134,35 @@ class EngineOptions:
     progress: Progress | None = None
 
 
-__all__ = ["CountKey", "Counts", "EngineOptions", "PlannedChange", "Progress", "RunHooks", "RunResult"]
+@dataclass(frozen=True)
+class PageShare:
+    """What one page of a run shared by several processes did, for the run's coordinator (:mod:`worker.fanout`).
+
+    Attributes:
+        counts: the page's counts (``pulled``: its records), each record once, by its final outcome.
+        waiting: source ids of creates that wait on a natural-key match: pushed by the coordinator,
+            once every page is in (they are counted there, not here).
+        not_stored: field → records whose written value the target did not keep.
+    """
+
+    counts: Counts
+    waiting: tuple[str, ...] = ()
+    not_stored: Mapping[str, int] = field(default_factory=dict)
+
+
+def plus(a: Counts, b: Counts) -> Counts:
+    """Two counts added field by field."""
+    return Counts(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in dataclasses.fields(a)})
+
+
+__all__ = [
+    "CountKey",
+    "Counts",
+    "EngineOptions",
+    "PageShare",
+    "PlannedChange",
+    "Progress",
+    "RunHooks",
+    "RunResult",
+    "plus",
+]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import structlog
 
@@ -28,6 +27,7 @@ from worker.config import PipelineConfig
 from worker.diff import LinkState, decide
 from worker.engine.commit import Ledger
 from worker.engine.deletes import Vanished
+from worker.engine.dry import plan_dry
 from worker.engine.execute import Executor
 from worker.engine.identity import Claim, Identity, usable_id
 from worker.engine.memo import PageMemory, config_digest
@@ -36,35 +36,17 @@ from worker.engine.outcomes import (
     Executed,
     Outcome,
     Planned,
-    Quarantine,
     Unchanged,
     Write,
-    Written,
     quarantine_if,
     with_identity,
 )
-from worker.engine.plan import PlanContext, plan_page, positional, quarantine_change
-from worker.engine.results import Counts, EngineOptions, PlannedChange
+from worker.engine.plan import PlanContext, plan_page, positional
+from worker.engine.results import Counts, EngineOptions, PageShare, PlannedChange, plus
 from worker.engine.snapshot import read_snapshot
 from worker.topology import ONE_WAY, Rules
 
 log = structlog.get_logger("custsync.sync")
-
-
-@dataclass(frozen=True)
-class PageShare:
-    """What one page of a run shared by several processes did, for the run's coordinator (:mod:`worker.fanout`).
-
-    Attributes:
-        counts: the page's counts (``pulled``: its records), each record once, by its final outcome.
-        waiting: source ids of creates that wait on a natural-key match: pushed by the coordinator,
-            once every page is in (they are counted there, not here).
-        not_stored: field → records whose written value the target did not keep.
-    """
-
-    counts: Counts
-    waiting: tuple[str, ...] = ()
-    not_stored: Mapping[str, int] = field(default_factory=dict)
 
 
 class Engine:
@@ -159,7 +141,7 @@ class Engine:
     @property
     def counts(self) -> Counts:
         """The run's counts, derived from the final outcome of each record."""
-        return _plus(self.ledger.counts(self.pulled, vanished=self._vanished), self._shared)
+        return plus(self.ledger.counts(self.pulled, vanished=self._vanished), self._shared)
 
     # -- the run ------------------------------------------------------------
 
@@ -190,9 +172,12 @@ class Engine:
     def _memory(self) -> PageMemory | None:
         """The fast path's memory of this run, when the run is a plain one (not dry, full, retry or --since)."""
         o = self.options
-        if o.dry_run or o.full or o.retry_quarantined or self.source.since is not None:
-            return None
-        return PageMemory(self.store, self.name, config_digest(self.pipeline, self.source, self.target, self.rules))
+        plain = not (o.dry_run or o.full or o.retry_quarantined or self.source.since is not None)
+        return (
+            PageMemory(self.store, self.name, config_digest(self.pipeline, self.source, self.target, self.rules))
+            if plain
+            else None
+        )
 
     def _unchanged(self, ids: list[str]) -> None:
         """A page the fast path skipped: its records counted as pulled, seen and unchanged."""
@@ -237,7 +222,9 @@ class Engine:
         problems, claims = await self.identity.collisions(writes, dry_run=self.options.dry_run)
         outcomes = [quarantine_if(o, problems) for o in outcomes]
         if self.options.dry_run:
-            await self._plan_dry(outcomes)
+            final, planned = await plan_dry(outcomes, self.identity)
+            self.planned.extend(planned)
+            self.ledger.tally(final)
             return False
         if claims:
             waiting = {c.write.record.remote.id for c in claims}
@@ -276,7 +263,7 @@ class Engine:
 
     def absorb(self, share: PageShare) -> None:
         """Take a page another process ran into this run's counts and write-check report."""
-        self._shared = _plus(self._shared, dataclasses.replace(share.counts, pulled=0))  # pulled: see fresh()
+        self._shared = plus(self._shared, dataclasses.replace(share.counts, pulled=0))  # pulled: see fresh()
         self.executor.check.counts.update(share.not_stored)
 
     async def again(self, records: list[RemoteCustomer]) -> None:
@@ -380,30 +367,6 @@ class Engine:
         )
         return Write(prepared, decision)
 
-    # -- a dry run ----------------------------------------------------------------
-
-    async def _plan_dry(self, outcomes: Sequence[Planned]) -> None:
-        """Plan each write, and each record a real run would quarantine, with its reason."""
-        final: list[Outcome] = []
-        for outcome in outcomes:
-            if not isinstance(outcome, Write):
-                final.append(outcome)
-                continue
-            record, link = outcome.record, outcome.prepared.link
-            found = await self.identity.recover(outcome) if "create" in outcome.decision.actions else None
-            if isinstance(found, RemoteCustomer) and found.id:
-                self.planned.append(PlannedChange("match", record.external_id, record.remote.id, found.id))
-                final.append(Written(outcome, "matched", None, outcome.prepared.fingerprint))
-            elif found is not None and not isinstance(found, RemoteCustomer):
-                final.append(Quarantine(record, found, outcome.prepared.source_fingerprint, outcome.prepared))
-            else:
-                target_id = link.remote_id if link else None
-                action = "+".join(outcome.decision.actions)
-                self.planned.append(PlannedChange(action, record.external_id, record.remote.id, target_id))
-                final.append(Written(outcome, outcome.decision.outcome, None, outcome.prepared.fingerprint))
-        self.planned.extend(change for change in map(quarantine_change, final) if change is not None)
-        self.ledger.tally(final)
-
     # -- vanished source records -------------------------------------------------
 
     async def vanished(self) -> None:
@@ -422,9 +385,4 @@ class Engine:
         self.planned.extend(PlannedChange("archive", "", "", target_id) for target_id in outcome.planned)
 
 
-def _plus(a: Counts, b: Counts) -> Counts:
-    """Two counts added field by field."""
-    return Counts(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in dataclasses.fields(a)})
-
-
-__all__ = ["Engine", "PageShare"]
+__all__ = ["Engine"]
