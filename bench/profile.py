@@ -4,6 +4,7 @@
     python -m bench.profile --records 2000 --top 40
     python -m bench.profile --one-way        # a config holding only bigcapital_to_thredfi and its connections
     python -m bench.profile --noop --records 10000   # a no-op re-sync: the first sync runs unprofiled
+    python -m bench.profile --steady --records 10000 # the no-op after a no-op: its pages are not planned again
     python -m bench.profile --cpu-only       # the run's process CPU without the profiler's own cost per call
 
 The sandbox runs in its own process (as in :mod:`bench.run`), so the profile
@@ -75,7 +76,14 @@ def one_way(text: str) -> str:
 
 
 def profile(
-    records: int, top: int, out: Path | None, *, single: bool = False, noop: bool = False, cpu_only: bool = False
+    records: int,
+    top: int,
+    out: Path | None,
+    *,
+    single: bool = False,
+    noop: bool = False,
+    cpu_only: bool = False,
+    steady: bool = False,
 ) -> None:
     from worker.cli import app
     from worker.runner import run_pipeline  # noqa: F401 - imported now, so its import is not measured in the run
@@ -85,10 +93,11 @@ def profile(
         text = config.read_text(encoding="utf-8").replace(REDIS, PRIVATE_REDIS)
         config.write_text(one_way(text) if single else text, encoding="utf-8")
         command = ["run", PIPELINE, "--config", str(config), "--json"]
-        if noop:
+        for _ in range(2 if steady else 1 if noop else 0):  # unprofiled: the first sync, the no-op that proves it
             app(command, standalone_mode=False)
             asyncio.set_event_loop(None)
-        what = f"{'no-op re-sync' if noop else 'first sync'}, {'one-way' if single else 'pair'} config"
+        kind = "no-op after a no-op" if steady else "no-op re-sync" if noop else "first sync"
+        what = f"{kind}, {'one-way' if single else 'pair'} config"
         if cpu_only:
             # cProfile adds a cost per Python call: code of many small calls looks dearer under it than it is.
             started = time.process_time()
@@ -126,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write the raw profile here (pstats)")
     parser.add_argument("--one-way", action="store_true", help="only the pipeline and its connections in the config")
     parser.add_argument("--noop", action="store_true", help="profile a no-op re-sync (after an unprofiled first sync)")
+    parser.add_argument("--steady", action="store_true", help="profile the no-op after a no-op (pages not planned)")
     parser.add_argument("--cpu-only", action="store_true", help="no profiler: the run's process CPU alone")
     args = parser.parse_args(argv)
-    profile(args.records, args.top, args.out, single=args.one_way, noop=args.noop, cpu_only=args.cpu_only)
+    profile(args.records, args.top, args.out, single=args.one_way, noop=args.noop, cpu_only=args.cpu_only,
+            steady=args.steady)  # fmt: skip
     return 0
 
 

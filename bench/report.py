@@ -76,7 +76,9 @@ def _verdict(result: dict[str, Any]) -> list[str]:
         )
     if "no_op_outside_listing_share" in v:
         out.append(
-            f"- No-op re-sync: **{v['no_op_outside_listing_share']:.0%}** of its duration outside HTTP listing; "
+            f"- No-op re-sync after the first sync (every page planned): **{v['no_op_outside_listing_share']:.0%}** "
+            "of its duration outside HTTP listing; the next no-op (pages listed as that quiet run listed them, "
+            f"not planned again): **{v.get('steady_no_op_outside_listing_share', float('nan')):.0%}**; "
             f"first sync peak RSS {v['first_sync_peak_rss_mb']:.0f} MB."
         )
     if "latency_ratio" in v:
