@@ -46,7 +46,7 @@ from connectors.errors import (
 from connectors.ratelimit import RateLimiter, ThrottleGate
 from connectors.reach import unreachable
 from connectors.settings import ConnectionSettings, masked_url
-from connectors.transport import default_transport
+from connectors.transport import CookielessClient, default_transport
 
 log = structlog.get_logger("custsync.connector")
 
@@ -132,7 +132,7 @@ class HttpClient:
     def open(self, auth: httpx.Auth) -> None:
         """Create the client, its credentials bound to the base URL's origin."""
         restrict_to_origin(auth, self.settings.base_url)
-        self._client = httpx.AsyncClient(
+        self._client = CookielessClient(
             base_url=self.settings.base_url.rstrip("/"),
             auth=auth,
             timeout=self.settings.timeout_s,

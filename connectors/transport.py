@@ -23,16 +23,44 @@ would not read as ``ConnectError``. :class:`AiohttpTransport` maps them the
 way httpcore does: only a connection that was never opened is a connect
 error; a drop, a reset or a bad body once the request went out is a read
 error; a socket timeout is a read (or connect) timeout.
+
+Above the transport, :class:`CookielessClient` is httpx's client without a
+cookie jar: no API custsync speaks uses cookies, so none a server sets is kept
+or sent back (nor parsed: a share of the CPU of every answer).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport as _Base
+
+
+class _Jar(httpx.Cookies):
+    """A cookie jar that keeps nothing a server sets."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        """Keep none: no API custsync speaks uses cookies, and a cookie is state a server would have us send back."""
+
+
+class CookielessClient(httpx.AsyncClient):
+    """httpx's client without a cookie jar: a ``Set-Cookie`` answer is never sent on (and costs no parsing)."""
+
+    _jar = _Jar()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        """Always empty."""
+        return self._jar
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        """Ignored: the client keeps no cookies."""
+
 
 #: ``httpx`` for httpx's own transport; anything else (or unset): httpx-aiohttp's (see the module docstring).
 ENV = "CUSTSYNC_HTTP_TRANSPORT"
@@ -107,4 +135,4 @@ class AiohttpTransport(_Base):
         return response
 
 
-__all__ = ["ENV", "AiohttpTransport", "default_transport"]
+__all__ = ["ENV", "AiohttpTransport", "CookielessClient", "default_transport"]

@@ -66,3 +66,24 @@ async def test_given_a_foreign_link_after_its_path_was_sent_when_requested_then_
         await client.aclose()
 
     assert hosts.hosts() == ["api.test"]
+
+
+async def test_given_a_server_setting_cookies_when_requested_again_then_no_cookie_is_kept_or_sent() -> None:
+    seen = Seen()
+
+    async def cookies(request: Request) -> Response:
+        return json({"ok": True}, headers={"Set-Cookie": "session=abc123; Path=/"})
+
+    hosts = Hosts({"api.test": app(cookies, seen)})
+    client = HttpClient("books", "books", ConnectionSettings(system="books", base_url="http://api.test"),
+                        classify=_refused, transport=hosts)  # fmt: skip
+    client.open(HeaderAuth({"X-Key": "k" * 12}))
+    try:
+        for _ in range(3):
+            response = await client.request("GET", "/customers", op="list")
+            assert response.headers["set-cookie"].startswith("session="), "the server did set one"
+    finally:
+        await client.aclose()
+
+    assert len(seen.requests) == 3
+    assert [headers.get("cookie") for _, _, headers in seen.requests] == [None, None, None]
