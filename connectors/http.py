@@ -56,8 +56,7 @@ Auth = httpx.Auth
 #: turns a non-2xx response of an operation into the error the caller acts on.
 Classify = Callable[[httpx.Response, str], ConnectorError]
 
-#: Transport errors raised before the request could have reached the server:
-#: safe to retry even for a create.
+#: Transport errors raised before the request could have reached the server: safe to retry even for a create.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 #: A refused or unresolvable connection is a setup error, not a blip: a few quick tries, then it is reported.
 _CONNECT_WAITS = (0.5, 1.0)
@@ -363,10 +362,9 @@ class HttpClient:
 
 
 def parse(response: httpx.Response, unreadable: str) -> Any:
-    """The JSON body of a response, parsed once; an unreadable one is a RetriableError.
+    """The JSON body of a response, parsed once; an unreadable one (deep nesting too) is a RetriableError.
 
-    Deep nesting (``RecursionError`` in the parser) is unreadable too. The
-    cause is the parse error, never a "never sent" transport error, so a
+    The cause is the parse error, never a "never sent" transport error, so a
     create whose answer is unreadable is not blindly sent again.
     """
     if _PARSED in response.extensions:
@@ -377,6 +375,13 @@ def parse(response: httpx.Response, unreadable: str) -> Any:
         raise RetriableError(f"{unreadable} (HTTP {response.status_code})") from exc
     response.extensions[_PARSED] = body
     return body
+
+
+def release(response: httpx.Response) -> None:
+    """Let a read response go now, not at the next cyclic collection: its parsed body dropped, and the
+    response ↔ stream cycle httpx's client makes broken (listed pages piled up in the no-op fast path)."""
+    response.extensions.pop(_PARSED, None)
+    response.stream = httpx.ByteStream(b"")
 
 
 def body_or_none(response: httpx.Response) -> Any:
@@ -392,4 +397,4 @@ def json_body(response: httpx.Response) -> Any:
     return parse(response, "unreadable JSON body")
 
 
-__all__ = ["Auth", "Classify", "HttpClient", "Response", "Transport", "body_or_none", "json_body", "parse"]
+__all__ = ["Auth", "Classify", "HttpClient", "Response", "Transport", "body_or_none", "json_body", "parse", "release"]

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from connectors import secrets
 from connectors.errors import FatalError, FieldMappingError
-from connectors.http import json_body
+from connectors.http import json_body, release
 from connectors.model import TEXT_FIELDS, FieldProblem, NotTextError, RemoteCustomer
 from connectors.pagination import LoopGuard, PageRequest, PageTally
 
@@ -151,7 +151,9 @@ async def fetch(
         records = [raw for raw, fresh in zip(listed, keep, strict=True) if fresh]
         following = connector.paginator.next(page, body)
         tally.page(len(records), len(listed), connector.paginator.reported(body), last=following is None)
-        yield Fetched(records, _digest(page, response.content, keep))
+        read = Fetched(records, _digest(page, response.content, keep))
+        release(response)  # the records are all that is kept of the page
+        yield read
         page = following
     verdict = tally.verdict()
     if verdict is not None:

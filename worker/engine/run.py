@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import structlog
 
@@ -42,15 +43,29 @@ from worker.engine.outcomes import (
     with_identity,
 )
 from worker.engine.plan import PlanContext, plan_page, positional
-from worker.engine.results import Counts, EngineOptions, PageShare, PlannedChange, plus
+from worker.engine.results import Counts, EngineOptions, PlannedChange, plus
+from worker.engine.shared import SharedPages
 from worker.engine.snapshot import read_snapshot
 from worker.topology import ONE_WAY, Rules
 
 log = structlog.get_logger("custsync.sync")
 
 
-class Engine:
+@dataclass(frozen=True)
+class _Flight:
+    """Some records of a page whose writes were sent (:meth:`Engine._send`), waiting to be recorded."""
+
+    outcomes: Sequence[Planned]
+    writes: Sequence[Write]
+    sent: asyncio.Future[list[Executed | BaseException]]
+    quarantined: Mapping[str, QuarantineEntry]
+
+
+class Engine(SharedPages):
     """One run of one pipeline; :func:`worker.runner.run_pipeline` builds and runs it."""
+
+    #: records planned, committed as intents and sent at a time: a page's first writes leave while the rest is planned
+    CHUNK = 100
 
     #: how many more times, in the same run, a create that got no answer is looked up and retried
     UNANSWERED_PASSES = 2
@@ -172,12 +187,9 @@ class Engine:
     def _memory(self) -> PageMemory | None:
         """The fast path's memory of this run, when the run is a plain one (not dry, full, retry or --since)."""
         o = self.options
-        plain = not (o.dry_run or o.full or o.retry_quarantined or self.source.since is not None)
-        return (
-            PageMemory(self.store, self.name, config_digest(self.pipeline, self.source, self.target, self.rules))
-            if plain
-            else None
-        )
+        if o.dry_run or o.full or o.retry_quarantined or self.source.since is not None:
+            return None
+        return PageMemory(self.store, self.name, config_digest(self.pipeline, self.source, self.target, self.rules))
 
     def _unchanged(self, ids: list[str]) -> None:
         """A page the fast path skipped: its records counted as pulled, seen and unchanged."""
@@ -211,7 +223,34 @@ class Engine:
         return quiet and len(ids) == listed
 
     async def _plan_and_push(self, records: list[RemoteCustomer], ids: list[str]) -> bool:
-        """The page after its bookkeeping: snapshot, plan, push, record; whether every record was unchanged."""
+        """The page after its bookkeeping, in chunks of :attr:`CHUNK`: each planned, its intents committed and its
+        writes sent while the next is planned; the page is recorded once, when every write is answered.
+
+        Returns:
+            whether every record was unchanged.
+        """
+        listed, flights, quiet = set(ids), [], not self.options.dry_run
+        try:
+            for start in range(0, len(records), self.CHUNK):
+                chunk = records[start : start + self.CHUNK]
+                planned = await self._plan(chunk, [r.id for r in chunk if r.id in listed])
+                if planned is not None:
+                    outcomes, quarantined, waits = planned
+                    quiet = quiet and not waits and all(isinstance(o, Unchanged) for o in outcomes)
+                    flights.append(self._send(outcomes, quarantined))
+                    await asyncio.sleep(0)  # the writes go out before the next chunk is planned
+        finally:
+            if flights:  # what was sent is recorded, even when planning a later chunk failed
+                await self._land(flights)
+        return quiet
+
+    async def _plan(
+        self, records: list[RemoteCustomer], ids: list[str]
+    ) -> tuple[list[Planned], Mapping[str, QuarantineEntry], bool] | None:
+        """Snapshot and plan some records of a page: their outcomes, quarantine entries, and whether some wait.
+
+        A dry run's records are planned to the end here (``None``: nothing to send).
+        """
         snapshot = read_snapshot(
             self.store, records, ids, pipeline=self.name, source=self.source, target=self.target, ctx=self.context
         )
@@ -225,51 +264,12 @@ class Engine:
             final, planned = await plan_dry(outcomes, self.identity)
             self.planned.extend(planned)
             self.ledger.tally(final)
-            return False
+            return None
         if claims:
             waiting = {c.write.record.remote.id for c in claims}
             self._waiting.extend((c, snapshot.quarantined.get(c.write.record.remote.id)) for c in claims)
             outcomes = [o for o in outcomes if o.record.remote.id not in waiting]
-        await self._push_and_record(outcomes, snapshot.quarantined)
-        return not claims and all(isinstance(o, Unchanged) for o in outcomes)
-
-    # -- a run shared by several processes (worker/fanout.py) --------------------
-
-    def fresh(self, records: list[RemoteCustomer]) -> list[RemoteCustomer]:
-        """The coordinator's side of a listed page: repeats dropped, the rest counted as pulled and seen.
-
-        The coordinator plans nothing itself: each page goes to :meth:`shared_page` in some
-        process, with ``offset`` the ``pulled`` count before it, and comes back to :meth:`absorb`.
-        """
-        records = self._once(records)
-        self.pulled += len(records)
-        self._unidentified += sum(1 for r in records if r.id == "?")
-        self.seen_source_ids.update(r.id for r in records if usable_id(r.id))
-        return records
-
-    async def shared_page(self, records: list[RemoteCustomer], *, offset: int) -> PageShare:
-        """One page of a shared run, as :meth:`page` runs it, then its own unanswered creates retried.
-
-        Args:
-            records: the page, as :meth:`fresh` returned it.
-            offset: the run's ``pulled`` before this page (records without an id are numbered as in one process).
-        """
-        self.pulled = offset
-        await self.page(records)
-        await self._retry_unanswered()
-        counts = dataclasses.replace(self.counts, pulled=self.pulled - offset)
-        waiting = tuple(claim.write.record.remote.id for claim, _ in self._waiting)
-        return PageShare(counts, waiting, dict(self.executor.check.counts))
-
-    def absorb(self, share: PageShare) -> None:
-        """Take a page another process ran into this run's counts and write-check report."""
-        self._shared = plus(self._shared, dataclasses.replace(share.counts, pulled=0))  # pulled: see fresh()
-        self.executor.check.counts.update(share.not_stored)
-
-    async def again(self, records: list[RemoteCustomer]) -> None:
-        """Plan and push records a shared page left waiting (already pulled and seen): before :meth:`finish`."""
-        if records:
-            await self._plan_and_push(records, [r.id for r in records])
+        return outcomes, snapshot.quarantined, bool(claims)
 
     def _ensure_identities(
         self, outcomes: Sequence[Planned], fresh: Sequence[str], linking: Mapping[str, str]
@@ -297,23 +297,33 @@ class Engine:
     # -- writing --------------------------------------------------------------
 
     async def _push_and_record(self, outcomes: Sequence[Planned], quarantined: Mapping[str, QuarantineEntry]) -> None:
-        """Commit the intents, push, and record every record of the page."""
+        """Commit the intents, push, and record every record given."""
+        await self._land([self._send(outcomes, quarantined)])
+
+    def _send(self, outcomes: Sequence[Planned], quarantined: Mapping[str, QuarantineEntry]) -> _Flight:
+        """Commit the intents of these records' creates, then send their writes (in flight when this returns)."""
         writes = [o for o in outcomes if isinstance(o, Write)]
         self.ledger.intents(writes)
-        executed = await asyncio.gather(*(self.executor.execute(w) for w in writes), return_exceptions=True)
+        sent = asyncio.gather(*(self.executor.execute(w) for w in writes), return_exceptions=True)
+        return _Flight(outcomes, writes, sent, quarantined)
+
+    async def _land(self, flights: Sequence[_Flight]) -> None:
+        """Wait for every write sent, then record every record of the flights in one commit."""
         results: dict[int, Executed] = {}
         crashed: list[BaseException] = []
-        for write, result in zip(writes, executed, strict=True):
-            if isinstance(result, BaseException):
-                crashed.append(result)
-            else:
-                results[id(write)] = result
+        for flight in flights:
+            for write, result in zip(flight.writes, await flight.sent, strict=True):
+                if isinstance(result, BaseException):
+                    crashed.append(result)
+                else:
+                    results[id(write)] = result
         self._unanswered.extend(r for r in results.values() if isinstance(r, Deferred) and r.lost_create)
-        # Every record of the page, including those refused before any push: each is counted,
-        # quarantined or released here, never dropped. An unexpected error in one push must not
-        # throw away the links of the others (they would all be recovered again).
+        # Every record, including those refused before any push: each is counted, quarantined or
+        # released here, never dropped. An unexpected error in one push must not throw away the
+        # links of the others (they would all be recovered again).
         # A write whose push raised stays a Write: linked to its source as planned, counted nowhere.
-        self._record([results.get(id(o), o) if isinstance(o, Write) else o for o in outcomes], quarantined)
+        outcomes = [results.get(id(o), o) if isinstance(o, Write) else o for f in flights for o in f.outcomes]
+        self._record(outcomes, {k: v for f in flights for k, v in f.quarantined.items()})
         if crashed:
             raise crashed[0]
 

@@ -1,0 +1,101 @@
+"""A page in chunks (worker/engine/run.py, ``Engine.CHUNK``): its first writes leave while the rest is planned.
+
+The page is still recorded in one commit; what was sent is recorded even when
+planning a later chunk fails, and a run after that creates nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from sandbox.server import Sandbox
+from state.store import Store
+from tests.conftest import one_way
+from worker.config import AppConfig
+from worker.engine import run as engine_run
+from worker.engine import snapshot
+from worker.engine.run import Engine
+from worker.runner import run_pipeline
+
+PIPELINE = "bigcapital_to_thredfi"
+COUNT = 250  # one Bigcapital page of active customers (three chunks), one of inactive
+
+
+class Watching(httpx.AsyncBaseTransport):
+    """The sandbox's transport, calling ``seen`` with each request before it is answered."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, seen: Callable[[httpx.Request], None]) -> None:
+        self.inner, self.seen = inner, seen
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen(request)
+        return await self.inner.handle_async_request(request)
+
+
+def _identities(store: Store) -> int:
+    with store.engine.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM identities")).scalar_one())
+
+
+async def _run(config: AppConfig, store: Store, transport: httpx.AsyncBaseTransport) -> Any:
+    return await run_pipeline(config, PIPELINE, store=store, transports=dict.fromkeys(config.connections, transport))
+
+
+async def test_given_a_page_of_several_chunks_when_synced_then_the_first_create_leaves_before_the_last_chunk_is_planned(
+    sandbox: Sandbox, store: Store, config: AppConfig, transport: httpx.ASGITransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small chunks: the first create waits on Thredfi's token and the AIMD limit's first slot, a few turns of the loop.
+    monkeypatch.setattr(Engine, "CHUNK", 10)
+    sandbox["bigcapital"].seed_fake(COUNT)
+    active = sum(1 for r in sandbox["bigcapital"].records.values() if r["active"])
+    planned_at_first_create: list[int] = []
+
+    def seen(request: httpx.Request) -> None:
+        if request.method == "POST" and "/customers" in request.url.path and not planned_at_first_create:
+            planned_at_first_create.append(_identities(store))
+
+    result = await _run(one_way(config, PIPELINE), store, Watching(transport, seen))
+
+    assert result.status == "succeeded", result.summary()
+    assert result.counts.created == COUNT
+    (planned,) = planned_at_first_create
+    assert planned < active, "the first create left before the last chunk of the (active) page was planned"
+    assert planned % Engine.CHUNK == 0, "whole chunks are planned"
+    held = Counter(r["external_id"] for r in sandbox["thredfi"].records.values())
+    assert sorted(held.values()) == [1] * COUNT
+
+
+async def test_given_planning_a_later_chunk_fails_when_run_then_what_was_sent_is_recorded_and_no_copy_follows(
+    sandbox: Sandbox, store: Store, config: AppConfig, transport: httpx.ASGITransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox["bigcapital"].seed_fake(COUNT)
+    config = one_way(config, PIPELINE)
+    snapshots = 0
+    real = snapshot.read_snapshot
+
+    def failing_third(*args: Any, **kwargs: Any) -> Any:
+        nonlocal snapshots
+        snapshots += 1
+        if snapshots == 3:
+            raise RuntimeError("the state store went away")
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine_run, "read_snapshot", failing_third)
+        failed = await _run(config, store, transport)
+
+    assert failed.status == "failed"
+    linked = [lk for lk in store.links_of("thredfi") if lk.status == "linked" and lk.remote_id]
+    assert len(linked) == 2 * Engine.CHUNK, "the two chunks sent were recorded with the page"
+    assert len(sandbox["thredfi"].records) == 2 * Engine.CHUNK
+    again = await _run(config, store, transport)
+    assert again.status == "succeeded", again.summary()
+    assert again.counts.created == COUNT - 2 * Engine.CHUNK
+    held = Counter(r["external_id"] for r in sandbox["thredfi"].records.values())
+    assert sorted(held.values()) == [1] * COUNT, "each customer in Thredfi once"
