@@ -229,7 +229,12 @@ class Connector(Session[SettingsT]):
         return reading.pages(self)
 
     def listed(self) -> AsyncIterator[reading.Fetched]:
-        """Yield every page of customers as fetched, unread (see :func:`connectors.reading.listed`)."""
+        """Yield every page of customers as fetched, unread (see :func:`connectors.reading.listed`).
+
+        A connector that lists its own way (its own :meth:`pages`) yields its pages as read, without a digest.
+        """
+        if type(self).pages is not Connector.pages:
+            return reading.already_read(self.pages())
         return reading.listed(self)
 
     def walk(

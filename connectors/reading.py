@@ -70,7 +70,13 @@ class Fetched:
     """
 
     records: Sequence[Mapping[str, Any]]
-    digest: str
+    digest: str | None
+    #: the page as read already, from a connector that lists its own way (its ``pages()``): no digest then
+    customers: list[RemoteCustomer] | None = None
+
+    def read(self, connector: Connector[Any]) -> list[RemoteCustomer]:
+        """The page's records, each mapped (:func:`read_record`)."""
+        return self.customers if self.customers is not None else [connector.read(raw) for raw in self.records]
 
 
 def read_record(connector: Connector[Any], raw: Any) -> RemoteCustomer:
@@ -174,7 +180,13 @@ def _id_or_none(connector: Connector[Any], raw: Any) -> str | None:
 async def pages(connector: Connector[Any]) -> AsyncIterator[list[RemoteCustomer]]:
     """Yield every customer, page by page, across all listings (see :func:`listed`)."""
     async for fetched in listed(connector):
-        yield [connector.read(raw) for raw in fetched.records]
+        yield fetched.read(connector)
+
+
+async def already_read(pages: AsyncIterator[list[RemoteCustomer]]) -> AsyncIterator[Fetched]:
+    """The pages of a connector that lists its own way, as :class:`Fetched` without a digest."""
+    async for page in pages:
+        yield Fetched((), None, page)
 
 
 async def listed(connector: Connector[Any]) -> AsyncIterator[Fetched]:

@@ -82,7 +82,7 @@ class PageMemory:
     def skippable(self, fetched: Fetched, seen: set[str], source: Connector) -> list[str] | None:
         """The ids of a page that need no plan (its records all unchanged), or ``None``: plan it."""
         position = len(self._now)
-        if position >= len(self._before) or self._before[position] != fetched.digest:
+        if fetched.digest is None or position >= len(self._before) or self._before[position] != fetched.digest:
             return None
         ids: list[str] = []
         for raw in fetched.records:

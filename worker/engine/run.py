@@ -172,12 +172,13 @@ class Engine(SharedPages):
             ids = memory.skippable(fetched, self.seen_source_ids, self.source) if memory is not None else None
             if ids is not None:
                 self._unchanged(ids)
-                quiet = True
+                quiet, count = True, len(ids)
             else:
-                quiet = await self.page([self.source.read(raw) for raw in fetched.records])
+                records = fetched.read(self.source)
+                quiet, count = await self.page(records), len(records)
             if memory is not None:
                 memory.note(fetched, quiet=quiet)
-            log.info("page_synced", page=page_no, records=len(fetched.records), pulled=self.pulled, planned=ids is None)
+            log.info("page_synced", page=page_no, records=count, pulled=self.pulled, planned=ids is None)
             if self.options.progress is not None:
                 self.options.progress(self.pulled)
         await self.finish()
