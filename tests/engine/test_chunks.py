@@ -99,3 +99,29 @@ async def test_given_planning_a_later_chunk_fails_when_run_then_what_was_sent_is
     assert again.counts.created == COUNT - 2 * Engine.CHUNK
     held = Counter(r["external_id"] for r in sandbox["thredfi"].records.values())
     assert sorted(held.values()) == [1] * COUNT, "each customer in Thredfi once"
+
+
+async def test_given_several_source_pages_when_synced_then_the_next_page_is_listed_before_this_ones_writes(
+    sandbox: Sandbox, store: Store, config: AppConfig, transport: httpx.ASGITransport
+) -> None:
+    sandbox["thredfi"].seed_fake(COUNT)  # Thredfi lists 100 a page: three pages
+    sent: list[str] = []
+
+    def seen(request: httpx.Request) -> None:
+        if "/customers" in request.url.path:
+            sent.append(f"{request.method} {request.url.host}{request.url.path}?{request.url.query.decode()}")
+
+    pipeline = "thredfi_to_bigcapital"
+    cfg = one_way(config, pipeline)
+    result = await run_pipeline(
+        cfg, pipeline, store=store, transports=dict.fromkeys(cfg.connections, Watching(transport, seen))
+    )
+
+    assert result.status == "succeeded", result.summary()
+    assert result.counts.created == COUNT
+    lists = [i for i, line in enumerate(sent) if line.startswith("GET") and "/thredfi/" in line and "page=" in line]
+    creates = [i for i, line in enumerate(sent) if line.startswith("POST") and "/bigcapital/" in line]
+    assert len(lists) >= 3
+    assert lists[1] < creates[0], "page two was asked for before page one's first create"
+    held = Counter(r["email"] for r in sandbox["bigcapital"].records.values())
+    assert len(held) == COUNT

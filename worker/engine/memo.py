@@ -68,6 +68,11 @@ class PageMemory:
         config: :func:`config_digest` of this run.
     """
 
+    @staticmethod
+    def nothing() -> PageMemory:
+        """The memory of a run that is not a plain one: it skips no page, and leaves or forgets no memo."""
+        return _Nothing()
+
     def __init__(self, store: Store, pipeline: str, config: str) -> None:
         self.store, self.pipeline, self.config = store, pipeline, config
         self.stamp = store.stamp()
@@ -115,6 +120,22 @@ class PageMemory:
             self.store.save_page_memo(self.pipeline, None)
         if self.skipped:
             log.info("pages_unchanged_skipped", pages=self.skipped, listed=len(self._now))
+
+
+class _Nothing(PageMemory):
+    """The memory of a run that is not a plain one: no page is skipped, no memo is left or forgotten."""
+
+    def __init__(self) -> None:
+        self.skipped = 0
+
+    def skippable(self, fetched: Fetched, seen: set[str], source: Connector) -> list[str] | None:
+        return None
+
+    def note(self, fetched: Fetched, *, quiet: bool) -> None:
+        return None
+
+    def leave(self, *, complete: bool) -> None:
+        return None
 
 
 def _connection(connector: Connector) -> dict[str, Any]:

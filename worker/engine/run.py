@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 
 import structlog
@@ -26,6 +27,7 @@ from state.models import QuarantineEntry
 from state.store import LinkWrite, Store
 from worker.config import PipelineConfig
 from worker.diff import LinkState, decide
+from worker.engine.ahead import ahead
 from worker.engine.commit import Ledger
 from worker.engine.deletes import Vanished
 from worker.engine.dry import plan_dry
@@ -167,29 +169,28 @@ class Engine(SharedPages):
         """
         memory = self._memory()
         page_no = 0
-        async for fetched in self.source.listed():
-            page_no += 1
-            ids = memory.skippable(fetched, self.seen_source_ids, self.source) if memory is not None else None
-            if ids is not None:
-                self._unchanged(ids)
-                quiet, count = True, len(ids)
-            else:
-                records = fetched.read(self.source)
-                quiet, count = await self.page(records), len(records)
-            if memory is not None:
+        async with aclosing(ahead(self.source.listed())) as pages:
+            async for fetched in pages:
+                page_no += 1
+                ids = memory.skippable(fetched, self.seen_source_ids, self.source)
+                if ids is not None:
+                    self._unchanged(ids)
+                    quiet, count = True, len(ids)
+                else:
+                    records = fetched.read(self.source)
+                    quiet, count = await self.page(records), len(records)
                 memory.note(fetched, quiet=quiet)
-            log.info("page_synced", page=page_no, records=count, pulled=self.pulled, planned=ids is None)
-            if self.options.progress is not None:
-                self.options.progress(self.pulled)
+                log.info("page_synced", page=page_no, records=count, pulled=self.pulled, planned=ids is None)
+                if self.options.progress is not None:
+                    self.options.progress(self.pulled)
         await self.finish()
-        if memory is not None:
-            memory.leave(complete=self.source.scan.complete and self.deletes_error is None)
+        memory.leave(complete=self.source.scan.complete and self.deletes_error is None)
 
-    def _memory(self) -> PageMemory | None:
-        """The fast path's memory of this run, when the run is a plain one (not dry, full, retry or --since)."""
+    def _memory(self) -> PageMemory:
+        """The fast path's memory of this run; it skips nothing unless the run is a plain one (not dry, full...)."""
         o = self.options
         if o.dry_run or o.full or o.retry_quarantined or self.source.since is not None:
-            return None
+            return PageMemory.nothing()
         return PageMemory(self.store, self.name, config_digest(self.pipeline, self.source, self.target, self.rules))
 
     def _unchanged(self, ids: list[str]) -> None:
