@@ -31,6 +31,7 @@ async def ahead(pages: AsyncIterator[T]) -> AsyncGenerator[T, None]:
             except StopAsyncIteration:
                 return
             following = asyncio.ensure_future(anext(pages))
+            await asyncio.sleep(0)  # the next page's request goes out before this one is handed over
             yield page
     finally:
         if not following.done():
