@@ -73,6 +73,8 @@ class Fetched:
     digest: str | None
     #: the page as read already, from a connector that lists its own way (its ``pages()``): no digest then
     customers: list[RemoteCustomer] | None = None
+    #: each kept record's id as the walk read it (``None``: none readable), in ``records`` order
+    ids: Sequence[str | None] = ()
 
     def read(self, connector: Connector[Any]) -> list[RemoteCustomer]:
         """The page's records, each mapped (:func:`read_record`)."""
@@ -153,11 +155,13 @@ async def fetch(
             listed = connector.paginator.records(body)
         except FatalError as exc:
             raise FatalError(f"{connector.where} {op}: {exc}") from None
-        keep = tally.fresh([_id_or_none(connector, raw) for raw in listed])
+        found = [_id_or_none(connector, raw) for raw in listed]
+        keep = tally.fresh(found)
         records = [raw for raw, fresh in zip(listed, keep, strict=True) if fresh]
         following = connector.paginator.next(page, body)
         tally.page(len(records), len(listed), connector.paginator.reported(body), last=following is None)
-        read = Fetched(records, _digest(page, response.content, keep))
+        ids = [record_id for record_id, fresh in zip(found, keep, strict=True) if fresh]
+        read = Fetched(records, _digest(page, response.content, keep), ids=ids)
         release(response)  # the records are all that is kept of the page
         yield read
         page = following

@@ -84,21 +84,17 @@ class PageMemory:
         if memo is not None and not usable:
             log.debug("page_memo_stale", changed="config" if memo.config != config else "store")
 
-    def skippable(self, fetched: Fetched, seen: set[str], source: Connector) -> list[str] | None:
+    def skippable(self, fetched: Fetched, seen: set[str]) -> list[str] | None:
         """The ids of a page that need no plan (its records all unchanged), or ``None``: plan it."""
         position = len(self._now)
         if fetched.digest is None or position >= len(self._before) or self._before[position] != fetched.digest:
             return None
         ids: list[str] = []
-        for raw in fetched.records:
-            try:
-                remote_id = source.record_id(raw)
-            except (KeyError, TypeError, ValueError):
-                return None
-            if not usable_id(remote_id) or remote_id in seen:
+        for remote_id in fetched.ids:  # read by the walk, which already dropped the page's repeats
+            if remote_id is None or not usable_id(remote_id) or remote_id in seen:
                 return None
             ids.append(remote_id)
-        if len(set(ids)) != len(ids):
+        if len(ids) != len(fetched.records):
             return None
         self.skipped += 1
         return ids
@@ -128,7 +124,7 @@ class _Nothing(PageMemory):
     def __init__(self) -> None:
         self.skipped = 0
 
-    def skippable(self, fetched: Fetched, seen: set[str], source: Connector) -> list[str] | None:
+    def skippable(self, fetched: Fetched, seen: set[str]) -> list[str] | None:
         return None
 
     def note(self, fetched: Fetched, *, quiet: bool) -> None:

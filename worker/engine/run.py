@@ -172,7 +172,7 @@ class Engine(SharedPages):
         async with aclosing(ahead(self.source.listed())) as pages:
             async for fetched in pages:
                 page_no += 1
-                ids = memory.skippable(fetched, self.seen_source_ids, self.source)
+                ids = memory.skippable(fetched, self.seen_source_ids)
                 if ids is not None:
                     self._unchanged(ids)
                     quiet, count = True, len(ids)
