@@ -24,6 +24,14 @@ way httpcore does: only a connection that was never opened is a connect
 error; a drop, a reset or a bad body once the request went out is a read
 error; a socket timeout is a read (or connect) timeout.
 
+Every transport shares one TLS context (:data:`TRUST`), whose trust anchors
+are read at the first ``https`` request rather than when a client is built:
+reading certifi's bundle costs about 50 ms of CPU, and a run opened two
+clients, each reading it, before its first page. The context verifies from the
+start (``CERT_REQUIRED``, host names checked): until its anchors are read it
+trusts nothing, so it fails closed, never open. ``SSL_CERT_FILE`` and
+``SSL_CERT_DIR`` are honoured as httpx honours them.
+
 Above the transport, :class:`CookielessClient` is httpx's client without a
 cookie jar: no API custsync speaks uses cookies, so none a server sets is kept
 or sent back (nor parsed: a share of the CPU of every answer).
@@ -32,10 +40,13 @@ or sent back (nor parsed: a share of the CPU of every answer).
 from __future__ import annotations
 
 import os
+import ssl
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import certifi
 import httpx
 from httpx_aiohttp import AiohttpTransport as _Base
 
@@ -99,6 +110,40 @@ def _translated(exc: httpx.TransportError, request: httpx.Request | None) -> htt
     return kind(message, request=request)
 
 
+class Trust:
+    """A verifying TLS context whose trust anchors are read once, when the first ``https`` request needs them."""
+
+    def __init__(self) -> None:
+        # PROTOCOL_TLS_CLIENT verifies by default: CERT_REQUIRED, check_hostname. With no anchors yet it trusts none.
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        self._read = False
+        self._lock = threading.Lock()
+
+    @property
+    def read(self) -> bool:
+        """Whether the anchors were read."""
+        return self._read
+
+    def need(self) -> None:
+        """Read the anchors, if not yet: ``SSL_CERT_FILE``, else ``SSL_CERT_DIR``, else certifi's bundle (as httpx)."""
+        if self._read:
+            return
+        with self._lock:
+            if self._read:
+                return
+            if os.environ.get("SSL_CERT_FILE"):
+                self.context.load_verify_locations(cafile=os.environ["SSL_CERT_FILE"])
+            elif os.environ.get("SSL_CERT_DIR"):
+                self.context.load_verify_locations(capath=os.environ["SSL_CERT_DIR"])
+            else:
+                self.context.load_verify_locations(cafile=certifi.where())
+            self._read = True
+
+
+#: the process's one TLS context: every :class:`AiohttpTransport` verifies with it.
+TRUST = Trust()
+
+
 class _Stream(httpx.AsyncByteStream):
     """A response body whose read errors are translated as the request's are."""
 
@@ -118,9 +163,19 @@ class _Stream(httpx.AsyncByteStream):
 
 
 class AiohttpTransport(_Base):
-    """httpx-aiohttp's transport with httpcore's reading of connection errors (see the module docstring)."""
+    """httpx-aiohttp's transport with httpcore's reading of connection errors and a shared TLS context.
+
+    Args:
+        trust: whose TLS context verifies ``https`` (the process's :data:`TRUST` unless given).
+    """
+
+    def __init__(self, *, trust: Trust | None = None, **options: Any) -> None:
+        self.trust = TRUST if trust is None else trust
+        super().__init__(verify=self.trust.context, **options)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme == "https":
+            self.trust.need()
         if request.url.userinfo:
             # httpcore never sends a URL's credentials (httpx made them the client's auth, if it had
             # none); aiohttp would, and refuses them beside an Authorization header. Drop them here.
@@ -135,4 +190,4 @@ class AiohttpTransport(_Base):
         return response
 
 
-__all__ = ["ENV", "AiohttpTransport", "CookielessClient", "default_transport"]
+__all__ = ["ENV", "TRUST", "AiohttpTransport", "CookielessClient", "Trust", "default_transport"]

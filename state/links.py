@@ -176,6 +176,16 @@ class Links(Sessions):
             )
             return int(s.exec(query).one())
 
+    def any_linked(self, connection: str) -> bool:
+        """Whether any record of a connection is linked (as :meth:`count_linked` counts): one row read, not all."""
+        with self.session() as s:
+            query = (
+                select(Link.id)
+                .where(Link.connection == connection, Link.status == "linked", col(Link.remote_id).is_not(None))
+                .limit(1)
+            )
+            return s.exec(query).first() is not None
+
     def not_stored_counts(self, connection: str) -> dict[str, int]:
         """canonical field → how many linked records of a connection did not store it (``custsync status``)."""
         counts: dict[str, int] = {}

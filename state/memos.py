@@ -41,15 +41,23 @@ class Memos(Sessions):
     """The stamp and the page memos (a part of :class:`~state.store.Store`)."""
 
     def stamp(self) -> str:
-        """Where the store stands: changes with every write a plan could see (one query per table)."""
+        """Where the store stands: changes with every write a plan could see.
+
+        One query per aggregate: SQLite answers a lone ``max()`` of an indexed column from the index, but
+        scans the table for a ``max()`` beside other aggregates (35 ms at 100k links, at each run's start and end).
+        """
         links, identities, quarantine = (t.__table__ for t in (Link, Identity, QuarantineEntry))  # type: ignore[union-attr]
-        queries = (
-            select(func.count(), func.max(identities.c.id)),
-            select(func.count(), func.max(links.c.id), func.max(links.c.updated_at)),
-            select(func.count(), func.max(quarantine.c.id), func.max(quarantine.c.changed_at)),
+        columns = (
+            (identities, (identities.c.id,)),
+            (links, (links.c.id, links.c.updated_at)),
+            (quarantine, (quarantine.c.id, quarantine.c.changed_at)),
         )
         with self.session() as s:
-            parts = [[_text(v) for v in s.execute(q).one()] for q in queries]
+            parts = [
+                [_text(s.execute(select(func.count()).select_from(table)).scalar())]
+                + [_text(s.execute(select(func.max(column))).scalar()) for column in newest]
+                for table, newest in columns
+            ]
         return "|".join(",".join(p) for p in parts)
 
     def page_memo(self, pipeline: str) -> Memo | None:

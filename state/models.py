@@ -61,7 +61,8 @@ class Link(SQLModel, table=True):
     #: edit made here from one made there. Hashes only, never values.
     memory: str | None = Field(default=None, sa_type=Text)
     created_at: datetime = Field(default_factory=_now)
-    updated_at: datetime = Field(default_factory=_now)
+    #: indexed: the store's stamp (:mod:`state.memos`) reads its newest value at every run's start and end.
+    updated_at: datetime = Field(default_factory=_now, index=True)
 
 
 class Run(SQLModel, table=True):
@@ -105,7 +106,7 @@ class QuarantineEntry(SQLModel, table=True):
     last_seen: datetime = Field(default_factory=_now)
     #: when what a plan reads of the entry (its record, field, reason, fingerprint) last changed:
     #: unlike ``last_seen`` and ``attempts``, it stays put while a record fails the same way.
-    changed_at: datetime | None = None
+    changed_at: datetime | None = Field(default=None, index=True)
 
 
 class PageMemo(SQLModel, table=True):

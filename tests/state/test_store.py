@@ -109,6 +109,20 @@ def test_given_pending_intent_when_linked_then_remote_id_and_state_are_saved(sto
     assert store.links_by_identity("thredfi", [identity])[identity].remote_id == "r9"
 
 
+def test_given_pending_or_other_links_when_asked_whether_any_is_linked_then_only_a_linked_remote_counts(
+    store: Store,
+) -> None:
+    first, second = store.ensure_identities(["p", "q"]).values()
+    store.save_links("thredfi", [LinkWrite(first, None, None, None, status="pending")])
+    store.save_links("piriod", [LinkWrite(second, "r1", "a" * 64, True)])
+    assert (store.any_linked("thredfi"), store.count_linked("thredfi")) == (False, 0), "an intent is no record"
+
+    store.save_links("thredfi", [LinkWrite(first, "r2", "b" * 64, True)])
+
+    assert (store.any_linked("thredfi"), store.count_linked("thredfi")) == (True, 1)
+    assert not store.any_linked("bigcapital")
+
+
 def test_given_one_batch_when_links_saved_then_each_link_gets_its_own_columns_and_later_writes_win(
     store: Store,
 ) -> None:

@@ -142,7 +142,7 @@ class Identity:
         self._nk_claims: dict[str, str] = {}  # target id -> external_id that claimed it by a natural key
         # May the target hold aliases the store does not know of? Not when the store knew the target at
         # the run's start (read now: this run's own creates are linked page by page).
-        self._unknown_aliases: bool | None = False if store.count_linked(target.name) else None
+        self._unknown_aliases: bool | None = False if store.any_linked(target.name) else None
         self._aliases_lock = asyncio.Lock()
 
     def forget_index(self) -> None:
