@@ -22,7 +22,9 @@ from sandbox.thredfi import ThredfiEmulator
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
-ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"ok\":true}"
+ANSWER = (
+    b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{"ok":true}'
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,8 @@ def test_given_a_transport_when_built_then_it_verifies_with_the_process_context(
 
     assert transport.trust is TRUST
     assert transport.ssl_context is TRUST.context, "every transport shares the one context"
-    assert TRUST.context.verify_mode is ssl.CERT_REQUIRED and TRUST.context.check_hostname
+    assert TRUST.context.verify_mode is ssl.CERT_REQUIRED
+    assert TRUST.context.check_hostname
 
 
 async def test_given_plain_http_when_requested_then_no_anchors_are_read() -> None:
@@ -85,7 +88,7 @@ async def test_given_plain_http_when_requested_then_no_anchors_are_read() -> Non
 async def test_given_a_certificate_no_anchor_vouches_for_when_requested_then_refused(tls_url: str) -> None:
     trust = Trust()
 
-    with pytest.raises(httpx.ConnectError, match="(?i)certificate"):
+    with pytest.raises(httpx.ConnectError, match=r"(?i)certificate"):
         await _get(tls_url, trust)
 
     assert trust.read, "the first https request read the anchors"
