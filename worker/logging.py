@@ -38,6 +38,14 @@ def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutab
     return event
 
 
+def redact_tracebacks(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Scrub the traceback and stack text, made after :func:`redact` ran (the rest of the event was redacted then)."""
+    for key in ("exception", "stack"):
+        if key in event:
+            event[key] = _clean(event[key])
+    return event
+
+
 def _masked(key: Any, value: Any) -> Any:
     if isinstance(key, str) and _SECRET_KEYS.search(key) and value not in (None, ""):
         return "***"
@@ -96,9 +104,10 @@ def configure_logging(*, fmt: str = "auto", level: str = "info", stream: Any = N
             foreign_pre_chain=[*shared],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                # Tracebacks are text only from here on: scrub them too, last, before rendering.
+                # Tracebacks are text only from here on: scrub them too, last, before rendering. The rest of
+                # the event was redacted in its first chain (``shared``, for structlog's and foreign records alike).
                 structlog.processors.format_exc_info,
-                redact,
+                redact_tracebacks,
                 renderer,
             ],
         )
@@ -114,4 +123,4 @@ def configure_logging(*, fmt: str = "auto", level: str = "info", stream: Any = N
     _configured = True
 
 
-__all__ = ["configure_logging", "redact"]
+__all__ = ["configure_logging", "redact", "redact_tracebacks"]
