@@ -30,6 +30,11 @@ class LinkWrite:
     memory: Mapping[str, Mapping[str, str]] | None = None
 
 
+def _linked(connection: str) -> tuple[Any, ...]:
+    """The conditions of a link that is a record: ``linked``, with a remote id (not an intent, not deleted)."""
+    return (Link.connection == connection, Link.status == "linked", col(Link.remote_id).is_not(None))
+
+
 class Links(Sessions):
     """Identities and links (a part of :class:`~state.store.Store`)."""
 
@@ -169,22 +174,12 @@ class Links(Sessions):
         Pending intents and deleted links are not records: the delete guard's share counts these only.
         """
         with self.session() as s:
-            query = (
-                select(func.count())
-                .select_from(Link)
-                .where(Link.connection == connection, Link.status == "linked", col(Link.remote_id).is_not(None))
-            )
-            return int(s.exec(query).one())
+            return int(s.exec(select(func.count()).select_from(Link).where(*_linked(connection))).one())
 
     def any_linked(self, connection: str) -> bool:
         """Whether any record of a connection is linked (as :meth:`count_linked` counts): one row read, not all."""
         with self.session() as s:
-            query = (
-                select(Link.id)
-                .where(Link.connection == connection, Link.status == "linked", col(Link.remote_id).is_not(None))
-                .limit(1)
-            )
-            return s.exec(query).first() is not None
+            return s.exec(select(Link.id).where(*_linked(connection)).limit(1)).first() is not None
 
     def not_stored_counts(self, connection: str) -> dict[str, int]:
         """canonical field → how many linked records of a connection did not store it (``custsync status``)."""
