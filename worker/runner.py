@@ -35,6 +35,7 @@ from state.store import Store
 from worker.concurrency import RedisState
 from worker.config import AppConfig, ConfigError
 from worker.engine import Counts, Engine, EngineOptions, Progress, RunHooks, RunResult
+from worker.heap import settle
 from worker.lock import Holder, LockLostError, PipelineLock, holder_token, on_holder, redis_client
 from worker.ratelimit import RedisRateLimiter
 
@@ -114,6 +115,7 @@ async def run_pipeline(
     Returns:
         The result; ``exit_code`` maps it to product.md's exit codes.
     """
+    settle()  # the process's first run: its start-up heap frozen (worker.heap)
     pipeline = config.pipeline(name)
     transports = transports or {}
     source = build_connector(
