@@ -16,7 +16,7 @@ from typing import Any
 from connectors.errors import FieldMappingError
 from connectors.fields import Decode, Reading, Writing, text
 from connectors.mapping import country_alpha2, country_alpha3, country_name, split_name
-from connectors.model import Customer, clean
+from connectors.model import Customer, clean, updated
 
 # -- shared ---------------------------------------------------------------------------
 
@@ -128,7 +128,7 @@ def one_name_by_kind(shaped: Customer) -> Customer:
     else:
         first, last = split_name(shaped.name)
         parts = {"company_name": None, "first_name": first, "last_name": last}
-    return shaped.model_copy(update=parts)
+    return updated(shaped, parts)
 
 
 def thredfi_active(value: Any, reading: Reading) -> bool:
@@ -253,7 +253,7 @@ def to_metadata(value: Any, writing: Writing) -> dict[str, str]:
 def fold_line2(customer: Customer) -> Customer:
     """Address line 2 folded into line 1 (``"line1, line2"``), for a system with one address line."""
     lines = [p for p in (customer.address_line1, customer.address_line2) if p]
-    return customer.model_copy(update={"address_line1": ", ".join(lines) or None})
+    return updated(customer, {"address_line1": ", ".join(lines) or None})
 
 
 def fold_name(name: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from connectors.errors import FieldMappingError
 from connectors.fields import Reading, Writing
-from connectors.model import Customer, Kind, clean
+from connectors.model import Customer, Kind, clean, updated
 
 # "Int. 4" counts as an interior only after an exterior: "Calle Interior 5" is a street.
 _INTERIOR = re.compile(r"(?P<rest>.+?\s+(?:\S*\d\S*|S/N))\s+(?:Int\.?|Interior)\s*(?P<int>\S+)", re.I)
@@ -109,7 +109,7 @@ def mexican_address(shaped: Customer) -> Customer:
         "address_line2": f"Col. {colonia(line2)}" if colonia(line2) else None,
         "country": shaped.country or "MX",
     }
-    return shaped.model_copy(update=changes)
+    return updated(shaped, changes)
 
 
 __all__ = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -94,6 +94,14 @@ def clean(value: object, field: str | None = None) -> str | None:
     return text or None
 
 
+def updated(customer: Customer, changes: Mapping[str, object]) -> Customer:
+    """``customer`` with ``changes``; the customer itself (frozen) when it holds them already, so that
+    shaping a shaped record again makes no copy."""
+    if all(getattr(customer, name) == value for name, value in changes.items()):
+        return customer
+    return customer.model_copy(update=changes)
+
+
 def fingerprint(customer: Customer, fields: Iterable[str]) -> str:
     """Hash the given fields of a customer; equal hashes mean nothing to push.
 
@@ -155,4 +163,5 @@ __all__ = [
     "RemoteCustomer",
     "clean",
     "fingerprint",
+    "updated",
 ]

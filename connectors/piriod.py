@@ -30,7 +30,7 @@ from connectors.auth import HeaderAuth
 from connectors.base import Connector, CreateResult, Listing, TargetSpec
 from connectors.fields import IDENTITY, Field, FieldTable, same
 from connectors.http import Auth
-from connectors.model import Customer, FieldProblem, clean
+from connectors.model import Customer, FieldProblem, clean, updated
 from connectors.pagination import NextLinkPaginator
 from connectors.registry import EXTERNAL_ID
 from connectors.settings import ConnectionSettings
@@ -143,7 +143,7 @@ class PiriodConnector(Connector[PiriodSettings]):
         """Fold ``address_line2`` into the one address line; default the country and currency."""
         country = customer.country or self.settings.account_country
         currency = customer.currency or _COUNTRY_CURRENCY.get(country)
-        folded = cv.fold_line2(customer).model_copy(update={"country": country, "currency": currency})
+        folded = updated(cv.fold_line2(customer), {"country": country, "currency": currency})
         return super().shape(folded, truncate=truncate)
 
     @override

@@ -7,6 +7,7 @@ take a shaped customer, before any request is sent.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 
 from connectors.checks import CHECKS
 from connectors.fields import LOSSY
-from connectors.model import CANONICAL_FIELDS, Customer, FieldProblem
+from connectors.model import CANONICAL_FIELDS, Customer, FieldProblem, updated
 
 #: Fields every system holds in some form, kept by :func:`shape` whatever ``fields`` says.
 ALWAYS_KEPT = frozenset({"kind", "name", "active"})
@@ -100,15 +101,23 @@ class TargetSpec:
 
 
 def shape(spec: TargetSpec, customer: Customer, *, truncate: bool = False) -> Customer:
-    """Fields ``spec`` does not keep become ``None``; with ``truncate``, over-long text is cut."""
-    kept = spec.fields | ALWAYS_KEPT
-    changes: dict[str, Any] = {f: None for f in CANONICAL_FIELDS if f not in kept}
+    """Fields ``spec`` does not keep become ``None``; with ``truncate``, over-long text is cut.
+
+    A customer already so shaped is returned as it is (it is frozen): shaping again makes no copy.
+    """
+    changes: dict[str, Any] = {f: None for f in _dropped(spec.fields) if getattr(customer, f) is not None}
     if truncate:
         for name, limit in spec.limits.items():
             value = changes.get(name, getattr(customer, name))
             if isinstance(value, str) and len(value) > limit:
                 changes[name] = value[:limit].rstrip()
-    return customer.model_copy(update=changes) if changes else customer
+    return updated(customer, changes) if changes else customer
+
+
+@functools.cache
+def _dropped(kept: frozenset[str]) -> tuple[str, ...]:
+    """The canonical fields a system keeping ``kept`` does not hold."""
+    return tuple(f for f in CANONICAL_FIELDS if f not in kept | ALWAYS_KEPT)
 
 
 def problems(spec: TargetSpec, system: str, shaped: Customer) -> list[FieldProblem]:

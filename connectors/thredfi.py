@@ -118,7 +118,8 @@ class ThredfiConnector(Connector[ThredfiSettings]):
     @override
     def shape(self, customer: Customer, *, truncate: bool = False) -> Customer:
         # Thredfi holds one name; shape it as a read splits it, so a round trip (and its fingerprint) is stable.
-        return cv.one_name_by_kind(super().shape(customer, truncate=truncate))
+        shaped = cv.one_name_by_kind(super().shape(customer, truncate=truncate))
+        return customer if shaped == customer else shaped  # shaped already (a person's split name is put back)
 
     @override
     async def create(self, customer: Customer, external_id: str) -> CreateResult:

@@ -305,3 +305,29 @@ def test_given_piriod_record_of_a_person_when_read_then_kind_is_the_constant_com
 
     assert (connector.shape(person).kind, read.kind) == ("individual", "company")  # constant: whatever was written
     assert read.address_line1 == "Av. 1, Of. 2"  # folded: line 2 is in line 1
+
+
+SHAPED_AGAIN = (
+    Customer(name="Acme Ltd", company_name="Acme Ltd", email="ops@acme.example", address_line2="Floor 3"),
+    Customer(kind="individual", name="Ana María Pérez", website="https://ana.example", notes="x" * 900),
+    Customer(name="Tortillería La Esperanza", tax_id="TLE010101AB1", address_line1="Calle 5 #12", country="MX"),
+)
+
+
+@pytest.mark.parametrize("system", sorted(REGISTRY))
+@pytest.mark.parametrize("customer", SHAPED_AGAIN, ids=["company", "person", "mexican"])
+def test_given_a_shaped_customer_when_shaped_again_then_it_is_the_same_record_not_a_copy(
+    system: str, customer: Customer
+) -> None:
+    from tests.conftest import make_config
+    from worker.runner import build_connector
+
+    config = make_config("sqlite://")
+    connector = build_connector(config, next(n for n, c in config.connections.items() if c.system == system))
+    for truncate in (False, True):
+        shaped = connector.shape(customer, truncate=truncate)
+
+        again = connector.shape(shaped, truncate=truncate)
+
+        assert again == shaped
+        assert again is shaped, f"{system}: shaping a shaped customer copied it"
