@@ -192,15 +192,25 @@ class FieldTable:
         self.vendor_fields: Mapping[str, str] = names
         #: canonical field → how it round-trips, for the fields that do not exactly (``TargetSpec.lossy``).
         self.lossy: Mapping[str, str] = _lossy(entries)
+        #: the read entries, each as (canonical field, decoder, how its value is read from a dict).
+        self._reads: tuple[tuple[str, Decode, Callable[[dict[str, Any]], Any]], ...] = tuple(
+            (e.canonical, e.decode, _reader(e)) for e in entries if e.decode is not None and e.canonical != IDENTITY
+        )
 
     def values(self, raw: Mapping[str, Any], system: str) -> dict[str, Any]:
         """The canonical values of a vendor record, decoded in table order."""
         reading = Reading(system, raw)
+        got = reading.got
+        if type(raw) is dict:  # a parsed JSON object: each entry's value read as resolved once (_reader)
+            for canonical, decode, value_in in self._reads:
+                reading.field = canonical
+                got[canonical] = decode(value_in(raw), reading)
+            return got
         for entry in self.entries:
             if entry.decode is not None and entry.canonical != IDENTITY:
                 reading.field = entry.canonical
-                reading.got[entry.canonical] = entry.decode(entry.value_in(raw), reading)
-        return reading.got
+                got[entry.canonical] = entry.decode(entry.value_in(raw), reading)
+        return got
 
     def customer(self, raw: Mapping[str, Any], system: str) -> Customer:
         """The canonical customer of a vendor record.
@@ -225,6 +235,24 @@ class FieldTable:
             if value is not None or (clears and not writing.create):
                 body[entry.write] = value
         return body
+
+
+def _reader(entry: Field) -> Callable[[dict[str, Any]], Any]:
+    """:meth:`Field.value_in` of a record that is a dict, its key or path resolved once."""
+    read = entry.read
+    if read is None or isinstance(read, tuple):
+        return entry.value_in
+    first, *rest = read.split(".")
+    if not rest:
+        return lambda raw: raw.get(first)
+
+    def nested(raw: dict[str, Any]) -> Any:
+        value: Any = raw.get(first)
+        for part in rest:
+            value = value.get(part) if isinstance(value, Mapping) else None
+        return value
+
+    return nested
 
 
 def _lossy(entries: tuple[Field, ...]) -> dict[str, str]:

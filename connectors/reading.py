@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from connectors import secrets
 from connectors.errors import FatalError, FieldMappingError
 from connectors.http import json_body, release
-from connectors.model import TEXT_FIELDS, FieldProblem, NotTextError, RemoteCustomer
+from connectors.model import TEXT_FIELDS, Customer, FieldProblem, NotTextError, RemoteCustomer
 from connectors.pagination import LoopGuard, PageRequest, PageTally
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def read_record(connector: Connector[Any], raw: Any) -> RemoteCustomer:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         problem = FieldProblem("record", f"unreadable {connector.system} record: {type(exc).__name__}")
     else:
-        unreadable = next((f for f in TEXT_FIELDS if _not_unicode(getattr(customer, f))), None)
+        unreadable = _not_unicode_field(customer)
         if unreadable is None:
             return RemoteCustomer(remote_id, customer, None, external_id, updated_at)
         # Lone surrogates (an escaped "\ud800" in the JSON) can be neither hashed nor sent on.
@@ -252,6 +252,17 @@ def _unkeepable(value: str, limit: int) -> str | None:
         return f"is longer than {limit} characters"
     if _not_unicode(value) or not value.isprintable():
         return "holds control or invalid characters"
+    return None
+
+
+def _not_unicode_field(customer: Customer) -> str | None:
+    """The first text field of ``customer`` that is not valid unicode (a lone surrogate), if any."""
+    values = customer.__dict__
+    try:
+        # One encode of them all: a surrogate fails to encode wherever it stands, alone or beside another.
+        "".join([v for f in TEXT_FIELDS if (v := values[f]) is not None]).encode("utf-8")
+    except UnicodeEncodeError:
+        return next(f for f in TEXT_FIELDS if _not_unicode(values[f]))
     return None
 
 

@@ -22,6 +22,8 @@ _MIN_LENGTH = 6
 _lock = threading.Lock()
 _values: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+#: counts the changes to what is remembered: text scrubbed under one count may be kept until the next.
+_generation = 0
 
 
 def remember(*values: str | None) -> None:
@@ -30,19 +32,27 @@ def remember(*values: str | None) -> None:
     fresh = {v for v in values if v and len(v) >= _MIN_LENGTH} - _values
     if not fresh:
         return
+    global _generation
     with _lock:
         _values.update(fresh)
         # Longest first, so a token that contains another secret is masked whole.
         alternatives = sorted(_values, key=len, reverse=True)
         _pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+        _generation += 1
 
 
 def forget_all() -> None:
     """Forget every remembered value (tests)."""
-    global _pattern
+    global _pattern, _generation
     with _lock:
         _values.clear()
         _pattern = None
+        _generation += 1
+
+
+def generation() -> int:
+    """A count that changes whenever the remembered secrets do (a cache of scrubbed text keys on it)."""
+    return _generation
 
 
 def scrub(text: str) -> str:
@@ -64,4 +74,4 @@ def scrub_any(value: Any) -> Any:
     return value
 
 
-__all__ = ["MASK", "forget_all", "remember", "scrub", "scrub_any"]
+__all__ = ["MASK", "forget_all", "generation", "remember", "scrub", "scrub_any"]

@@ -124,6 +124,27 @@ def test_given_secret_in_event_when_rendered_as_json_then_it_never_reaches_the_s
     assert not any(secret in stream.getvalue() for secret in SECRETS)
 
 
+def test_given_text_logged_before_a_secret_is_remembered_when_logged_again_then_it_is_masked() -> None:
+    """Text already cleaned is kept for the next event, but only until a secret is remembered or forgotten."""
+    stream = io.StringIO()
+    configure_logging(fmt="json", stream=stream)
+    issued = "issued-token-7f3a9c1e5b"  # no secret shape: only remembering it can mask it
+    log = structlog.get_logger("t")
+    structlog.contextvars.bind_contextvars(peer=f"holder {issued}")
+    try:
+        log.info("token_seen")
+        remember(issued)
+        log.info("token_seen")
+        forget_all()
+        log.info("token_seen")
+    finally:
+        structlog.contextvars.unbind_contextvars("peer")
+        forget_all()
+
+    peers = [json.loads(line)["peer"] for line in stream.getvalue().splitlines()]
+    assert peers == [f"holder {issued}", "holder ***", f"holder {issued}"]
+
+
 def _personal_values(sandbox: Sandbox) -> set[str]:
     values: set[str] = set()
     for record in sandbox["bigcapital"].records.values():

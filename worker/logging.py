@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from connectors import secrets
 from connectors.secrets import scrub
 
 _SECRET_KEYS = re.compile(r"(token|api_key|apikey|secret|password|authorization|credential)", re.I)
@@ -46,15 +47,48 @@ def redact_tracebacks(_logger: Any, _method: str, event: MutableMapping[str, Any
     return event
 
 
+#: key → whether it names a secret: an event's keys come from a few dozen names.
+_secret_keys: dict[str, bool] = {}
+
+
 def _masked(key: Any, value: Any) -> Any:
-    if isinstance(key, str) and _SECRET_KEYS.search(key) and value not in (None, ""):
-        return "***"
+    if isinstance(key, str) and value not in (None, ""):
+        secret = _secret_keys.get(key)
+        if secret is None:
+            secret = _SECRET_KEYS.search(key) is not None
+            if len(_secret_keys) < _CLEANED_MAX:
+                _secret_keys[key] = secret
+        if secret:
+            return "***"
     return _clean(value)
+
+
+#: short text already cleaned, under the secrets' generation it was cleaned in: a run's bound context
+#: (run_id, pipeline, source, target) is in every event it logs.
+_cleaned: tuple[int, dict[str, str]] = (-1, {})
+_CLEANED_MAX, _CLEANED_LONGEST = 512, 256
+
+
+def _clean_text(value: str) -> str:
+    global _cleaned
+    generation = secrets.generation()  # read before scrubbing: a secret remembered meanwhile starts a new table
+    under, table = _cleaned
+    if under != generation:
+        table = {}
+        _cleaned = (generation, table)
+    done = table.get(value)
+    if done is None:
+        done = _SECRET_VALUES.sub(lambda m: (m.group(1) or m.group(2)) + "***", scrub(value))
+        if len(value) <= _CLEANED_LONGEST:
+            if len(table) >= _CLEANED_MAX:
+                table.clear()
+            table[value] = done
+    return done
 
 
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
-        return _SECRET_VALUES.sub(lambda m: (m.group(1) or m.group(2)) + "***", scrub(value))
+        return _clean_text(value)
     if isinstance(value, Mapping):
         return {k: _masked(k, v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -112,6 +146,10 @@ def configure_logging(*, fmt: str = "auto", level: str = "info", stream: Any = N
             ],
         )
     )
+    # Nothing rendered shows where a call was made from, nor the thread, process or task: not gathered
+    # for every record (the logging HOWTO's "Optimization"; structlog's events come through here too).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric if isinstance(numeric, int) else logging.INFO)

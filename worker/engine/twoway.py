@@ -68,16 +68,19 @@ _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 _ENCODE_TEXT = json.encoder.encode_basestring
 
 
-def value_hash(value: object) -> str:
-    """A short, stable hash of one field's value (empty text and ``None`` are the same)."""
-    if value == "":
-        value = None
-    encoded = _ENCODE_TEXT(value) if type(value) is str else _ENCODE(value)
+def _digest(encoded: str) -> str:
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()[:16]
 
 
-#: the hash of an empty field (``None`` or empty text).
-EMPTY = value_hash(None)
+#: the hash of an empty field (``None`` or empty text): most fields of most records.
+EMPTY = _digest(_ENCODE(None))
+
+
+def value_hash(value: object) -> str:
+    """A short, stable hash of one field's value (empty text and ``None`` are the same)."""
+    if value is None or value == "":
+        return EMPTY
+    return _digest(_ENCODE_TEXT(value) if type(value) is str else _ENCODE(value))
 
 
 def hashes(customer: Customer, fields: Iterable[str]) -> dict[str, str]:
