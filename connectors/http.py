@@ -229,14 +229,30 @@ class HttpClient:
             return idempotent or isinstance(exc.__cause__, _NEVER_SENT)
 
         try:
+            try:  # the first attempt outside stamina: most requests need no retry, and its set-up costs
+                return await self._send(
+                    method, target, op=op, params=params, json=json, headers=headers, ok=ok, deadline=deadline
+                )
+            except Exception as exc:  # replayed below, where stamina decides what it is
+                first = exc
+            left = self.settings.retry_timeout_s - (loop.time() - started)
+            if left <= 0:  # the budget went in the first attempt: no retry, the failure read as stamina would
+                backoff(first)
+                raise first
+            failed: Exception | None = first
+            # Retrying: stamina takes the first failure as its own first attempt, so that its count, its
+            # waits and its budget (less the time the first attempt took) are what they would have been.
             async for attempt in stamina.retry_context(
                 on=backoff,
                 attempts=self.settings.retry_attempts,
-                timeout=self.settings.retry_timeout_s,
+                timeout=left,
                 wait_initial=0.2,
                 wait_max=20.0,
             ):
                 with attempt:
+                    if failed is not None:
+                        replayed, failed = failed, None
+                        raise replayed
                     return await self._send(
                         method, target, op=op, params=params, json=json, headers=headers, ok=ok, deadline=deadline
                     )

@@ -118,6 +118,37 @@ async def test_given_retry_after_past_the_budget_when_limited_then_fails_at_once
     assert len(seen.paths("GET")) == 1
 
 
+async def test_given_a_first_attempt_that_spends_the_whole_budget_when_it_fails_then_no_retry_follows() -> None:
+    """The first attempt goes outside stamina; the budget it spent is not given again to the retries."""
+    seen = Seen()
+
+    async def slow_then_unavailable(request: Request) -> Response:
+        await asyncio.sleep(1.2)  # past retry_timeout_s, within timeout_s
+        return json({"statusCode": 503, "message": "Service Unavailable"}, 503)
+
+    clock = Clock()
+    async with books(slow_then_unavailable, seen, retry_timeout_s=1.0, timeout_s=5.0) as connector:
+        with pytest.raises(RetriableError):
+            await connector.check()
+    assert len(seen.paths("GET")) == 1
+    assert clock.elapsed < 2.5
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+async def test_given_every_answer_unavailable_when_requested_then_retry_attempts_counts_the_first_one(
+    attempts: int,
+) -> None:
+    seen = Seen()
+
+    async def unavailable(request: Request) -> Response:
+        return json({"statusCode": 503, "message": "Service Unavailable"}, 503)
+
+    async with books(unavailable, seen, retry_attempts=attempts) as connector:
+        with pytest.raises(RetriableError):
+            await connector.check()
+    assert len(seen.paths("GET")) == attempts
+
+
 @pytest.mark.parametrize("value", ["soon", "inf", "nan", "-5", "1e400"])
 async def test_given_unusable_retry_after_when_limited_then_ordinary_backoff(value: str) -> None:
     seen = Seen()
