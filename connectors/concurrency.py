@@ -316,7 +316,10 @@ class InProcessState:
         self._clock = clock
 
     async def apply(self, key: str, change: Callable[[AIMDState, float], T]) -> T:
-        # One event loop, no await inside ``change``: atomic.
+        return self.apply_now(key, change)
+
+    def apply_now(self, key: str, change: Callable[[AIMDState, float], T]) -> T:
+        """:meth:`apply` without awaiting: one event loop, no await inside ``change``: atomic."""
         state = self.states.get(key)
         if state is None:
             state = self.states[key] = AIMDState()
@@ -442,16 +445,19 @@ class AIMDLimiter:
 
     async def release(self, permit: Permit) -> None:
         """Give the slot back and learn from what :meth:`Permit.observe` recorded."""
+        change = self._settling(permit)
+        await self.store.apply(self.key, change)
+        self._released.set()
+
+    def _settling(self, permit: Permit) -> Callable[[AIMDState, float], None]:
+        """Count the slot as left; the change to the state that its answer makes."""
         self.in_flight -= 1
         if permit.status is None:
             signal: Signal = "neutral"
             pause: float | None = None
         else:
             signal, pause = read_signal(permit.status, permit.headers, self.in_flight)
-        await self.store.apply(
-            self.key, lambda s, now: settle(s, self.bounds, now, permit.token, permit.epoch, signal, pause)
-        )
-        self._released.set()
+        return lambda s, now: settle(s, self.bounds, now, permit.token, permit.epoch, signal, pause)
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[Permit]:
@@ -460,7 +466,12 @@ class AIMDLimiter:
         try:
             yield permit
         finally:
-            await asyncio.shield(self.release(permit))
+            if isinstance(self.store, InProcessState):
+                # In this process the release never awaits, so no cancel can cut it short: no task to shield it.
+                self.store.apply_now(self.key, self._settling(permit))
+                self._released.set()
+            else:
+                await asyncio.shield(self.release(permit))
 
     async def observe(self, status: int, headers: Mapping[str, str]) -> None:
         """Learn from an answer to a request not sent through a slot (an auth flow's token request)."""

@@ -119,7 +119,7 @@ class ThredfiConnector(Connector[ThredfiSettings]):
     def shape(self, customer: Customer, *, truncate: bool = False) -> Customer:
         # Thredfi holds one name; shape it as a read splits it, so a round trip (and its fingerprint) is stable.
         shaped = cv.one_name_by_kind(super().shape(customer, truncate=truncate))
-        return customer if shaped == customer else shaped  # shaped already (a person's split name is put back)
+        return customer if shaped.__dict__ == customer.__dict__ else shaped  # shaped already (a split name put back)
 
     @override
     async def create(self, customer: Customer, external_id: str) -> CreateResult:

@@ -326,6 +326,29 @@ async def test_given_a_request_that_raised_when_its_slot_is_left_then_released_a
     assert state.ok_since_cut == 0
 
 
+async def test_given_requests_cancelled_in_their_slots_when_left_then_every_slot_is_free_again() -> None:
+    """A cancel (a run stopping, a deadline) inside a slot, or waiting for one, still gives it back, at once."""
+    limiter = AIMDLimiter("x", ceiling=2)  # a fresh limit is 1: one task in its slot, one waiting for it
+    entered = asyncio.Event()
+
+    async def stuck() -> None:
+        async with limiter.slot():
+            entered.set()
+            await asyncio.sleep(60)
+
+    tasks = [asyncio.create_task(stuck()) for _ in range(2)]
+    await asyncio.wait_for(entered.wait(), 5)
+    await asyncio.sleep(0)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+    assert limiter.in_flight == 0
+    assert (await limiter.state()).leases == {}
+    async with asyncio.timeout(2), limiter.slot():  # free: taken again without waiting for a lease to expire
+        assert limiter.in_flight == 1
+
+
 # -- shared through Redis -------------------------------------------------------------
 
 
