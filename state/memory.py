@@ -29,12 +29,16 @@ def parse(text: str | None) -> Memory:
     }
 
 
+#: ``json.dumps(memory, sort_keys=True, separators=(",", ":"))``, one encoder for every call.
+_ENCODED = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
 def merge(text: str | None, changes: Mapping[str, Mapping[str, str]]) -> str | None:
     """``text``'s memory with the keys of ``changes`` replaced (the others kept)."""
     memory = parse(text)
     for peer, fields in changes.items():
         memory.setdefault(peer, {}).update(fields)
-    return json.dumps(memory, sort_keys=True, separators=(",", ":")) if memory else None
+    return _ENCODED(memory) if memory else None
 
 
 __all__ = ["Memory", "merge", "parse"]
