@@ -87,6 +87,13 @@ LINKED = Snapshot(
     target_links={7: target_link(7, fingerprint=fp(ACME))},
 )
 
+#: linked, the target's fingerprint that of TOO_LONG: the target once took it as it is
+HELD_AS_IT_IS = Snapshot(
+    source_links=LINKED.source_links,
+    external_ids=LINKED.external_ids,
+    target_links={7: target_link(7, fingerprint=fp(TOO_LONG))},
+)
+
 #: (case, page, snapshot, context options, what each record becomes)
 CASES: list[tuple[str, list[RemoteCustomer], Snapshot, dict[str, Any], list[tuple[type, str]]]] = [
     (
@@ -100,6 +107,28 @@ CASES: list[tuple[str, list[RemoteCustomer], Snapshot, dict[str, Any], list[tupl
     ("refused_by_the_target", [RemoteCustomer("1", TOO_LONG)], Snapshot(), {}, [(Quarantine, "name")]),
     ("new", [RemoteCustomer("1", ACME)], Snapshot(), {}, [(Write, "create")]),
     ("linked_and_the_same", [RemoteCustomer("1", ACME)], LINKED, {}, [(Unchanged, "")]),
+    (
+        # The target took it as it is (its checks then were not today's): nothing is sent, so nothing is checked.
+        "linked_as_the_target_holds_it_though_a_check_now_refuses_it",
+        [RemoteCustomer("1", TOO_LONG)],
+        HELD_AS_IT_IS,
+        {},
+        [(Unchanged, "")],
+    ),
+    (
+        "linked_and_changed_into_what_a_check_refuses",
+        [RemoteCustomer("1", TOO_LONG)],
+        LINKED,
+        {},
+        [(Quarantine, "name")],
+    ),
+    (
+        "linked_as_the_target_holds_it_rewritten_with_full_and_refused",
+        [RemoteCustomer("1", TOO_LONG)],
+        HELD_AS_IT_IS,
+        {"force": True},
+        [(Quarantine, "name")],
+    ),
     ("linked_and_the_same_with_full", [RemoteCustomer("1", ACME)], LINKED, {"force": True}, [(Write, "update")]),
     (
         "linked_and_changed",

@@ -199,7 +199,13 @@ def _prepare(record: Record, snapshot: Snapshot, ctx: PlanContext) -> Prepared |
     if link is not None and link.not_stored:
         not_stored |= parse_fields(link.not_stored)
     source_now = Hashes(remote.customer, ctx.compared)
-    problems = ctx.problems(shaped)
+    state = LinkState(link.remote_id, link.status, link.fingerprint, link.active) if link is not None else None
+    target_fp = fingerprint(shaped, ctx.kept - not_stored)
+    if not ctx.rules.two_way and not _one_way(state, target_fp, shaped.active, ctx).actions:
+        # The target holds it as shaped (or it is not to be written): nothing is sent, so nothing is checked.
+        problems: Sequence[FieldProblem] = ()
+    else:
+        problems = ctx.problems(shaped)
     unfit = frozenset(p.field for p in problems)
     sides = _sides(source_now, source_link, link, not_stored | defaulted, unfit, ctx)
     if sides is not None:
@@ -208,11 +214,10 @@ def _prepare(record: Record, snapshot: Snapshot, ctx: PlanContext) -> Prepared |
         problems = [] if sides.first else [p for p in problems if p.field in sides.edited | sides.forced]
     if problems:
         return Quarantine(record, FieldProblem(problems[0].field, "; ".join(str(p) for p in problems)), source_fp)
-    state = LinkState(link.remote_id, link.status, link.fingerprint, link.active) if link is not None else None
     return Prepared(
         record,
         shaped,
-        fingerprint(shaped, ctx.kept - not_stored),
+        target_fp,
         source_fp,
         state,
         not_stored,
@@ -266,16 +271,21 @@ def _decide(prepared: Prepared, ctx: PlanContext) -> Unchanged | Write:
         if not actions:
             return Unchanged(prepared)
         return Write(prepared, Decision(actions, "archived" if "archive" in actions else "updated"))
-    decision = decide(
-        prepared.link,
-        fingerprint=prepared.fingerprint,
-        active=prepared.shaped.active,
+    decision = _one_way(prepared.link, prepared.fingerprint, prepared.shaped.active, ctx)
+    return Write(prepared, decision) if decision.actions else Unchanged(prepared)
+
+
+def _one_way(link: LinkState | None, target_fp: str, active: bool, ctx: PlanContext) -> Decision:
+    """What a one-way pipeline's target needs of a record (:func:`worker.diff.decide`)."""
+    return decide(
+        link,
+        fingerprint=target_fp,
+        active=active,
         archive=ctx.archive,
         target_archives=ctx.target_archives,
         delete_on_archive=ctx.delete_on_archive,
         force=ctx.force,
     )
-    return Write(prepared, decision) if decision.actions else Unchanged(prepared)
 
 
 __all__ = [
