@@ -28,7 +28,7 @@ from connectors import reading
 from connectors import spec as specs
 from connectors.errors import DEFAULT_ERROR_TABLE, ErrorRule, FieldMappingError, NotSupportedError, RetriableError
 from connectors.fields import FieldTable, Writing, narrow
-from connectors.http import Response, Transport, body_or_none, json_body
+from connectors.http import Response, Transport, body_or_none, json_body, parsed
 from connectors.model import Customer, FieldProblem, RemoteCustomer, clean
 from connectors.pagination import Paginator
 from connectors.ratelimit import RateLimiter
@@ -258,7 +258,7 @@ class Connector(Session[SettingsT]):
             return None
         params = {key: value.format(external_id=external_id) for key, value in self.find_params.items()}
         response = await self.request("GET", self.collection, params=params, op="find")
-        found = [self.read(raw) for raw in self.paginator.records(response.json())]
+        found = [self.read(raw) for raw in self.paginator.records(parsed(response))]
         # Exact matches only where a server might ignore the filter.
         return [remote for remote in found if remote.external_id == external_id] if self.find_exact else found
 

@@ -393,6 +393,13 @@ def parse(response: httpx.Response, unreadable: str) -> Any:
     return body
 
 
+def parsed(response: httpx.Response) -> Any:
+    """``response.json()``, without parsing again a body the request loop parsed (a 2xx of a read or write)."""
+    if _PARSED in response.extensions:
+        return response.extensions[_PARSED]
+    return response.json()
+
+
 def release(response: httpx.Response) -> None:
     """Let a read response go now, not at the next cyclic collection: its parsed body dropped, and the
     response ↔ stream cycle httpx's client makes broken (listed pages piled up in the no-op fast path)."""
@@ -413,4 +420,15 @@ def json_body(response: httpx.Response) -> Any:
     return parse(response, "unreadable JSON body")
 
 
-__all__ = ["Auth", "Classify", "HttpClient", "Response", "Transport", "body_or_none", "json_body", "parse", "release"]
+__all__ = [
+    "Auth",
+    "Classify",
+    "HttpClient",
+    "Response",
+    "Transport",
+    "body_or_none",
+    "json_body",
+    "parse",
+    "parsed",
+    "release",
+]

@@ -29,7 +29,7 @@ from connectors import converters as cv
 from connectors.auth import HeaderAuth
 from connectors.base import Connector, CreateResult, Listing, TargetSpec
 from connectors.fields import IDENTITY, Field, FieldTable, same
-from connectors.http import Auth
+from connectors.http import Auth, parsed
 from connectors.model import Customer, FieldProblem, clean, updated
 from connectors.pagination import NextLinkPaginator
 from connectors.registry import EXTERNAL_ID
@@ -161,7 +161,7 @@ class PiriodConnector(Connector[PiriodSettings]):
         await self.prepare(customer)
         body = self.to_payload(customer, external_id, create=True)
         response = await self.request("POST", self.collection, json=body, op="create", idempotent=False)
-        return CreateResult(self.read(response.json()))
+        return CreateResult(self.read(parsed(response)))
 
     @override
     async def set_active(self, remote_id: str, active: bool) -> None:

@@ -24,7 +24,7 @@ from connectors import converters as cv
 from connectors.auth import ClientCredentialsAuth, ExchangedTokenAuth
 from connectors.base import Connector, CreateResult, TargetSpec
 from connectors.fields import IDENTITY, Field, FieldTable, same
-from connectors.http import Auth
+from connectors.http import Auth, parsed
 from connectors.model import Customer
 from connectors.pagination import PageNumberPaginator
 from connectors.settings import ConnectionSettings
@@ -126,7 +126,7 @@ class ThredfiConnector(Connector[ThredfiSettings]):
         body = self.to_payload(customer, external_id, create=True)
         response = await self.request("POST", self.collection, json=body, op="create", ok=frozenset({409}))
         if response.status_code != 409:
-            return CreateResult(self.read(response.json()), existed=response.status_code == 200)
+            return CreateResult(self.read(parsed(response)), existed=response.status_code == 200)
         # The error guide lists a 409 for a duplicate external_id: adopt the holder.
         found = await self.find_by_external_id(external_id)
         if not found:

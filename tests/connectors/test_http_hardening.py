@@ -370,3 +370,16 @@ def test_given_recorded_400_body_when_serialised_then_fixture_is_the_recording()
         '"constraints":{"isEmail":"email must be an email"}}],"error":"Bad Request","statusCode":400}'
     )
     assert jsonlib.loads(recorded) == CLASS_VALIDATOR_400
+
+
+def test_given_a_body_the_request_loop_parsed_when_a_connector_reads_it_then_not_parsed_again() -> None:
+    from connectors.http import parse, parsed
+
+    answered = httpx.Response(201, json={"id": 7, "name": "Acme"})
+    first = parse(answered, "unreadable")
+
+    assert parsed(answered) is first  # the loop's parse, not a second one
+    fresh = httpx.Response(200, json={"id": 8})
+    assert parsed(fresh) == {"id": 8}  # never parsed by the loop: read as httpx reads it
+    with pytest.raises(ValueError):
+        parsed(httpx.Response(200, content=b"not json"))
