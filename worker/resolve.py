@@ -29,7 +29,7 @@ from connectors.errors import ConnectorError, FatalError
 from state.models import Link
 from state.store import LinkWrite, Store
 from worker.config import AppConfig, ConfigError
-from worker.engine.execute import write_fields
+from worker.engine.partial import write_fields
 from worker.engine.twoway import hashes
 from worker.lock import dead_local_process, holder_token, on_holder
 from worker.runner import build_connector

@@ -29,6 +29,7 @@ from state.store import LinkWrite
 from worker.config import PipelineConfig
 from worker.engine.identity import Identity, usable_id
 from worker.engine.outcomes import Deferred, Executed, Refused, Write, Written, WrittenAs
+from worker.engine.partial import write_fields
 from worker.engine.results import RunHooks
 from worker.engine.twoway import DIRTY, UNSENT, FieldPlan, hashes, is_newer, reconcile, value_hash
 from worker.topology import ONE_WAY, Rules
@@ -389,37 +390,4 @@ class Executor:
             self._wrote(attempt, "archive" if not shaped.active else "reactivate")
 
 
-async def write_fields(
-    target: Connector,
-    check: WriteCheck,
-    remote_id: str,
-    held: Customer,
-    shaped: Customer,
-    fields: frozenset[str],
-    external_id: str,
-) -> tuple[Customer, frozenset[str], tuple[str, ...]]:
-    """Write ``fields`` of ``shaped`` into the target record ``held`` (a two-way update, ``custsync resolve``).
-
-    The target's own record with those fields put in is what is sent: whatever else a write
-    carries (a kind, a display name) is the target's own value, never the other side's.
-
-    Returns:
-        (the record as stored after, fields it did not store, the actions written).
-    """
-    values = fields - {"active"}
-    stored, missing = held, frozenset[str]()
-    done: tuple[str, ...] = ()
-    if values:
-        merged = target.shape(held.model_copy(update={n: getattr(shaped, n) for n in values}))
-        answered = await target.update(remote_id, merged, external_id, fields=values)
-        done += ("update",)
-        missing, after = await check.check(remote_id, merged, answered, values)
-        stored = after or merged
-    if "active" in fields and held.active != shaped.active and target.spec.archive:
-        await target.set_active(remote_id, shaped.active)
-        done += ("reactivate" if shaped.active else "archive",)
-        stored = stored.model_copy(update={"active": shaped.active})
-    return stored, missing, done
-
-
-__all__ = ["Executor", "write_fields"]
+__all__ = ["Executor"]
