@@ -445,8 +445,15 @@ class AIMDLimiter:
 
     async def release(self, permit: Permit) -> None:
         """Give the slot back and learn from what :meth:`Permit.observe` recorded."""
-        change = self._settling(permit)
-        await self.store.apply(self.key, change)
+        if isinstance(self.store, InProcessState):
+            self._release_now(self.store, permit)
+            return
+        await self.store.apply(self.key, self._settling(permit))
+        self._released.set()
+
+    def _release_now(self, store: InProcessState, permit: Permit) -> None:
+        """:meth:`release` in this process's state: it never awaits, so no cancel can cut it short."""
+        store.apply_now(self.key, self._settling(permit))
         self._released.set()
 
     def _settling(self, permit: Permit) -> Callable[[AIMDState, float], None]:
@@ -467,9 +474,7 @@ class AIMDLimiter:
             yield permit
         finally:
             if isinstance(self.store, InProcessState):
-                # In this process the release never awaits, so no cancel can cut it short: no task to shield it.
-                self.store.apply_now(self.key, self._settling(permit))
-                self._released.set()
+                self._release_now(self.store, permit)  # never awaits: no task needed to shield it
             else:
                 await asyncio.shield(self.release(permit))
 

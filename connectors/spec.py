@@ -111,7 +111,7 @@ def shape(spec: TargetSpec, customer: Customer, *, truncate: bool = False) -> Cu
             value = changes.get(name, getattr(customer, name))
             if isinstance(value, str) and len(value) > limit:
                 changes[name] = value[:limit].rstrip()
-    return updated(customer, changes) if changes else customer
+    return updated(customer, changes)
 
 
 @functools.cache
