@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -75,6 +75,9 @@ class Fetched:
     customers: list[RemoteCustomer] | None = None
     #: each kept record's id as the walk read it (``None``: none readable), in ``records`` order
     ids: Sequence[str | None] = ()
+    #: when the page was asked for (UTC): the records are as the system held them at some moment after it.
+    #: A two-way run reads a record again whose state-store memory moved after this (:mod:`worker.engine.fresh`).
+    listed_at: datetime | None = None
 
     def read(self, connector: Connector[Any]) -> list[RemoteCustomer]:
         """The page's records, each mapped (:func:`read_record`)."""
@@ -146,6 +149,7 @@ async def fetch(
             raise FatalError(f"{connector.where} {op}: {secrets.scrub(str(exc))}") from None
         # Django-style servers answer a page past the end with 404: after page one, that is the end.
         ok = frozenset({404}) if fetched else frozenset()
+        asked = datetime.now(UTC)
         response = await connector.request("GET", page.url, params=page.params, op=op, ok=ok)
         fetched += 1
         if response.status_code == 404:
@@ -161,7 +165,7 @@ async def fetch(
         following = connector.paginator.next(page, body)
         tally.page(len(records), len(listed), connector.paginator.reported(body), last=following is None)
         ids = [record_id for record_id, fresh in zip(found, keep, strict=True) if fresh]
-        read = Fetched(records, _digest(page, response.content, keep), ids=ids)
+        read = Fetched(records, _digest(page, response.content, keep), ids=ids, listed_at=asked)
         release(response)  # the records are all that is kept of the page
         yield read
         page = following
@@ -188,9 +192,14 @@ async def pages(connector: Connector[Any]) -> AsyncIterator[list[RemoteCustomer]
 
 
 async def already_read(pages: AsyncIterator[list[RemoteCustomer]]) -> AsyncIterator[Fetched]:
-    """The pages of a connector that lists its own way, as :class:`Fetched` without a digest."""
+    """The pages of a connector that lists its own way, as :class:`Fetched` without a digest.
+
+    Such a connector may have read a page before it was asked for it: each page is taken as
+    listed when the walk began (the earliest moment it can hold), never later.
+    """
+    began = datetime.now(UTC)
     async for page in pages:
-        yield Fetched((), None, page)
+        yield Fetched((), None, page, listed_at=began)
 
 
 async def listed(connector: Connector[Any]) -> AsyncIterator[Fetched]:

@@ -6,6 +6,9 @@ Faults (``FaultRule``) are matched per request, in order:
 - ``error_after``: apply the write, then answer ``status``: a lost response;
 - ``rate_limit``: answer 429 with ``Retry-After: retry_after`` when set;
 - ``slow``: wait ``delay_s`` seconds, then answer normally;
+- ``late``: answer at once, and deliver the answer ``delay_s`` seconds later: it
+  shows the records as they stood when asked for, whatever happened since (a
+  slow network on the way back, a large page still in transit);
 - ``drop``: drop the connection (after applying the write when ``after`` is set);
 - ``drop_field``: silently drop ``field`` from a write body before the
   emulator reads it (the write succeeds without it: a target that loses a
@@ -43,7 +46,7 @@ from typing import Any, Literal
 
 import httpx
 
-FaultKind = Literal["error_before", "error_after", "rate_limit", "slow", "drop", "drop_field", "kill"]
+FaultKind = Literal["error_before", "error_after", "rate_limit", "slow", "late", "drop", "drop_field", "kill"]
 #: kinds that, without a ``method``, match record writes only.
 _WRITE_KINDS = frozenset({"drop_field", "kill"})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -71,6 +71,18 @@ class FaultMiddleware:
             await self.app(scope, receive, logging_send)
             log(status_box[0] if status_box else 0)
             return
+        if rule.kind == "late":
+            held: list[Any] = []
+
+            async def holding(message: Any) -> None:
+                held.append(message)
+
+            await self.app(scope, receive, holding)  # the answer as the records stand now, logged as answered
+            log(next((int(m["status"]) for m in held if m["type"] == "http.response.start"), 0))
+            await asyncio.sleep(rule.delay_s)
+            for message in held:
+                await send(message)
+            return
         if rule.kind == "error_before" or rule.kind == "rate_limit" or (rule.kind == "drop" and not rule.after):
             await _respond_fault(rule, scope, receive, send)
             log(rule.status if rule.kind == "error_before" else 429 if rule.kind == "rate_limit" else 0)

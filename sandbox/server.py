@@ -17,16 +17,17 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from sandbox._core import Emulator
+from sandbox._faults import FaultKind
 from sandbox.plugin import emulators
 
-FAULT_KINDS = ("error_before", "error_after", "rate_limit", "slow", "drop", "drop_field", "kill")
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
 
 def __getattr__(name: str) -> Any:

@@ -188,6 +188,8 @@ class _Page:
     number: int
     offset: int
     records: list[RemoteCustomer]
+    #: when the listing page the records came from was asked for
+    listed_at: datetime | None = None
     task_id: str | None = None
 
 
@@ -219,10 +221,10 @@ class Coordinator:
         token = raw.decode() if isinstance(raw, bytes) else str(raw)
         started = time.monotonic()
         try:
-            async for listed in engine.source.pages():
+            async for listed in engine.source.listed():
                 offset = engine.pulled
-                for chunk in chunks(engine.fresh(listed), self.page_size):
-                    self._dispatch(engine, token, chunk, offset)
+                for chunk in chunks(engine.fresh(listed.read(engine.source)), self.page_size):
+                    self._dispatch(engine, token, chunk, offset, listed.listed_at)
                     offset += len(chunk)
                 await self._collect(engine, help_out=False)
             log.info("fanout_listed", pages=len(self.pages), records=engine.pulled)
@@ -246,9 +248,11 @@ class Coordinator:
         await engine.again(self._waiting)
         await engine.finish()
 
-    def _dispatch(self, engine: Engine, token: str, records: list[RemoteCustomer], offset: int) -> None:
+    def _dispatch(
+        self, engine: Engine, token: str, records: list[RemoteCustomer], offset: int, listed_at: datetime | None
+    ) -> None:
         number = len(self.pages) + 1
-        page = _Page(number, offset, records)
+        page = _Page(number, offset, records, listed_at)
         self.pages[number] = page
         message = {
             "pipeline": engine.name,
@@ -257,6 +261,7 @@ class Coordinator:
             "ttl_s": self.ttl_s,
             "page": number,
             "offset": offset,
+            "listed_at": listed_at.isoformat() if listed_at is not None else None,
             "records": [encode_record(r) for r in records],
         }
         page.task_id = self.send(message)
@@ -308,7 +313,7 @@ class Coordinator:
                 run_id=engine.run_id,
                 options=EngineOptions(),
             )
-            share = await here.shared_page(page.records, offset=page.offset)
+            share = await here.shared_page(page.records, offset=page.offset, listed_at=page.listed_at)
         finally:
             structlog.contextvars.unbind_contextvars("page")
         log.info("page_synced_here", page=page.number, records=len(page.records))
@@ -495,7 +500,8 @@ async def _page(
             options=EngineOptions(),
         )
         async with source, target:
-            share = await engine.shared_page(records, offset=int(message["offset"]))
+            listed_at = _time(message.get("listed_at"))
+            share = await engine.shared_page(records, offset=int(message["offset"]), listed_at=listed_at)
         log.info(
             "page_synced",
             page=number,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -203,3 +204,24 @@ async def test_given_listing_without_its_records_key_when_paged_then_fatal_namin
         with pytest.raises(FatalError, match=r"^books \(bigcapital\) list: listing answered an unexpected body"):
             await pull(connector)
     assert connector.scan.complete is False
+
+
+async def test_given_a_listing_when_walked_then_each_page_says_when_it_was_asked_for_before_it_was_answered() -> None:
+    answered: list[datetime] = []
+    inner = listing_app(230)
+
+    async def stamped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/api/customers":
+            answered.append(datetime.now(UTC))
+        await inner(scope, receive, send)
+
+    async with books(Hosts({"books.test": stamped})) as connector:
+        pages = [fetched async for fetched in connector.listed()]
+    # 230 active records a page of 100 at a time, then the (empty) inactive listing.
+    assert [len(p.records) for p in pages] == [100, 100, 30, 0]
+    stamps = [p.listed_at for p in pages if p.listed_at is not None]
+    assert len(stamps) == len(answered) == len(pages)
+    assert all(s.tzinfo is not None for s in stamps)
+    for page, (asked, served) in enumerate(zip(stamps, answered, strict=True)):
+        assert asked <= served, f"page {page + 1} stamped after the server answered it"
+    assert stamps == sorted(stamps)

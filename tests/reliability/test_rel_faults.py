@@ -7,6 +7,7 @@ quickly; rules fire with a seeded probability so a fault run is reproducible.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import signal
@@ -112,6 +113,26 @@ def test_given_a_slow_rule_on_loopback_when_requested_then_the_answer_comes_late
             httpx.get(f"{server.url}/bigcapital/api/customers", headers=BC_AUTH, timeout=0.2)
     assert response.status_code == 200
     assert slow >= 0.4
+
+
+async def test_given_a_late_rule_when_a_listing_is_asked_then_it_shows_the_records_as_they_stood_when_asked(
+    sandbox: Sandbox,
+) -> None:
+    sandbox["bigcapital"].faults.add("late", delay_s=0.5, method="GET", path=r"customers/?$", times=1)
+    async with _client(sandbox) as client:
+        started = time.monotonic()
+        listing = asyncio.ensure_future(client.get("/bigcapital/api/customers", headers=BC_AUTH))
+        while not sandbox["bigcapital"].requests:  # the listing was asked for and answered, not delivered yet
+            await asyncio.sleep(0.01)
+        created = await client.post("/bigcapital/api/customers", json=NEW_CUSTOMER, headers=BC_AUTH)
+        late = await listing
+        took = time.monotonic() - started
+        again = await client.get("/bigcapital/api/customers", headers=BC_AUTH)
+    assert created.status_code == 201, created.text
+    assert late.status_code == 200
+    assert late.json()["customers"] == [], "the late answer holds what was created after it was asked for"
+    assert took >= 0.5
+    assert [c["display_name"] for c in again.json()["customers"]] == ["Fault Ltd"]
 
 
 async def test_given_a_short_token_lifetime_when_time_passes_then_the_token_is_refused(sandbox: Sandbox) -> None:

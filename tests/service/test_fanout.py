@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,11 @@ def test_given_a_lost_state_store_when_a_fanned_out_backfill_runs_then_natural_k
     assert [(m["page"], m["offset"], len(m["records"])) for m in sent] == [
         (1, 0, 25), (2, 25, 25), (3, 50, 25), (4, 75, 25), (5, 100, 20),
     ]  # fmt: skip
+    # Each page carries when its listing page was asked for (a two-way page reads again what moved since).
+    listed = [datetime.fromisoformat(m["listed_at"]) for m in sent]
+    assert len(set(listed[:4])) == 1, listed
+    assert listed[0] < listed[4], listed
+    assert all(t.tzinfo is not None and abs(datetime.now(UTC) - t) < timedelta(minutes=5) for t in listed)
     # The state store is new: every create would match a Bigcapital record by a natural key, so
     # each waited for the whole run before it was matched (never created a second time).
     assert second.status == "succeeded"

@@ -208,6 +208,16 @@ def quarantine_if(outcome: Planned, problems: Mapping[str, FieldProblem]) -> Pla
     return Quarantine(outcome.record, problem, outcome.prepared.source_fingerprint, outcome.prepared)
 
 
+def unsure_if(outcome: Planned, unsure: Mapping[str, str]) -> Planned:
+    """A record not planned from what was read of it (:mod:`worker.engine.fresh`): quarantined for the next run.
+
+    No fingerprint and nothing shaped, so nothing of it is written or remembered, and the next
+    run plans it again (never held as "unchanged since").
+    """
+    why = unsure.get(outcome.record.remote.id)
+    return outcome if why is None else Quarantine(outcome.record, FieldProblem("record", why))
+
+
 def with_identity(outcome: Planned, ids: Mapping[str, int]) -> Planned:
     """A planned record whose identity the store just made."""
     if not isinstance(outcome, Write | Unchanged) or outcome.record.identity_id is not None:
@@ -237,5 +247,6 @@ __all__ = [
     "count_of",
     "problem_of",
     "quarantine_if",
+    "unsure_if",
     "with_identity",
 ]

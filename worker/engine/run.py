@@ -18,6 +18,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import structlog
 
@@ -32,6 +33,7 @@ from worker.engine.commit import Ledger
 from worker.engine.deletes import Vanished
 from worker.engine.dry import plan_dry
 from worker.engine.execute import Executor
+from worker.engine.fresh import REREADS, aware, moved, read_again, unsure_reason
 from worker.engine.identity import Claim, Identity, usable_id
 from worker.engine.memo import PageMemory, config_digest
 from worker.engine.outcomes import (
@@ -42,9 +44,10 @@ from worker.engine.outcomes import (
     Unchanged,
     Write,
     quarantine_if,
+    unsure_if,
     with_identity,
 )
-from worker.engine.plan import PlanContext, plan_page, positional
+from worker.engine.plan import PlanContext, Snapshot, plan_page, positional
 from worker.engine.results import Counts, EngineOptions, PlannedChange, plus
 from worker.engine.shared import SharedPages
 from worker.engine.snapshot import read_snapshot
@@ -178,7 +181,7 @@ class Engine(SharedPages):
                     quiet, count = True, len(ids)
                 else:
                     records = fetched.read(self.source)
-                    quiet, count = await self.page(records), len(records)
+                    quiet, count = await self.page(records, listed_at=fetched.listed_at), len(records)
                 memory.note(fetched, quiet=quiet)
                 log.info("page_synced", page=page_no, records=count, pulled=self.pulled, planned=ids is None)
                 if self.options.progress is not None:
@@ -209,8 +212,12 @@ class Engine(SharedPages):
             log.warning("duplicate_records_ignored", count=self._duplicates)
         self.executor.check.report()
 
-    async def page(self, records: list[RemoteCustomer]) -> bool:
+    async def page(self, records: list[RemoteCustomer], *, listed_at: datetime | None = None) -> bool:
         """Plan, push and record one page; the state is saved once per page.
+
+        Args:
+            records: the page as listed.
+            listed_at: when its listing was asked for (two-way: a record whose link moved since is read again).
 
         Returns:
             whether the page was quiet: every record listed once, with an id, and unchanged.
@@ -221,10 +228,12 @@ class Engine(SharedPages):
         ids = [r.id for r in records if r.id != "?"]
         records = positional(records, self.pulled)
         self._unidentified += len(records) - len(ids)
-        quiet = await self._plan_and_push(records, ids)
+        quiet = await self._plan_and_push(records, ids, listed_at)
         return quiet and len(ids) == listed
 
-    async def _plan_and_push(self, records: list[RemoteCustomer], ids: list[str]) -> bool:
+    async def _plan_and_push(
+        self, records: list[RemoteCustomer], ids: list[str], listed_at: datetime | None = None
+    ) -> bool:
         """The page after its bookkeeping, in chunks of :attr:`CHUNK`: each planned, its intents committed and its
         writes sent while the next is planned; the page is recorded once, when every write is answered.
 
@@ -235,7 +244,7 @@ class Engine(SharedPages):
         try:
             for start in range(0, len(records), self.CHUNK):
                 chunk = records[start : start + self.CHUNK]
-                planned = await self._plan(chunk, [r.id for r in chunk if r.id in listed])
+                planned = await self._plan(chunk, [r.id for r in chunk if r.id in listed], listed_at)
                 if planned is not None:
                     outcomes, quarantined, waits = planned
                     quiet = quiet and not waits and all(isinstance(o, Unchanged) for o in outcomes)
@@ -247,17 +256,19 @@ class Engine(SharedPages):
         return quiet
 
     async def _plan(
-        self, records: list[RemoteCustomer], ids: list[str]
+        self, records: list[RemoteCustomer], ids: list[str], listed_at: datetime | None = None
     ) -> tuple[list[Planned], Mapping[str, QuarantineEntry], bool] | None:
         """Snapshot and plan some records of a page: their outcomes, quarantine entries, and whether some wait.
 
         A dry run's records are planned to the end here (``None``: nothing to send).
         """
-        snapshot = read_snapshot(
-            self.store, records, ids, pipeline=self.name, source=self.source, target=self.target, ctx=self.context
-        )
+        snapshot = self._snapshot(records, ids)
+        unsure: dict[str, str] = {}
+        if listed_at is not None and self.rules.two_way:
+            records, snapshot, unsure = await self._settled(records, ids, snapshot, listed_at)
         plan = plan_page(records, snapshot, self.context)
-        outcomes = list(self._ensure_identities(plan.outcomes, plan.fresh, plan.linking))
+        first = [unsure_if(o, unsure) for o in plan.outcomes] if unsure else plan.outcomes
+        outcomes = list(self._ensure_identities(first, plan.fresh, plan.linking))
         self.seen_source_ids.update(r.id for r in records)
         writes = [o for o in outcomes if isinstance(o, Write)]
         problems, claims = await self.identity.collisions(writes, dry_run=self.options.dry_run)
@@ -272,6 +283,35 @@ class Engine(SharedPages):
             self._waiting.extend((c, snapshot.quarantined.get(c.write.record.remote.id)) for c in claims)
             outcomes = [o for o in outcomes if o.record.remote.id not in waiting]
         return outcomes, snapshot.quarantined, bool(claims)
+
+    def _snapshot(self, records: Sequence[RemoteCustomer], ids: Sequence[str]) -> Snapshot:
+        return read_snapshot(
+            self.store, records, ids, pipeline=self.name, source=self.source, target=self.target, ctx=self.context
+        )
+
+    async def _settled(
+        self, records: list[RemoteCustomer], ids: list[str], snapshot: Snapshot, listed_at: datetime
+    ) -> tuple[list[RemoteCustomer], Snapshot, dict[str, str]]:
+        """Two-way: the records read again whose memory another run moved after they were listed
+        (:mod:`worker.engine.fresh`), the snapshot they are planned against, and why any still waits.
+        """
+        read_at = dict.fromkeys((r.id for r in records), aware(listed_at))
+        unsure: dict[str, str] = {}
+        for reread in range(REREADS + 1):
+            suspects = [remote_id for remote_id in moved(records, snapshot, read_at) if remote_id not in unsure]
+            if not suspects:
+                break
+            if reread == REREADS:
+                unsure.update(dict.fromkeys(suspects, unsure_reason()))
+                break
+            log.info("records_read_again", count=len(suspects), reason="written by another run since listed")
+            at = datetime.now(UTC)
+            fresh, failed = await read_again(self.source, suspects)
+            unsure.update({remote_id: unsure_reason(why) for remote_id, why in failed.items()})
+            read_at.update(dict.fromkeys(fresh, at))
+            records = [fresh.get(r.id, r) for r in records]
+            snapshot = self._snapshot(records, ids)
+        return records, snapshot, unsure
 
     def _ensure_identities(
         self, outcomes: Sequence[Planned], fresh: Sequence[str], linking: Mapping[str, str]

@@ -9,6 +9,7 @@ natural-key match are pushed once every page is in (:meth:`SharedPages.again`).
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from connectors.model import RemoteCustomer
@@ -35,11 +36,13 @@ class SharedPages:
 
         def _once(self, records: list[RemoteCustomer]) -> list[RemoteCustomer]: ...
 
-        async def page(self, records: list[RemoteCustomer]) -> bool: ...
+        async def page(self, records: list[RemoteCustomer], *, listed_at: datetime | None = None) -> bool: ...
 
         async def _retry_unanswered(self) -> None: ...
 
-        async def _plan_and_push(self, records: list[RemoteCustomer], ids: list[str]) -> bool: ...
+        async def _plan_and_push(
+            self, records: list[RemoteCustomer], ids: list[str], listed_at: datetime | None = None
+        ) -> bool: ...
 
     def fresh(self, records: list[RemoteCustomer]) -> list[RemoteCustomer]:
         """The coordinator's side of a listed page: repeats dropped, the rest counted as pulled and seen.
@@ -53,15 +56,18 @@ class SharedPages:
         self.seen_source_ids.update(r.id for r in records if usable_id(r.id))
         return records
 
-    async def shared_page(self, records: list[RemoteCustomer], *, offset: int) -> PageShare:
+    async def shared_page(
+        self, records: list[RemoteCustomer], *, offset: int, listed_at: datetime | None = None
+    ) -> PageShare:
         """One page of a shared run, as :meth:`page` runs it, then its own unanswered creates retried.
 
         Args:
             records: the page, as :meth:`fresh` returned it.
             offset: the run's ``pulled`` before this page (records without an id are numbered as in one process).
+            listed_at: when the coordinator asked for the listing page these records came from.
         """
         self.pulled = offset
-        await self.page(records)
+        await self.page(records, listed_at=listed_at)
         await self._retry_unanswered()
         counts = dataclasses.replace(self.counts, pulled=self.pulled - offset)
         waiting = tuple(claim.write.record.remote.id for claim, _ in self._waiting)
@@ -73,7 +79,10 @@ class SharedPages:
         self.executor.check.counts.update(share.not_stored)
 
     async def again(self, records: list[RemoteCustomer]) -> None:
-        """Plan and push records a shared page left waiting (already pulled and seen): before :meth:`finish`."""
+        """Plan and push records a shared page left waiting (already pulled and seen): before :meth:`finish`.
+
+        They wait to be created (a natural-key match): no target link, so no memory to read them against.
+        """
         if records:
             await self._plan_and_push(records, [r.id for r in records])
 
