@@ -180,6 +180,11 @@ class Requests:
 # -- the config --------------------------------------------------------------------
 
 
+#: the run lock's Redis in every bench config: a database of its own, so that a bench run never takes (or
+#: waits on) the locks of a service using this machine's Redis (database 0, the sandbox config's default).
+BENCH_REDIS = "redis://127.0.0.1:6379/14"
+
+
 def write_config(
     box: SandboxProcess,
     workdir: Path,
@@ -194,14 +199,15 @@ def write_config(
     :func:`sandbox.server.sandbox_config` writes a pipeline for every ordered pair of systems,
     which makes each one of a two-way pair; the bench measures the one-way pipeline unless it
     asks for its partner too. ``connection`` adds settings to connections (name -> key -> TOML value).
-    The state is ``workdir/state.db`` (SQLite) unless ``state_url`` says otherwise.
+    The state is ``workdir/state.db`` (SQLite) unless ``state_url`` says otherwise; the broker
+    :data:`BENCH_REDIS` unless ``broker_url`` does.
     """
     from sandbox.server import sandbox_config
 
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "custsync.toml"
-    extra = {"broker_url": broker_url} if broker_url else {}
-    text = sandbox_config(box.url, state_url=state_url or f"sqlite:///{workdir / 'state.db'}", **extra)
+    state = state_url or f"sqlite:///{workdir / 'state.db'}"
+    text = sandbox_config(box.url, state_url=state, broker_url=broker_url or BENCH_REDIS)
     head, *blocks = text.split("\n[pipelines.")
     named = {block.split("]", 1)[0]: block for block in blocks}
     missing = set(pipelines) - set(named)

@@ -62,10 +62,6 @@ def areas(stats: pstats.Stats) -> Counter[str]:
     return spent
 
 
-#: the run lock's Redis: a database of its own, so that a bench run elsewhere on this machine never holds it.
-REDIS, PRIVATE_REDIS = "redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/14"
-
-
 def one_way(text: str) -> str:
     """The sandbox's config with only :data:`PIPELINE` and its two connections (no pair, no ring)."""
     keep = {"connections.bigcapital", "connections.thredfi", f"pipelines.{PIPELINE}"}
@@ -90,7 +86,7 @@ def profile(
 
     with SandboxProcess(seed={SOURCE: records}) as box, tempfile.TemporaryDirectory() as tmp:
         config = write_config(box, Path(tmp))
-        text = config.read_text(encoding="utf-8").replace(REDIS, PRIVATE_REDIS)
+        text = config.read_text(encoding="utf-8")
         config.write_text(one_way(text) if single else text, encoding="utf-8")
         command = ["run", PIPELINE, "--config", str(config), "--json"]
         for _ in range(2 if steady else 1 if noop else 0):  # unprofiled: the first sync, the no-op that proves it

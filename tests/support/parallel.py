@@ -15,7 +15,8 @@ REDIS = "redis://127.0.0.1:6379"
 # 12/14 ``tests/service/test_service_processes.py``, 15/6 ``tests/reliability/test_rel_transient.py``,
 # 9/8 ``tests/service/test_metrics.py``, 3/4 ``tests/service/test_fanout.py``, 0/1 the configs of
 # ``tests/support/soak.py`` (CLI runs take their locks there). Fixed ones: 7 (URLs in configs),
-# 2 (soak lock), 5 (perf), 10 (cli), 11 (lock), 13 (backfill).
+# 2 (soak lock), 5 (perf), 10 (cli), 11 (lock), 13 (backfill). The bench takes its locks in 14 too
+# (``bench/measure.py::BENCH_REDIS``): it is not run beside the suite.
 
 
 def worker_index() -> int:
