@@ -123,7 +123,7 @@ class TokenAuth(_OriginBound, httpx.Auth):
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise AuthError("token endpoint answered without an access_token")
-        secrets.remember(token)
+        secrets.remember(token, issued=True)
         # Missing or unreadable: assume the documented hour. Zero or less: renew before every request.
         lifetime = _seconds(body.get("expires_in"), default=3600.0)
         # A margin longer than a short-lived token would renew on every call.

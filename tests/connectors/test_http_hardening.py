@@ -280,6 +280,21 @@ def test_given_connector_built_when_settings_hold_secrets_then_they_are_remember
     assert secrets.scrub(f"{BIGCAPITAL_KEY} / pass-word-1") == "*** / ***"
 
 
+def test_given_a_worker_renewing_tokens_for_weeks_when_scrubbing_then_the_newest_tokens_and_keys_stay_masked() -> None:
+    secrets.remember(THREDFI_KEY)
+    issued = [f"tok_{n:06d}_issued_to_us" for n in range(secrets.TOKENS_KEPT * 4)]
+    for token in issued:
+        secrets.remember(token, issued=True)
+    newest, oldest = issued[-secrets.TOKENS_KEPT :], issued[0]
+    assert secrets.scrub(f"{newest[0]} {newest[-1]} {THREDFI_KEY}") == "*** *** ***"
+    assert secrets.scrub(oldest) == oldest, "every token ever issued is still in each scrub's pattern"
+    # A configured secret is never evicted, even when a token endpoint issues the same value.
+    secrets.remember(THREDFI_KEY, issued=True)
+    for token in issued:
+        secrets.remember(token + "_again", issued=True)
+    assert secrets.scrub(THREDFI_KEY) == "***"
+
+
 # -- 9.6: garbage contained ---------------------------------------------------------------
 
 
