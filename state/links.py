@@ -113,7 +113,7 @@ class Links(Sessions):
         writes = list(writes)
         if not writes:
             return
-        at = now()
+        at = self.clock.later()  # compared with when other hosts' listings were asked for
         remembering = any(w.memory for w in writes)
         table = Link.__table__  # type: ignore[attr-defined]
         columns = (table.c.id, table.c.identity_id, table.c.remote_id, table.c.memory)

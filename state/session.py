@@ -11,10 +11,13 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Engine
 from sqlmodel import Session
+
+if TYPE_CHECKING:
+    from state.clock import ServerClock
 
 CHUNK = 500
 T = TypeVar("T")
@@ -32,9 +35,11 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 
 
 class Sessions:
-    """The base of the store's parts: an engine, and sessions over it."""
+    """The base of the store's parts: an engine, sessions over it, and its time."""
 
     engine: Engine
+    #: the store's time (:mod:`state.clock`): what a link's ``updated_at`` is stamped in
+    clock: ServerClock
 
     @property
     def _open(self) -> threading.local:

@@ -24,6 +24,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, inspect
 
+from state.clock import ServerClock
 from state.database import mask_url, normalise_url, open_engine, opening, sqlite_file
 from state.errors import StoreError, StoreUnreachableError
 from state.links import Links, LinkWrite
@@ -53,6 +54,7 @@ class Store(Runs, Links, Quarantine, Memos):
         self.url = normalise_url(url)
         self.readonly = readonly
         self.engine: Engine = open_engine(self.url, readonly=readonly)
+        self.clock = ServerClock(self.engine)
         if migrate:
             with opening(self.url):
                 self.migrate()

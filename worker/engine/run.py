@@ -295,7 +295,8 @@ class Engine(SharedPages):
         """Two-way: the records read again whose memory another run moved after they were listed
         (:mod:`worker.engine.fresh`), the snapshot they are planned against, and why any still waits.
         """
-        read_at = dict.fromkeys((r.id for r in records), aware(listed_at))
+        clock = self.store.clock  # links are stamped in the store's time: this host's listing times go into it
+        read_at = dict.fromkeys((r.id for r in records), clock.earlier(aware(listed_at)))
         unsure: dict[str, str] = {}
         for reread in range(REREADS + 1):
             suspects = [remote_id for remote_id in moved(records, snapshot, read_at) if remote_id not in unsure]
@@ -305,7 +306,7 @@ class Engine(SharedPages):
                 unsure.update(dict.fromkeys(suspects, unsure_reason()))
                 break
             log.info("records_read_again", count=len(suspects), reason="written by another run since listed")
-            at = datetime.now(UTC)
+            at = clock.earlier(datetime.now(UTC))
             fresh, failed = await read_again(self.source, suspects)
             unsure.update({remote_id: unsure_reason(why) for remote_id, why in failed.items()})
             read_at.update(dict.fromkeys(fresh, at))
