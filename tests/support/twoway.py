@@ -154,6 +154,14 @@ def seed_side(sandbox: Sandbox, system: str, tag: str | None = None) -> dict[str
     return {rid: str(customers[key].email) for rid, key in made.items()}
 
 
+def seed_pair(sandbox: Sandbox, one: str, other: str, tag: str = "Beta") -> None:
+    """Every emulator emptied, then ``one`` seeded with the fixtures and ``other`` with variants of its own."""
+    for emulator in sandbox.emulators.values():
+        emulator.reset()
+    seed_side(sandbox, one)
+    seed_side(sandbox, other, tag)
+
+
 def edit(sandbox: Sandbox, system: str, record_id: str, field: str, value: str, *, updated: str | None = None) -> None:
     """Edit one canonical field of a stored record as a user of ``system`` would.
 

@@ -32,7 +32,7 @@ from tests.support.twoway import (
     duplicated_emails,
     edit,
     run_cli_together,
-    seed_side,
+    seed_pair,
     snapshot,
     twoway_config,
     twoway_toml,
@@ -70,10 +70,7 @@ async def test_given_edits_on_both_sides_when_both_pipelines_run_at_once_then_al
     served: tuple[Sandbox, str], store_url: str, tmp_path: Path
 ) -> None:
     box, url = served
-    for emulator in box.emulators.values():
-        emulator.reset()
-    seed_side(box, BC)
-    seed_side(box, TH, "Beta")
+    seed_pair(box, BC, TH)
     config = twoway_config(store_url, base_url=url, broker_url=CLOSED_BROKER)
     path = tmp_path / "custsync.toml"
     path.write_text(twoway_toml(store_url, base_url=url, broker_url=CLOSED_BROKER), encoding="utf-8")

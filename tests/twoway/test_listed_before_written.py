@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
 
-from sandbox.server import BackgroundServer, Sandbox
+from sandbox.server import Sandbox
 from state.models import Link
 from state.session import now
 from state.store import Store
-from tests.support.twoway import by_email, connectors, edit, seed_side, snapshot, twoway_config, writes
+from tests.support.twoway import by_email, connectors, edit, seed_pair, snapshot, twoway_config, writes
 from worker.config import AppConfig
 from worker.engine.fresh import REREADS
 from worker.sync import run_pipeline
@@ -41,20 +40,10 @@ LISTING = r"customers/?$"
 DELAY_S = 3.0
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[Sandbox, str]]:
-    box = Sandbox()
-    with BackgroundServer(box.app) as server:
-        yield box, server.url
-
-
 async def _linked_pair(served: tuple[Sandbox, str], store_url: str) -> tuple[Sandbox, AppConfig, str, str]:
     """Both sides seeded and synced both ways; the Bigcapital and Thredfi ids of one customer both hold."""
     box, url = served
-    for emulator in box.emulators.values():
-        emulator.reset()
-    seed_side(box, BC)
-    seed_side(box, TH, "Beta")
+    seed_pair(box, BC, TH)
     config = twoway_config(store_url, base_url=url, broker_url=CLOSED_BROKER)
     store = Store(store_url)
     try:
