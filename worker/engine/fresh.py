@@ -19,8 +19,10 @@ one that cannot be read again, is quarantined without a fingerprint (never
 "unchanged since"): nothing of it is written or remembered, and the next run
 syncs it.
 
-Both times come from the clocks of the processes that write the store (the
-same host's clock for runs on one machine): ``docs/api-assumptions.md``.
+Both times are taken in the store's time (:mod:`state.clock`): a link's
+stamp late and a listing's time early by what the measure of this host's
+clock cannot tell, so processes on hosts whose clocks differ agree
+(``docs/api-assumptions.md``).
 """
 
 from __future__ import annotations
