@@ -44,10 +44,10 @@ class ServerClock:
         self.offset, self.error = _NONE, _NONE
         self._measured: float | None = None
 
-    def later(self, local: datetime | None = None) -> datetime:
-        """``local`` (now by default) in the store's time, at the latest it can be: a write's stamp."""
+    def later(self) -> datetime:
+        """Now in the store's time, at the latest it can be: a write's stamp."""
         offset, error = self._current()
-        return (local or self.local()) + offset + error
+        return self.local() + offset + error
 
     def earlier(self, local: datetime) -> datetime:
         """``local`` in the store's time, at the earliest it can be: when a listing was asked for."""
