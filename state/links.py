@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import Select, bindparam, func, insert, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from state.memory import merge
-from state.models import Identity, Link
+from state.models import Identity, Link, StoredLink
 from state.session import Sessions, chunks, now
 
 
@@ -30,6 +31,21 @@ class LinkWrite:
     memory: Mapping[str, Mapping[str, str]] | None = None
 
 
+def _stored() -> Select[Any]:
+    """A select of the links table's columns in :class:`~state.models.StoredLink`'s order."""
+    table = Link.__table__  # type: ignore[attr-defined]
+    return sa_select(*(table.c[name] for name in _STORED))
+
+
+def _rows(s: Session, query: Select[Any]) -> list[StoredLink]:
+    """The links a :func:`_stored` query selects, detached: no ORM object is loaded."""
+    return [StoredLink(*row) for row in s.execute(query)]
+
+
+#: the links table's columns, in the order of :class:`~state.models.StoredLink`'s fields.
+_STORED = tuple(f.name for f in fields(StoredLink))
+
+
 def _linked(connection: str) -> tuple[Any, ...]:
     """The conditions of a link that is a record: ``linked``, with a remote id (not an intent, not deleted)."""
     return (Link.connection == connection, Link.status == "linked", col(Link.remote_id).is_not(None))
@@ -40,22 +56,24 @@ class Links(Sessions):
 
     # -- identities and links -------------------------------------------
 
-    def links_by_remote(self, connection: str, remote_ids: Sequence[str]) -> dict[str, Link]:
+    def links_by_remote(self, connection: str, remote_ids: Sequence[str]) -> dict[str, StoredLink]:
         """Links of ``connection`` by remote id."""
-        found: dict[str, Link] = {}
+        table = Link.__table__  # type: ignore[attr-defined]
+        found: dict[str, StoredLink] = {}
         with self.session() as s:
             for chunk in chunks(list(remote_ids)):
-                query = select(Link).where(Link.connection == connection, col(Link.remote_id).in_(chunk))
-                found.update({link.remote_id: link for link in s.exec(query) if link.remote_id})
+                query = _stored().where(table.c.connection == connection, table.c.remote_id.in_(chunk))
+                found.update({link.remote_id: link for link in _rows(s, query) if link.remote_id})
         return found
 
-    def links_by_identity(self, connection: str, identity_ids: Sequence[int]) -> dict[int, Link]:
+    def links_by_identity(self, connection: str, identity_ids: Sequence[int]) -> dict[int, StoredLink]:
         """Links of ``connection`` by identity id."""
-        found: dict[int, Link] = {}
+        table = Link.__table__  # type: ignore[attr-defined]
+        found: dict[int, StoredLink] = {}
         with self.session() as s:
             for chunk in chunks(list(identity_ids)):
-                query = select(Link).where(Link.connection == connection, col(Link.identity_id).in_(chunk))
-                found.update({link.identity_id: link for link in s.exec(query)})
+                query = _stored().where(table.c.connection == connection, table.c.identity_id.in_(chunk))
+                found.update({link.identity_id: link for link in _rows(s, query)})
         return found
 
     def identities_by_id(self, identity_ids: Sequence[int]) -> dict[int, str]:
@@ -156,10 +174,11 @@ class Links(Sessions):
             if inserts:
                 s.execute(insert(table), list(inserts.values()))
 
-    def links_of(self, connection: str) -> list[Link]:
+    def links_of(self, connection: str) -> list[StoredLink]:
         """Every link of a connection (delete detection, natural-key exclusion)."""
+        table = Link.__table__  # type: ignore[attr-defined]
         with self.session() as s:
-            return list(s.exec(select(Link).where(Link.connection == connection)))
+            return _rows(s, _stored().where(table.c.connection == connection))
 
     def count_links(self, connection: str) -> int:
         """How many records of a connection are linked."""

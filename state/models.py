@@ -10,7 +10,9 @@ customers that came from the other side.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy import Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -63,6 +65,55 @@ class Link(SQLModel, table=True):
     created_at: datetime = Field(default_factory=_now)
     #: indexed: the store's stamp (:mod:`state.memos`) reads its newest value at every run's start and end.
     updated_at: datetime = Field(default_factory=_now, index=True)
+
+
+class LinkView(Protocol):
+    """What reading a link gives: its columns, read only (a :class:`Link` or a :class:`StoredLink`)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def identity_id(self) -> int: ...
+    @property
+    def connection(self) -> str: ...
+    @property
+    def remote_id(self) -> str | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def fingerprint(self) -> str | None: ...
+    @property
+    def active(self) -> bool | None: ...
+    @property
+    def not_stored(self) -> str | None: ...
+    @property
+    def memory(self) -> str | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLink:
+    """A link row as the store's bulk reads give it: its values, bound to no session.
+
+    A page is planned against thousands of links; loaded as ORM objects (identity map,
+    instrumented attributes, pydantic's private state) they cost a third of a no-op run.
+    Changes go through :meth:`state.links.Links.save_links`, never through these.
+    """
+
+    id: int
+    identity_id: int
+    connection: str
+    remote_id: str | None
+    status: str
+    fingerprint: str | None
+    active: bool | None
+    not_stored: str | None
+    memory: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
 class Run(SQLModel, table=True):

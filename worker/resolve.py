@@ -26,7 +26,7 @@ import structlog
 
 from connectors.base import Connector
 from connectors.errors import ConnectorError, FatalError
-from state.models import Link
+from state.models import LinkView
 from state.store import LinkWrite, Store
 from worker.config import AppConfig, ConfigError
 from worker.engine.partial import write_fields
@@ -162,7 +162,7 @@ async def _one(store: Store, conflict: _Held, kept: Connector, written: Connecto
     return tuple(sorted(fields))
 
 
-def _remember(link: Link, memory: Mapping[str, Mapping[str, str]]) -> LinkWrite:
+def _remember(link: LinkView, memory: Mapping[str, Mapping[str, str]]) -> LinkWrite:
     """A link written again as it is, with ``memory`` merged into its memory."""
     return LinkWrite(link.identity_id, link.remote_id, link.fingerprint, link.active, status=link.status, memory=memory)
 

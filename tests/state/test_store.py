@@ -13,6 +13,7 @@ from sqlalchemy import inspect
 
 import state.store as store_module
 from state import memory
+from state.models import StoredLink
 from state.store import LinkWrite, QuarantineWrite, Store, normalise_url
 
 TABLES = {"identities", "links", "runs", "quarantine", "run_leases", "page_memos", "alembic_version"}
@@ -107,6 +108,35 @@ def test_given_pending_intent_when_linked_then_remote_id_and_state_are_saved(sto
     # A later write without a remote id never forgets the one we know.
     store.save_links("thredfi", [LinkWrite(identity, None, "b" * 64, True)])
     assert store.links_by_identity("thredfi", [identity])[identity].remote_id == "r9"
+
+
+def test_given_saved_link_when_read_in_bulk_then_every_column_comes_back_detached_and_read_only(store: Store) -> None:
+    (identity,) = store.ensure_identities(["bigcapital:t:7"]).values()
+    store.save_links("thredfi", [LinkWrite(identity, "r7", "c" * 64, False, not_stored=frozenset({"email"}))])
+    with store.engine.connect() as connection:
+        row = connection.exec_driver_sql("SELECT id, memory FROM links WHERE remote_id = 'r7'").one()
+
+    by_remote = store.links_by_remote("thredfi", ["r7"])["r7"]
+    by_identity = store.links_by_identity("thredfi", [identity])[identity]
+    (listed,) = [link for link in store.links_of("thredfi") if link.remote_id == "r7"]
+
+    assert by_remote == by_identity == listed
+    assert isinstance(by_remote, StoredLink)  # no ORM object: nothing a session tracks, nothing to flush
+    assert (by_remote.id, by_remote.identity_id, by_remote.connection, by_remote.status) == (
+        row.id,
+        identity,
+        "thredfi",
+        "linked",
+    )
+    assert (by_remote.fingerprint, by_remote.active, by_remote.not_stored, by_remote.memory) == (
+        "c" * 64,
+        False,
+        "email",
+        row.memory,
+    )
+    assert by_remote.updated_at >= by_remote.created_at
+    with pytest.raises(AttributeError):
+        by_remote.status = "pending"  # type: ignore[misc]
 
 
 def test_given_pending_or_other_links_when_asked_whether_any_is_linked_then_only_a_linked_remote_counts(

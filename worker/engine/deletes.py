@@ -23,7 +23,7 @@ import structlog
 
 from connectors.base import Connector
 from connectors.errors import ConnectorError, FatalError, NotFoundError, RecordError
-from state.models import Link
+from state.models import StoredLink
 from state.store import LinkWrite, Store
 from worker.config import PipelineConfig
 from worker.engine.twoway import value_hash
@@ -139,10 +139,10 @@ class Vanished:
         self.store.save_links(self.source.name, gone_links)
         return outcome
 
-    async def _confirm(self, candidates: list[Link], source_of: dict[int, str | None]) -> list[Link]:
+    async def _confirm(self, candidates: list[StoredLink], source_of: dict[int, str | None]) -> list[StoredLink]:
         """Keep the candidates whose source record a lookup by id says is gone."""
 
-        async def gone(link: Link) -> bool:
+        async def gone(link: StoredLink) -> bool:
             remote_id = source_of.get(link.identity_id)
             if not remote_id:
                 return False

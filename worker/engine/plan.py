@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from connectors.model import CANONICAL_FIELDS, Customer, FieldProblem, RemoteCustomer, fingerprint
 from state import memory
-from state.models import Link, QuarantineEntry
+from state.models import LinkView, QuarantineEntry
 from worker.diff import Action, Decision, LinkState, apply_defaults, decide
 from worker.engine.outcomes import Held, Outcome, Planned, Prepared, Quarantine, Record, Sides, Unchanged, Write
 from worker.engine.results import PlannedChange
@@ -77,12 +77,12 @@ class Snapshot:
         quarantined: source id → its quarantine entry.
     """
 
-    source_links: Mapping[str, Link] = field(default_factory=dict)
+    source_links: Mapping[str, LinkView] = field(default_factory=dict)
     external_ids: Mapping[int, str] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
     identities: Mapping[str, int] = field(default_factory=dict)
-    claims: Mapping[int, Link] = field(default_factory=dict)
-    target_links: Mapping[int, Link] = field(default_factory=dict)
+    claims: Mapping[int, LinkView] = field(default_factory=dict)
+    target_links: Mapping[int, LinkView] = field(default_factory=dict)
     quarantined: Mapping[str, QuarantineEntry] = field(default_factory=dict)
 
 
@@ -229,8 +229,8 @@ def _prepare(record: Record, snapshot: Snapshot, ctx: PlanContext) -> Prepared |
 
 def _sides(
     source_now: Mapping[str, str],
-    source_link: Link | None,
-    link: Link | None,
+    source_link: LinkView | None,
+    link: LinkView | None,
     withheld: frozenset[str],
     unfit: frozenset[str],
     ctx: PlanContext,
