@@ -81,6 +81,8 @@ class Prepared:
     defaulted: frozenset[str] = frozenset()
     #: set for a two-way update (a linked target record): what to compare field by field.
     sides: Sides | None = None
+    #: one way: what the target needs of it, decided once when it was shaped (``None``: decide it then).
+    one_way: Decision | None = None
 
 
 # -- outcomes of the plan -----------------------------------------------------

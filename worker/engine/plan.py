@@ -201,7 +201,8 @@ def _prepare(record: Record, snapshot: Snapshot, ctx: PlanContext) -> Prepared |
     source_now = Hashes(remote.customer, ctx.compared)
     state = LinkState(link.remote_id, link.status, link.fingerprint, link.active) if link is not None else None
     target_fp = fingerprint(shaped, ctx.kept - not_stored)
-    if not ctx.rules.two_way and not _one_way(state, target_fp, shaped.active, ctx).actions:
+    one_way = None if ctx.rules.two_way else _one_way(state, target_fp, shaped.active, ctx)
+    if one_way is not None and not one_way.actions:
         # The target holds it as shaped (or it is not to be written): nothing is sent, so nothing is checked.
         problems: Sequence[FieldProblem] = ()
     else:
@@ -224,6 +225,7 @@ def _prepare(record: Record, snapshot: Snapshot, ctx: PlanContext) -> Prepared |
         source_now,
         defaulted,
         sides,
+        one_way,
     )
 
 
@@ -271,7 +273,9 @@ def _decide(prepared: Prepared, ctx: PlanContext) -> Unchanged | Write:
         if not actions:
             return Unchanged(prepared)
         return Write(prepared, Decision(actions, "archived" if "archive" in actions else "updated"))
-    decision = _one_way(prepared.link, prepared.fingerprint, prepared.shaped.active, ctx)
+    decision = prepared.one_way
+    if decision is None:
+        decision = _one_way(prepared.link, prepared.fingerprint, prepared.shaped.active, ctx)
     return Write(prepared, decision) if decision.actions else Unchanged(prepared)
 
 

@@ -409,7 +409,10 @@ class Engine(SharedPages):
     def _again(self, deferred: Deferred) -> Write:
         """A lost create as it is tried again: pending, decided afresh."""
         prepared = dataclasses.replace(
-            deferred.write.prepared, fingerprint=deferred.fingerprint, link=LinkState(None, "pending", None, None)
+            deferred.write.prepared,
+            fingerprint=deferred.fingerprint,
+            link=LinkState(None, "pending", None, None),
+            one_way=None,  # decided afresh below
         )
         decision = decide(
             prepared.link,
