@@ -31,6 +31,10 @@ class LinkWrite:
     memory: Mapping[str, Mapping[str, str]] | None = None
 
 
+#: the links table's columns, in the order of :class:`~state.models.StoredLink`'s fields.
+_STORED = tuple(f.name for f in fields(StoredLink))
+
+
 def _stored() -> Select[Any]:
     """A select of the links table's columns in :class:`~state.models.StoredLink`'s order."""
     table = Link.__table__  # type: ignore[attr-defined]
@@ -40,10 +44,6 @@ def _stored() -> Select[Any]:
 def _rows(s: Session, query: Select[Any]) -> list[StoredLink]:
     """The links a :func:`_stored` query selects, detached: no ORM object is loaded."""
     return [StoredLink(*row) for row in s.execute(query)]
-
-
-#: the links table's columns, in the order of :class:`~state.models.StoredLink`'s fields.
-_STORED = tuple(f.name for f in fields(StoredLink))
 
 
 def _linked(connection: str) -> tuple[Any, ...]:

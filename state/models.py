@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TypeAlias
 
 from sqlalchemy import Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -67,33 +67,6 @@ class Link(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=_now, index=True)
 
 
-class LinkView(Protocol):
-    """What reading a link gives: its columns, read only (a :class:`Link` or a :class:`StoredLink`)."""
-
-    @property
-    def id(self) -> int | None: ...
-    @property
-    def identity_id(self) -> int: ...
-    @property
-    def connection(self) -> str: ...
-    @property
-    def remote_id(self) -> str | None: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def fingerprint(self) -> str | None: ...
-    @property
-    def active(self) -> bool | None: ...
-    @property
-    def not_stored(self) -> str | None: ...
-    @property
-    def memory(self) -> str | None: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def updated_at(self) -> datetime: ...
-
-
 @dataclass(frozen=True, slots=True)
 class StoredLink:
     """A link row as the store's bulk reads give it: its values, bound to no session.
@@ -114,6 +87,10 @@ class StoredLink:
     memory: str | None
     created_at: datetime
     updated_at: datetime
+
+
+#: what reading a link gives, read only: an ORM :class:`Link` or a :class:`StoredLink` of the bulk reads.
+LinkView: TypeAlias = "Link | StoredLink"
 
 
 class Run(SQLModel, table=True):
