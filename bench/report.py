@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from bench.ceiling import sentence
 from bench.measure import TARGET, Requests
 
 
@@ -74,6 +75,8 @@ def _verdict(result: dict[str, Any]) -> list[str]:
             f"CPU per record: engine {engine:.2f} ms, bare client {bare:.2f} ms; the sandbox's share of the CPU "
             f"during the first sync: {v['first_sync_sandbox_cpu_share']:.0%}."
         )
+    if "first_sync_ceilings" in v:
+        out.append(sentence(v["first_sync_ceilings"], v["best_bare_client"]))
     if "no_op_outside_listing_share" in v:
         out.append(
             f"- No-op re-sync after the first sync (every page planned): **{v['no_op_outside_listing_share']:.0%}** "

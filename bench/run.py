@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import clients
+from bench.ceiling import ceilings
 from bench.measure import PARTNER, PIPELINE, RESULTS, ROOT, SOURCE, TARGET, SandboxProcess, machine, write_config
 from bench.report import line, table
 from bench.runs import (
@@ -197,6 +198,7 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
         out["first_sync_vs_best_bare"] = first["records_per_s_run"] / best["records_per_s"]
         out["first_sync_vs_best_bare_by_wall"] = first["records_per_s"] / best["records_per_s"]
         out["cpu_ms_per_record_engine_vs_best_bare"] = [first["cpu_ms_per_record"], best["cpu_ms_per_record"]]
+        out["first_sync_ceilings"] = ceilings(first, result["bare_clients"], result["machine"]["cpu_count"] or 1)
     if first is not None:
         out["first_sync_sandbox_cpu_share"] = first["sandbox_cpu_share"]
         out["first_sync_peak_rss_mb"] = first["peak_rss_mb"]

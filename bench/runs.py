@@ -81,7 +81,7 @@ def custsync(
     return {"name": f"custsync {label}", "records": records, "exit_code": process.returncode, "transport": transport,
             "wall_s": wall, "records_per_s": records / wall, "duration_s": duration,
             "records_per_s_run": records / max(duration, 1e-9), "engine_cpu_s": engine_cpu,
-            "cpu_ms_per_record": 1000 * engine_cpu / max(records, 1),
+            "cpu_ms_per_record": 1000 * engine_cpu / max(records, 1), "run_cpu_s": http.get("run_cpu_s"),
             "sandbox_cpu_s": sandbox_cpu, "sandbox_cpu_share": sandbox_cpu / max(engine_cpu + sandbox_cpu, 1e-9),
             "peak_rss_mb": http.get("peak_rss_mb") or usage.ru_maxrss / 1024,
             "ru_maxrss_mb": usage.ru_maxrss / 1024, "summary": summary, "requests": requests.as_dict(),

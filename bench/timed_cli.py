@@ -18,7 +18,9 @@ makes, its retries and waits included) is wrapped to keep, per connection and
   on the wire, waiting for a slot, or between retries).
 
 At exit the numbers go to ``BENCH_HTTP_STATS`` as JSON, with the process's own
-peak RSS (``VmHWM``). Nothing else changes:
+peak RSS (``VmHWM``) and its CPU from its first request to its exit
+(``run_cpu_s``: the run's CPU, Python's start, imports and the config left
+out, as the run's own ``duration_s`` leaves them out). Nothing else changes:
 the engine, the connectors and their transports are the installed ones.
 """
 
@@ -115,8 +117,11 @@ def install(path: str) -> None:
     current: contextvars.ContextVar[_Connection | None] = contextvars.ContextVar("bench_connection", default=None)
     original, send = HttpClient.request, httpx.AsyncClient.send
     started_at = time.perf_counter()
+    cpu_at_first_request: list[float] = []
 
     async def timed(self: HttpClient, method: str, url: str, *, op: str, **kwargs: Any) -> Any:
+        if not cpu_at_first_request:
+            cpu_at_first_request.append(time.process_time())
         connection = connections.setdefault(self.name, _Connection())
         token = current.set(connection)
         began = time.perf_counter()
@@ -141,8 +146,9 @@ def install(path: str) -> None:
     httpx.AsyncClient.send = on_the_wire  # type: ignore[method-assign]
 
     def write() -> None:
+        run_cpu = time.process_time() - cpu_at_first_request[0] if cpu_at_first_request else None
         out = {"process_s": round(time.perf_counter() - started_at, 4), "peak_rss_mb": _peak_rss_mb(),
-               "connections": {n: c.as_dict() for n, c in connections.items()}}  # fmt: skip
+               "run_cpu_s": run_cpu, "connections": {n: c.as_dict() for n, c in connections.items()}}  # fmt: skip
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(out, handle)
 
