@@ -125,3 +125,37 @@ async def test_given_several_source_pages_when_synced_then_the_next_page_is_list
     assert lists[1] < creates[0], "page two was asked for before page one's first create"
     held = Counter(r["email"] for r in sandbox["bigcapital"].records.values())
     assert len(held) == COUNT
+
+
+async def test_given_chunks_with_nothing_to_send_when_planned_then_each_next_one_is_larger_up_to_the_cap(
+    sandbox: Sandbox, store: Store, config: AppConfig, transport: httpx.ASGITransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox["bigcapital"].seed_fake(COUNT)
+    config = one_way(config, PIPELINE)
+    assert (await _run(config, store, transport)).counts.created == COUNT
+    chunks: list[list[str]] = []
+    real = snapshot.read_snapshot
+
+    def sized(store: Store, records: Any, *args: Any, **kwargs: Any) -> Any:
+        chunks.append([r.id for r in records])
+        return real(store, records, *args, **kwargs)
+
+    monkeypatch.setattr(engine_run, "read_snapshot", sized)
+    with monkeypatch.context() as patch:
+        patch.setattr(Engine, "QUIET_CHUNK", 120)
+        quiet = await _run(config, store, transport)  # the first sync wrote: every page is planned again
+
+    assert quiet.counts.unchanged == COUNT
+    # The active page (225): 100, then 200 capped at 120, then the rest; the inactive page (25) starts at CHUNK again.
+    assert [len(c) for c in chunks] == [100, 120, 5, 25]
+
+    first = chunks[0][0]
+    sandbox["bigcapital"].admin_edit(sandbox["bigcapital"].records[first], {"display_name": "Renamed Ltd"})
+    chunks.clear()
+    edited = await _run(config, store, transport)
+
+    assert (edited.counts.updated, edited.counts.unchanged) == (1, COUNT - 1), edited.summary()
+    # The first chunk holds the write: the next is CHUNK again. The inactive page, listed as the quiet run
+    # listed it, is not planned at all (worker/engine/memo.py).
+    assert [len(c) for c in chunks] == [100, 100, 25], "a chunk with a write keeps the next at CHUNK"
+    assert first in chunks[0]

@@ -139,6 +139,30 @@ def test_given_saved_link_when_read_in_bulk_then_every_column_comes_back_detache
         by_remote.status = "pending"  # type: ignore[misc]
 
 
+def test_given_links_of_a_page_when_read_in_one_query_then_they_equal_the_three_reads_they_replace(
+    store: Store,
+) -> None:
+    both, source_only, pending, other = store.ensure_identities(["bc:1", "bc:2", "bc:3", "bc:4"]).values()
+    listed = [LinkWrite(both, "1", "s1", True), LinkWrite(source_only, "2", "s2", False)]
+    store.save_links("bigcapital", [*listed, LinkWrite(pending, "3", "s3", True)])
+    intent = LinkWrite(pending, None, None, None, status="pending")
+    store.save_links("thredfi", [LinkWrite(both, "t1", "f1", True), intent, LinkWrite(other, "t4", "f4", True)])
+    store.save_links("piriod", [LinkWrite(source_only, "p2", "g2", True)])  # another connection: never the target's
+    asked = ["1", "2", "3", "9"]  # "9": no link at all
+
+    page = store.page_links("bigcapital", "thredfi", asked)
+
+    source = store.links_by_remote("bigcapital", asked)
+    assert page.source == source
+    assert page.external_ids == store.identities_by_id([link.identity_id for link in source.values()])
+    assert page.external_ids == {both: "bc:1", source_only: "bc:2", pending: "bc:3"}
+    assert page.target == store.links_by_identity("thredfi", list(page.external_ids))
+    assert set(page.target) == {both, pending}  # the pending intent too; bc:2 has none in thredfi
+    assert page.target[pending].status == "pending"
+    assert all(isinstance(link, StoredLink) for link in [*page.source.values(), *page.target.values()])
+    assert store.page_links("bigcapital", "thredfi", []) == store.page_links("thredfi", "bigcapital", ["nope"])
+
+
 def test_given_pending_or_other_links_when_asked_whether_any_is_linked_then_only_a_linked_remote_counts(
     store: Store,
 ) -> None:

@@ -71,6 +71,9 @@ class Engine(SharedPages):
 
     #: records planned, committed as intents and sent at a time: a page's first writes leave while the rest is planned
     CHUNK = 100
+    #: the most records planned at once: after a chunk with nothing to send the next is twice as large, up to this
+    #: (a quiet page costs fewer reads of the store); after a chunk with writes, :attr:`CHUNK` again
+    QUIET_CHUNK = 800
 
     #: how many more times, in the same run, a create that got no answer is looked up and retried
     UNANSWERED_PASSES = 2
@@ -236,20 +239,26 @@ class Engine(SharedPages):
     ) -> bool:
         """The page after its bookkeeping, in chunks of :attr:`CHUNK`: each planned, its intents committed and its
         writes sent while the next is planned; the page is recorded once, when every write is answered.
+        A chunk that sends nothing makes the next one twice as large, up to :attr:`QUIET_CHUNK`.
 
         Returns:
             whether every record was unchanged.
         """
         listed, flights, quiet = set(ids), [], not self.options.dry_run
+        start, size = 0, self.CHUNK
         try:
-            for start in range(0, len(records), self.CHUNK):
-                chunk = records[start : start + self.CHUNK]
+            while start < len(records):
+                chunk = records[start : start + size]
+                start += len(chunk)
                 planned = await self._plan(chunk, [r.id for r in chunk if r.id in listed], listed_at)
+                sends = False
                 if planned is not None:
                     outcomes, quarantined, waits = planned
                     quiet = quiet and not waits and all(isinstance(o, Unchanged) for o in outcomes)
+                    sends = any(isinstance(o, Write) for o in outcomes)
                     flights.append(self._send(outcomes, quarantined))
                     await asyncio.sleep(0)  # the writes go out before the next chunk is planned
+                size = self.CHUNK if sends else min(2 * size, self.QUIET_CHUNK)
         finally:
             if flights:  # what was sent is recorded, even when planning a later chunk failed
                 await self._land(flights)

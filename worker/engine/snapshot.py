@@ -31,15 +31,17 @@ def read_snapshot(
         target: the target connection.
         ctx: the plan's context (how a new external_id is made).
     """
-    source_links = store.links_by_remote(source.name, list(ids))
-    known = store.identities_by_id([link.identity_id for link in source_links.values()])
+    page = store.page_links(source.name, target.name, list(ids))
+    source_links, known, target_links = page.source, page.external_ids, page.target
     listed = set(ids)
     unlinked = [r for r in records if r.id in listed and r.id not in source_links]
     aliases = _aliases(store, source, [r for r in unlinked if not r.external_id])
     wanted = [fresh_external_id(r, aliases, ctx) for r in unlinked if r.customer is not None]
     identities = store.identities_by_external_id(wanted) if wanted else {}
     claims = store.links_by_identity(source.name, list(identities.values())) if identities else {}
-    target_links = store.links_by_identity(target.name, [*known, *identities.values()])
+    fresh = [i for i in identities.values() if i not in target_links]
+    if fresh:
+        target_links = {**target_links, **store.links_by_identity(target.name, fresh)}
     quarantined = {q.source_id: q for q in store.quarantined(pipeline, [r.id for r in records])}
     return Snapshot(source_links, known, aliases, identities, claims, target_links, quarantined)
 
