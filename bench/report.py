@@ -84,6 +84,13 @@ def _verdict(result: dict[str, Any]) -> list[str]:
             f"not planned again): **{v.get('steady_no_op_outside_listing_share', float('nan')):.0%}**; "
             f"first sync peak RSS {v['first_sync_peak_rss_mb']:.0f} MB."
         )
+    if "no_op_beyond_steady_share" in v:
+        out.append(
+            f"- The no-op that plans every page spent **{v['no_op_beyond_steady_share']:.0%}** of its duration beyond "
+            "its listing alone, counting as the listing's own time the duration of the no-op after it (which "
+            "lists every page and plans none): planning is CPU-bound, and a page's answer waits in the socket "
+            "while the loop plans, so its listing looks in flight for longer than it takes."
+        )
     if "latency_ratio" in v:
         flight = result["latency"]["custsync"].get("in_flight", {})
         extra = (
