@@ -8,17 +8,14 @@ touch the state store run on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from typer.testing import CliRunner, Result
 
 from sandbox import bigcapital, thredfi
-from sandbox.server import BackgroundServer, Sandbox, free_port, sandbox_config
+from sandbox.server import Sandbox, free_port, sandbox_config
 from state.store import Store
 from worker import cli
 from worker.settings import get_settings
@@ -39,45 +36,6 @@ RUN_KEYS = {
 PIPELINE = "bigcapital_to_thredfi"
 
 SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # the store plays no part here
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[Sandbox, str]]:
-    """One loopback server for the module; each test resets the emulators."""
-    box = Sandbox()
-    with BackgroundServer(box.app) as server:
-        yield box, server.url
-
-
-@pytest.fixture
-def box(served: tuple[Sandbox, str]) -> Sandbox:
-    sandbox, _ = served
-    for emulator in sandbox.emulators.values():
-        emulator.reset()
-    return sandbox
-
-
-@pytest.fixture(autouse=True)
-def _clean_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No CUSTSYNC_* from the outside; logging restored after each command."""
-    for name in (
-        "CUSTSYNC_CONFIG",
-        "CUSTSYNC_STATE_URL",
-        "CUSTSYNC_BROKER_URL",
-        "CUSTSYNC_LOG_FORMAT",
-        "CUSTSYNC_LOG_LEVEL",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    config = structlog.get_config()
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
-    structlog.configure(**config)
 
 
 @pytest.fixture

@@ -65,10 +65,10 @@ def _one_line_error(result: Result, code: int, *needles: str) -> str:
     "command", [["run", PIPELINE], ["status"], ["failures", PIPELINE], ["retry", PIPELINE], ["backfill", PIPELINE]]
 )
 def test_given_sqlite_file_in_a_missing_folder_when_any_store_command_then_exit_3_naming_the_folder(
-    tmp_path: Path, loopback: tuple[Sandbox, str], command: list[str]
+    tmp_path: Path, served: tuple[Sandbox, str], command: list[str]
 ) -> None:
     missing = tmp_path / "no" / "such" / "folder"
-    config = _config(tmp_path, loopback[1], state_url=f"sqlite:///{missing}/state.db")
+    config = _config(tmp_path, served[1], state_url=f"sqlite:///{missing}/state.db")
 
     line = _one_line_error(invoke(*command, "--config", str(config)), 3, str(missing))
     assert "does not exist" in line
@@ -76,10 +76,10 @@ def test_given_sqlite_file_in_a_missing_folder_when_any_store_command_then_exit_
 
 
 def test_given_postgres_down_when_run_then_exit_3_naming_the_url_with_its_password_masked(
-    tmp_path: Path, loopback: tuple[Sandbox, str]
+    tmp_path: Path, served: tuple[Sandbox, str]
 ) -> None:
     url = f"postgresql://custsync:{PASSWORD}@127.0.0.1:1/custsync"
-    config = _config(tmp_path, loopback[1], state_url=url)
+    config = _config(tmp_path, served[1], state_url=url)
 
     line = _one_line_error(invoke("run", PIPELINE, "--config", str(config)), 3, "custsync:***@127.0.0.1:1/custsync")
     assert "cannot open" in line
@@ -87,11 +87,11 @@ def test_given_postgres_down_when_run_then_exit_3_naming_the_url_with_its_passwo
 
 @pytest.mark.postgres
 def test_given_unknown_postgres_database_when_status_then_exit_3_saying_it_does_not_exist(
-    tmp_path: Path, loopback: tuple[Sandbox, str]
+    tmp_path: Path, served: tuple[Sandbox, str]
 ) -> None:
     name = f"custsync_missing_{uuid.uuid4().hex[:8]}"
     url = PG_SERVER.rsplit("/", 1)[0].replace("postgres@", f"postgres:{PASSWORD}@") + f"/{name}"
-    config = _config(tmp_path, loopback[1], state_url=url)
+    config = _config(tmp_path, served[1], state_url=url)
 
     _one_line_error(invoke("status", "--config", str(config)), 3, name, "does not exist", "postgres:***@")
 
@@ -105,19 +105,19 @@ def test_given_unknown_postgres_database_when_status_then_exit_3_saying_it_does_
     ],
 )
 def test_given_unsupported_or_malformed_state_url_when_run_then_exit_2(
-    tmp_path: Path, loopback: tuple[Sandbox, str], url: str, needle: str
+    tmp_path: Path, served: tuple[Sandbox, str], url: str, needle: str
 ) -> None:
-    config = _config(tmp_path, loopback[1], state_url=url)
+    config = _config(tmp_path, served[1], state_url=url)
 
     _one_line_error(invoke("run", PIPELINE, "--config", str(config)), 2, needle)
 
 
 def test_given_state_file_that_is_not_a_database_when_status_then_exit_2_naming_it(
-    tmp_path: Path, loopback: tuple[Sandbox, str]
+    tmp_path: Path, served: tuple[Sandbox, str]
 ) -> None:
     state = tmp_path / "state.db"
     state.write_text("this is a text file, not SQLite " * 100, encoding="utf-8")
-    config = _config(tmp_path, loopback[1], state_url=f"sqlite:///{state}")
+    config = _config(tmp_path, served[1], state_url=f"sqlite:///{state}")
 
     _one_line_error(invoke("status", "--config", str(config)), 2, str(state), "not a SQLite database")
 
@@ -148,14 +148,14 @@ def _check_one_line(done: subprocess.CompletedProcess[str], code: int, *needles:
 
 
 def test_given_read_only_state_file_when_run_then_exit_3_saying_it_cannot_write(
-    tmp_path: Path, loopback: tuple[Sandbox, str]
+    tmp_path: Path, served: tuple[Sandbox, str]
 ) -> None:
     state = tmp_path / "state.db"
     from state.store import Store
 
     Store(f"sqlite:///{state}").close()
     state.chmod(0o444)
-    config = _config(tmp_path, loopback[1], state_url=f"sqlite:///{state}")
+    config = _config(tmp_path, served[1], state_url=f"sqlite:///{state}")
 
     done = _without_file_override("run", PIPELINE, "--config", str(config), cwd=tmp_path)
 
@@ -190,11 +190,11 @@ def test_given_config_not_readable_when_run_then_exit_2_naming_it(tmp_path: Path
 
 
 def test_given_no_sqlite_file_when_dry_run_then_plan_is_made_and_no_file_is_created(
-    tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox
+    tmp_path: Path, served: tuple[Sandbox, str], box: Sandbox
 ) -> None:
-    emulators["bigcapital"].seed_fake(5)
+    box["bigcapital"].seed_fake(5)
     state = tmp_path / "state.db"
-    config = _config(tmp_path, loopback[1], state_url=f"sqlite:///{state}")
+    config = _config(tmp_path, served[1], state_url=f"sqlite:///{state}")
 
     result = invoke("run", PIPELINE, "--dry-run", "--json", "--config", str(config))
 
@@ -203,15 +203,15 @@ def test_given_no_sqlite_file_when_dry_run_then_plan_is_made_and_no_file_is_crea
     assert summary["dry_run"] is True
     assert summary["created"] == 5
     assert list(tmp_path.glob("state.db*")) == [], "the dry run created the state store"
-    assert emulators["thredfi"].writes() == []
+    assert box["thredfi"].writes() == []
 
 
 def test_given_existing_store_when_dry_run_then_it_plans_against_it_and_changes_nothing(
-    tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox
+    tmp_path: Path, served: tuple[Sandbox, str], box: Sandbox
 ) -> None:
-    emulators["bigcapital"].seed_fake(4)
+    box["bigcapital"].seed_fake(4)
     state = tmp_path / "state.db"
-    config = _config(tmp_path, loopback[1], state_url=f"sqlite:///{state}")
+    config = _config(tmp_path, served[1], state_url=f"sqlite:///{state}")
     assert invoke("run", PIPELINE, "--config", str(config)).exit_code == 0
     from state.store import Store
 
@@ -233,10 +233,10 @@ def test_given_existing_store_when_dry_run_then_it_plans_against_it_and_changes_
 
 @pytest.mark.postgres
 def test_given_empty_postgres_database_when_dry_run_then_no_table_is_created(
-    tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox, pg_url: str
+    tmp_path: Path, served: tuple[Sandbox, str], box: Sandbox, pg_url: str
 ) -> None:
-    emulators["bigcapital"].seed_fake(3)
-    config = _config(tmp_path, loopback[1], state_url=pg_url)
+    box["bigcapital"].seed_fake(3)
+    config = _config(tmp_path, served[1], state_url=pg_url)
 
     result = invoke("run", PIPELINE, "--dry-run", "--json", "--config", str(config))
 
@@ -249,11 +249,11 @@ def test_given_empty_postgres_database_when_dry_run_then_no_table_is_created(
 
 @pytest.mark.postgres
 def test_given_unknown_postgres_database_when_dry_run_then_it_plans_against_an_empty_state(
-    tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox
+    tmp_path: Path, served: tuple[Sandbox, str], box: Sandbox
 ) -> None:
-    emulators["bigcapital"].seed_fake(2)
+    box["bigcapital"].seed_fake(2)
     name = f"custsync_missing_{uuid.uuid4().hex[:8]}"
-    config = _config(tmp_path, loopback[1], state_url=f"{PG_SERVER.rsplit('/', 1)[0]}/{name}")
+    config = _config(tmp_path, served[1], state_url=f"{PG_SERVER.rsplit('/', 1)[0]}/{name}")
 
     result = invoke("run", PIPELINE, "--dry-run", "--json", "--config", str(config))
 
@@ -267,13 +267,13 @@ def test_given_unknown_postgres_database_when_dry_run_then_it_plans_against_an_e
 
 
 def test_given_relative_sqlite_url_when_run_from_elsewhere_then_the_file_is_next_to_the_config(
-    tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, served: tuple[Sandbox, str], box: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    emulators["bigcapital"].seed_fake(3)
+    box["bigcapital"].seed_fake(3)
     home, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     home.mkdir()
     elsewhere.mkdir()
-    config = _config(home, loopback[1], state_url="sqlite:///state.db")
+    config = _config(home, served[1], state_url="sqlite:///state.db")
     monkeypatch.chdir(elsewhere)
 
     assert invoke("run", PIPELINE, "--config", str(config)).exit_code == 0
@@ -285,10 +285,10 @@ def test_given_relative_sqlite_url_when_run_from_elsewhere_then_the_file_is_next
 
 
 def test_given_broker_down_when_check_then_exit_3_naming_the_masked_broker_url(
-    tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox
+    tmp_path: Path, served: tuple[Sandbox, str], box: Sandbox
 ) -> None:
     config = _config(
-        tmp_path, loopback[1], state_url=f"sqlite:///{tmp_path}/s.db", broker_url=f"redis://:{PASSWORD}@127.0.0.1:1/0"
+        tmp_path, served[1], state_url=f"sqlite:///{tmp_path}/s.db", broker_url=f"redis://:{PASSWORD}@127.0.0.1:1/0"
     )
 
     result = invoke("check", "--config", str(config))
@@ -303,10 +303,10 @@ def test_given_broker_down_when_check_then_exit_3_naming_the_masked_broker_url(
 
 
 def test_given_state_store_unreachable_when_check_then_exit_3_naming_it(
-    tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox
+    tmp_path: Path, served: tuple[Sandbox, str], box: Sandbox
 ) -> None:
     url = f"postgresql://custsync:{PASSWORD}@127.0.0.1:1/custsync"
-    config = _config(tmp_path, loopback[1], state_url=url, broker_url="redis://127.0.0.1:6379/7")
+    config = _config(tmp_path, served[1], state_url=url, broker_url="redis://127.0.0.1:6379/7")
 
     result = invoke("check", "--config", str(config))
 
@@ -320,11 +320,9 @@ def test_given_state_store_unreachable_when_check_then_exit_3_naming_it(
 
 
 def test_given_everything_reachable_when_check_then_store_and_broker_ok_and_exit_0(
-    tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox
+    tmp_path: Path, served: tuple[Sandbox, str], box: Sandbox
 ) -> None:
-    config = _config(
-        tmp_path, loopback[1], state_url=f"sqlite:///{tmp_path}/s.db", broker_url="redis://127.0.0.1:6379/7"
-    )
+    config = _config(tmp_path, served[1], state_url=f"sqlite:///{tmp_path}/s.db", broker_url="redis://127.0.0.1:6379/7")
 
     result = invoke("check", "--config", str(config))
 
@@ -346,10 +344,10 @@ def test_given_empty_config_when_check_then_a_warning_not_valid(tmp_path: Path) 
 
 
 def test_given_no_redis_when_run_then_the_store_lock_covers_it_and_no_warning_is_printed(
-    tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox
+    tmp_path: Path, served: tuple[Sandbox, str], box: Sandbox
 ) -> None:
-    emulators["bigcapital"].seed_fake(2)
-    config = _config(tmp_path, loopback[1], state_url=f"sqlite:///{tmp_path}/s.db")
+    box["bigcapital"].seed_fake(2)
+    config = _config(tmp_path, served[1], state_url=f"sqlite:///{tmp_path}/s.db")
     get_settings.cache_clear()
 
     result = CliRunner().invoke(

@@ -8,7 +8,6 @@ import json
 import logging
 import re
 import tomllib
-from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from structlog.testing import capture_logs
 from typer.testing import CliRunner, Result
 
 from sandbox import bigcapital
-from sandbox.server import BackgroundServer, Sandbox, is_loopback, sandbox_config
+from sandbox.server import Sandbox, is_loopback, sandbox_config
 from worker import cli, metrics
 from worker.config import load_config
 from worker.progress import LiveProgress, RecordTally
@@ -32,34 +31,9 @@ REDIS_URL = "redis://127.0.0.1:6379/10"
 
 
 @pytest.fixture(autouse=True)
-def _clean_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("CUSTSYNC_CONFIG", "CUSTSYNC_STATE_URL", "CUSTSYNC_BROKER_URL", "CUSTSYNC_LOG_FORMAT"):
-        monkeypatch.delenv(name, raising=False)
+def _no_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The output's width is the console's own, not the terminal the tests run in (the rest: conftest.py)."""
     monkeypatch.delenv("COLUMNS", raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    config = structlog.get_config()
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
-    structlog.configure(**config)
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[Sandbox, str]]:
-    box = Sandbox()
-    with BackgroundServer(box.app) as server:
-        yield box, server.url
-
-
-@pytest.fixture
-def box(served: tuple[Sandbox, str]) -> Sandbox:
-    for emulator in served[0].emulators.values():
-        emulator.reset()
-    return served[0]
 
 
 def _config(tmp_path: Path, url: str, *, broker_url: str = NO_BROKER, schedule: str | None = None) -> Path:

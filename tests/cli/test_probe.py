@@ -51,9 +51,9 @@ def _probe_json(config: Path, connection: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_given_sandbox_system_when_probed_then_every_field_is_reported_and_the_customer_is_removed(
-    tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox, system: str
+    tmp_path: Path, served: tuple[Sandbox, str], box: Sandbox, system: str
 ) -> None:
-    report = _probe_json(_config(tmp_path, loopback[1]), system)
+    report = _probe_json(_config(tmp_path, served[1]), system)
 
     spec = REGISTRY[system].spec
     fields = report["fields"]
@@ -67,7 +67,7 @@ def test_given_sandbox_system_when_probed_then_every_field_is_reported_and_the_c
             assert result["stored"] is False
     assert fields["name"]["sent"].startswith("custsync probe ")
     assert fields["name"]["stored"] is True
-    emulator = emulators[system]
+    emulator = box[system]
     if system == "timbrix":
         assert report["cleanup"] == "deleted"
         assert emulator.records == {}, "no archived state: the test customer is deleted"
@@ -78,9 +78,9 @@ def test_given_sandbox_system_when_probed_then_every_field_is_reported_and_the_c
 
 
 def test_given_piriod_when_probed_then_the_folded_address_is_reported_changed(
-    tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox
+    tmp_path: Path, served: tuple[Sandbox, str], box: Sandbox
 ) -> None:
-    fields = _probe_json(_config(tmp_path, loopback[1]), "piriod")["fields"]
+    fields = _probe_json(_config(tmp_path, served[1]), "piriod")["fields"]
 
     # Piriod has one address line: the second is folded into it, and that is what comes back.
     assert fields["address_line1"]["status"] == "changed"
@@ -140,20 +140,20 @@ def test_given_bigcapital_dropping_the_postcode_like_the_real_server_when_probed
 
 
 def test_given_no_create_flag_when_probe_then_exit_2_explaining_it_writes_and_nothing_is_written(
-    tmp_path: Path, loopback: tuple[Sandbox, str], emulators: Sandbox
+    tmp_path: Path, served: tuple[Sandbox, str], box: Sandbox
 ) -> None:
-    result = invoke("probe", "thredfi", "--config", str(_config(tmp_path, loopback[1])))
+    result = invoke("probe", "thredfi", "--config", str(_config(tmp_path, served[1])))
 
     assert result.exit_code == 2, result.output
     assert "--create-test-customer" in result.stderr
     assert "writes" in result.stderr
-    assert emulators["thredfi"].writes() == []
+    assert box["thredfi"].writes() == []
 
 
 def test_given_unknown_connection_when_probe_then_exit_2_listing_known_ones(
-    tmp_path: Path, loopback: tuple[Sandbox, str]
+    tmp_path: Path, served: tuple[Sandbox, str]
 ) -> None:
-    result = invoke("probe", "nope", "--create-test-customer", "--config", str(_config(tmp_path, loopback[1])))
+    result = invoke("probe", "nope", "--create-test-customer", "--config", str(_config(tmp_path, served[1])))
 
     assert result.exit_code == 2, result.output
     assert "nope" in result.stderr

@@ -20,26 +20,18 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sandbox.fake import fake_customers
-from sandbox.server import BackgroundServer, Sandbox, sandbox_config
+from sandbox.server import Sandbox, sandbox_config
 from state.store import Store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 COUNT = 40
 CLOSED_BROKER = "redis://127.0.0.1:1/0"
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[Sandbox, str]]:
-    box = Sandbox()
-    with BackgroundServer(box.app) as server:
-        yield box, server.url
 
 
 def _seed_thredfi(box: Sandbox, *, countries: tuple[str, ...] | None) -> None:

@@ -10,47 +10,25 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from typer.testing import CliRunner, Result
 
-from connectors.secrets import forget_all
-from sandbox.server import BackgroundServer, Sandbox
+from sandbox.server import Sandbox
+from tests.support.loopback import box, clean_process, served
 from tests.support.twoway import twoway_toml
 from worker import cli as cli_app
 from worker.settings import get_settings
 
 NO_BROKER = "redis://127.0.0.1:1/0"
-_VARIABLES = (
-    "CUSTSYNC_CONFIG",
-    "CUSTSYNC_STATE_URL",
-    "CUSTSYNC_BROKER_URL",
-    "CUSTSYNC_LOG_FORMAT",
-    "CUSTSYNC_LOG_LEVEL",
-)
+
+__all__ = ["box", "served"]  # fixtures, for the tests of this folder
 
 ConfigFileFn = Callable[..., Path]
 CliFn = Callable[..., Result]
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[Sandbox, str]]:
-    box = Sandbox()
-    with BackgroundServer(box.app) as server:
-        yield box, server.url
-
-
-@pytest.fixture
-def box(served: tuple[Sandbox, str]) -> Sandbox:
-    sandbox, _ = served
-    for emulator in sandbox.emulators.values():
-        emulator.reset()
-    return sandbox
 
 
 @pytest.fixture
@@ -65,21 +43,9 @@ def config_file(tmp_path: Path, served: tuple[Sandbox, str], store_url: str) -> 
 
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[CliFn]:
-    for name in _VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    config = structlog.get_config()
-
     def invoke(*args: str) -> Result:
         get_settings.cache_clear()
         return CliRunner().invoke(cli_app.app, list(args))
 
-    get_settings.cache_clear()
-    yield invoke
-    get_settings.cache_clear()
-    forget_all()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
-    structlog.configure(**config)
+    with clean_process(monkeypatch):
+        yield invoke

@@ -19,12 +19,11 @@ both runs have read their source before either writes. Afterwards:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sandbox.server import BackgroundServer, Sandbox
+from sandbox.server import Sandbox
 from state.store import Store
 from tests.support.twoway import (
     by_email,
@@ -47,13 +46,6 @@ BC, TH = "bigcapital", "thredfi"
 PIPELINES = (f"{BC}_to_{TH}", f"{TH}_to_{BC}")
 CLOSED_BROKER = "redis://127.0.0.1:1/0"
 PHONES = {"MX": "+525598765400", "US": "+15125550100", "GB": "+442079460100", "CL": "+56229876500"}
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[Sandbox, str]]:
-    box = Sandbox()
-    with BackgroundServer(box.app) as server:
-        yield box, server.url
 
 
 async def sequential_round(config: AppConfig, store_url: str) -> None:
