@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+import orjson
+
 from connectors.model import Customer
 from worker.topology import Rules
 
@@ -72,6 +74,15 @@ def _digest(encoded: str) -> str:
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()[:16]
 
 
+def _text_digest(value: str) -> str:
+    """``_digest(_ENCODE_TEXT(value))``: orjson writes a string's JSON as the stdlib does, ten times faster
+    (``tests/test_fingerprint_bytes.py``); a lone surrogate, which it refuses, takes the stdlib's path."""
+    try:
+        return hashlib.sha256(orjson.dumps(value)).hexdigest()[:16]
+    except orjson.JSONEncodeError:
+        return _digest(_ENCODE_TEXT(value))
+
+
 #: the hash of an empty field (``None`` or empty text): most fields of most records.
 EMPTY = _digest(_ENCODE(None))
 
@@ -80,7 +91,7 @@ def value_hash(value: object) -> str:
     """A short, stable hash of one field's value (empty text and ``None`` are the same)."""
     if value is None or value == "":
         return EMPTY
-    return _digest(_ENCODE_TEXT(value) if type(value) is str else _ENCODE(value))
+    return _text_digest(value) if type(value) is str else _digest(_ENCODE(value))
 
 
 def hashes(customer: Customer, fields: Iterable[str]) -> dict[str, str]:
