@@ -110,9 +110,13 @@ def updated(customer: Customer, changes: Mapping[str, object]) -> Customer:
 _FINGERPRINTED = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
 
 
+#: the value types orjson writes as the stdlib does.
+_TEXT = frozenset({str, type(None)})
+
+
 def canonical_json(payload: Mapping[str, object]) -> bytes:
     """``payload`` as the bytes a fingerprint hashes: :data:`_FINGERPRINTED`'s, UTF-8 (keys sorted)."""
-    if all(value is None or type(value) is str for value in payload.values()):
+    if _TEXT.issuperset(map(type, payload.values())):
         try:
             return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:  # a lone surrogate (or a key that is not text): the stdlib's path
@@ -133,7 +137,8 @@ def fingerprint(customer: Customer, fields: Iterable[str]) -> str:
     Returns:
         A hex SHA-256 digest, stable across processes and Python versions.
     """
-    payload = {name: getattr(customer, name) for name in fields if name != "active"}
+    values = customer.__dict__  # a pydantic model's field values
+    payload = {name: values[name] for name in fields if name != "active"}
     return hashlib.sha256(canonical_json(payload)).hexdigest()
 
 
