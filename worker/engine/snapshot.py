@@ -41,7 +41,7 @@ def read_snapshot(
     claims = store.links_by_identity(source.name, list(identities.values())) if identities else {}
     fresh = [i for i in identities.values() if i not in target_links]
     if fresh:
-        target_links = {**target_links, **store.links_by_identity(target.name, fresh)}
+        target_links.update(store.links_by_identity(target.name, fresh))
     quarantined = {q.source_id: q for q in store.quarantined(pipeline, [r.id for r in records])}
     return Snapshot(source_links, known, aliases, identities, claims, target_links, quarantined)
 

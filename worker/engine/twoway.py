@@ -50,9 +50,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-import orjson
-
-from connectors.model import Customer
+from connectors.model import Customer, text_json
 from worker.topology import Rules
 
 #: a memory value meaning "this side holds a value its owner will overwrite".
@@ -65,22 +63,12 @@ UNSENT = "?"
 NOT_FLOWING = frozenset({"folded", "constant"})
 
 
-#: ``json.dumps(value, ensure_ascii=False)``, without building an encoder per call (text: the encoder's own escaping).
+#: ``json.dumps(value, ensure_ascii=False)``, without building an encoder per call (text: :func:`text_json`).
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
-_ENCODE_TEXT = json.encoder.encode_basestring
 
 
 def _digest(encoded: str) -> str:
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()[:16]
-
-
-def _text_digest(value: str) -> str:
-    """``_digest(_ENCODE_TEXT(value))``: orjson writes a string's JSON as the stdlib does, ten times faster
-    (``tests/test_fingerprint_bytes.py``); a lone surrogate, which it refuses, takes the stdlib's path."""
-    try:
-        return hashlib.sha256(orjson.dumps(value)).hexdigest()[:16]
-    except orjson.JSONEncodeError:
-        return _digest(_ENCODE_TEXT(value))
 
 
 #: the hash of an empty field (``None`` or empty text): most fields of most records.
@@ -91,7 +79,9 @@ def value_hash(value: object) -> str:
     """A short, stable hash of one field's value (empty text and ``None`` are the same)."""
     if value is None or value == "":
         return EMPTY
-    return _text_digest(value) if type(value) is str else _digest(_ENCODE(value))
+    if type(value) is str:
+        return hashlib.sha256(text_json(value)).hexdigest()[:16]
+    return _digest(_ENCODE(value))
 
 
 def hashes(customer: Customer, fields: Iterable[str]) -> dict[str, str]:
